@@ -1,0 +1,16 @@
+/* liteyuki-comm.h: process channels and shared storage for GLib applications
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#define LITEYUKI_COMM_INSIDE
+
+#include <gio/gio.h>
+
+#include "ly-version.h"
+#include "ly-enums.h"
+#include "ly-channel.h"
+
+#undef LITEYUKI_COMM_INSIDE

@@ -1,0 +1,21 @@
+/* ly-channel-private.h
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include "ly-channel.h"
+#include "ly-transport-private.h"
+
+G_BEGIN_DECLS
+
+/* How long a channel that was closed and then dropped keeps trying to
+ * write what was queued before it: close() promises a flush, but a peer
+ * that never reads must not keep the fd forever. */
+#define LY_CHANNEL_LINGER_USEC (10 * G_USEC_PER_SEC)
+
+LyChannel *ly_channel_new_for_transport (const char  *name,
+                                         LyTransport *transport);
+
+G_END_DECLS

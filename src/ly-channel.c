@@ -1,0 +1,2436 @@
+/* ly-channel.c
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib-unix.h>
+#include <glib/gstdio.h>
+
+#include "ly-channel-private.h"
+#include "ly-enums.h"
+#include "ly-i18n-private.h"
+#include "ly-wire-private.h"
+
+/**
+ * LyChannel:
+ *
+ * One endpoint of an ordered, reliable, full-duplex message link
+ * between exactly two endpoints, usually in two processes.
+ *
+ * Messages are [struct@GLib.Variant]s of any type.  A channel is created
+ * over a connected socket ([ctor@Ly.Channel.new_for_fd]), over any
+ * [class@Gio.IOStream] ([ctor@Ly.Channel.new_for_stream]), or as a
+ * connected pair inside one process ([func@Ly.Channel.new_pair]).
+ *
+ * ## Sending
+ *
+ * [method@Ly.Channel.send] never blocks: it queues the message and
+ * returns.  Queued messages leave in batches, many per system call, when
+ * the channel's main context next runs (or at once when no thread runs
+ * that context).  It fails when the channel is closed, when the message
+ * does not match [property@Ly.Channel:message-type], when it exceeds
+ * [property@Ly.Channel:max-message-size], and when the queue is over
+ * [property@Ly.Channel:max-queued-bytes].  [method@Ly.Channel.send_async]
+ * waits for room instead (back-pressure) and completes once the message
+ * is written.
+ *
+ * ## Receiving
+ *
+ * A channel is used in one of two modes, fixed by its first use (see
+ * [enum@Ly.ChannelMode]):
+ *
+ * - passive: the [signal@Ly.Channel::received] signal is emitted for
+ *   each message, in the thread-default main context of the thread that
+ *   created the channel.  The signal is detailed by the message's type
+ *   string, so a handler connected to `received::s` gets only strings.
+ * - active: [method@Ly.Channel.receive] blocks (for worker threads, or
+ *   programs without a main loop) and [method@Ly.Channel.receive_async]
+ *   does not.
+ *
+ * ## Closing
+ *
+ * [method@Ly.Channel.close] writes what was queued, then tells the peer,
+ * whose channel emits [signal@Ly.Channel::closed] with no error.  A
+ * peer that goes away without closing (a crash) gives `closed` with
+ * %LY_CHANNEL_ERROR_DISCONNECTED, and invalid input from the peer gives
+ * %LY_CHANNEL_ERROR_PROTOCOL.  Messages that arrived before the end can
+ * still be received; then receiving fails with %LY_CHANNEL_ERROR_CLOSED.
+ *
+ * All methods may be called from any thread.
+ */
+
+/* How the work is split.
+ *
+ * All state is under @mutex.  No thread is created: a GSource attached
+ * to the creating thread's context reads, writes and delivers.  A
+ * thread blocked in receive() or flush() does not rely on that context
+ * running: one of them at a time (the "poller") polls the socket itself
+ * and does the same non-blocking I/O, and the others wait on @cond.
+ * Whoever reads wakes the poller through @wakeup_fd and the others
+ * through @cond.  Signals and GTask completions happen only in the
+ * source's dispatch, outside the lock, so handlers may call back into
+ * the channel.
+ *
+ * Sending appends a frame to @writer.  A batch is written when the
+ * context runs the source, right after a dispatch that delivered
+ * messages (so replies leave in one write), or by the sender itself
+ * once 64 KiB are queued or when no thread runs the context. */
+
+typedef struct
+{
+  GSource  source;
+  GWeakRef channel;
+} ChannelSource;
+
+/* A GTask waiting on the channel: a receive, a send waiting for room or
+ * for its bytes to be written, or a flush. */
+typedef struct
+{
+  GTask        *task;
+  GVariant     *message;
+  guint64       target;
+  GCancellable *cancellable;
+  gulong        cancel_id;
+} PendingOp;
+
+struct _LyChannel
+{
+  GObject       parent_instance;
+
+  GMutex        mutex;
+  GCond         cond;
+
+  char         *name;
+  GMainContext *context;
+  GSource      *source;
+
+  LyTransport  *transport;          /* NULL once the connection ended */
+  GIOCondition  interest;
+  LyWireReader *reader;
+  LyWireWriter *writer;
+
+  GVariantType *message_type;
+  LyChannelMode mode;
+  gsize         max_message_size;
+  gsize         max_queued_bytes;
+
+  char         *peer_process_name;
+  GPid          peer_pid;
+  GError       *end_error;          /* why the connection ended; NULL when clean */
+
+  GQueue        incoming;           /* of GVariant*, oldest first */
+  gsize         incoming_bytes;
+  GQueue        receive_ops;        /* of PendingOp* */
+  GQueue        send_waiters;       /* sends waiting for room, and flushes behind them */
+  GQueue        send_acks;          /* sends and flushes waiting for their bytes to leave */
+
+  int           wakeup_fd;
+  guint         n_waiters;
+
+  guint         hello_received : 1;
+  guint         closed : 1;         /* closed locally, or the connection ended */
+  guint         ended : 1;          /* the transport is gone */
+  guint         closed_emitted : 1;
+  guint         poller_active : 1;
+  guint         mode_changed : 1;
+  guint         warned_mixed : 1;
+};
+
+enum {
+  PROP_0,
+  PROP_NAME,
+  PROP_MESSAGE_TYPE,
+  PROP_MODE,
+  PROP_CLOSED,
+  PROP_MAX_MESSAGE_SIZE,
+  PROP_MAX_QUEUED_BYTES,
+  PROP_PEER_PROCESS_NAME,
+  PROP_PEER_PID,
+  N_PROPS
+};
+
+enum {
+  RECEIVED,
+  CLOSED,
+  N_SIGNALS
+};
+
+static GParamSpec *properties[N_PROPS];
+static guint signals[N_SIGNALS];
+
+/* While a UNSET channel holds messages, look again this often. */
+#define UNSET_RECHECK_USEC (50 * 1000)
+
+/* A thread blocked on @cond looks at the channel again this often even
+ * without a wake-up, so that a context that stopped running cannot
+ * leave it waiting forever. */
+#define WAIT_SLICE_USEC (250 * 1000)
+
+static const GDBusErrorEntry channel_error_entries[] = {
+  { LY_CHANNEL_ERROR_CLOSED,        "icu.liteyuki.Comm1.Error.Channel.Closed" },
+  { LY_CHANNEL_ERROR_TYPE_MISMATCH, "icu.liteyuki.Comm1.Error.Channel.TypeMismatch" },
+  { LY_CHANNEL_ERROR_TOO_LARGE,     "icu.liteyuki.Comm1.Error.Channel.TooLarge" },
+  { LY_CHANNEL_ERROR_MODE,          "icu.liteyuki.Comm1.Error.Channel.Mode" },
+  { LY_CHANNEL_ERROR_FULL,          "icu.liteyuki.Comm1.Error.Channel.Full" },
+  { LY_CHANNEL_ERROR_PROTOCOL,      "icu.liteyuki.Comm1.Error.Channel.Protocol" },
+  { LY_CHANNEL_ERROR_DISCONNECTED,  "icu.liteyuki.Comm1.Error.Channel.Disconnected" },
+};
+
+G_STATIC_ASSERT (G_N_ELEMENTS (channel_error_entries) == LY_CHANNEL_ERROR_DISCONNECTED + 1);
+
+GQuark
+ly_channel_error_quark (void)
+{
+  static gsize quark = 0;
+
+  ly_i18n_init ();
+  g_dbus_error_register_error_domain ("ly-channel-error-quark", &quark,
+                                      channel_error_entries,
+                                      G_N_ELEMENTS (channel_error_entries));
+  return (GQuark) quark;
+}
+
+G_DEFINE_FINAL_TYPE (LyChannel, ly_channel, G_TYPE_OBJECT)
+
+/* Pending operations ------------------------------------------------------ */
+
+static PendingOp *
+pending_op_new (GTask    *task,
+                GVariant *message)
+{
+  PendingOp *op = g_new0 (PendingOp, 1);
+
+  op->task = g_object_ref (task);
+  op->message = message != NULL ? g_variant_ref (message) : NULL;
+  op->cancellable = g_task_get_cancellable (task);
+  if (op->cancellable != NULL)
+    g_object_ref (op->cancellable);
+
+  return op;
+}
+
+/* Ends @op; called without the lock, since disconnecting may wait for a
+ * cancellation handler that takes it. */
+static void
+pending_op_finish (PendingOp *op,
+                   GError    *error,
+                   GVariant  *received)
+{
+  if (op->cancel_id != 0)
+    g_cancellable_disconnect (op->cancellable, op->cancel_id);
+
+  if (error != NULL)
+    g_task_return_error (op->task, error);
+  else if (received != NULL)
+    g_task_return_pointer (op->task, received, (GDestroyNotify) g_variant_unref);
+  else
+    g_task_return_boolean (op->task, TRUE);
+
+  g_clear_pointer (&op->message, g_variant_unref);
+  g_clear_object (&op->cancellable);
+  g_object_unref (op->task);
+  g_free (op);
+}
+
+static PendingOp *
+ops_steal_task (GQueue *ops,
+                GTask  *task)
+{
+  for (GList *l = ops->head; l != NULL; l = l->next)
+    {
+      PendingOp *op = l->data;
+
+      if (op->task == task)
+        {
+          g_queue_delete_link (ops, l);
+          return op;
+        }
+    }
+
+  return NULL;
+}
+
+/* Errors ------------------------------------------------------------------ */
+
+static GError *
+closed_error_new_locked (LyChannel *self)
+{
+  if (self->end_error != NULL)
+    return g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_CLOSED,
+                        _("Channel “%s” is closed: %s"), self->name, self->end_error->message);
+
+  return g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_CLOSED,
+                      _("Channel “%s” is closed"), self->name);
+}
+
+/* Waking and scheduling --------------------------------------------------- */
+
+static void
+wake_waiters_locked (LyChannel *self)
+{
+  if (self->n_waiters > 0)
+    g_cond_broadcast (&self->cond);
+
+  if (self->poller_active && self->wakeup_fd >= 0)
+    {
+      guint64 one = 1;
+
+      /* a full counter is still readable: the poller wakes either way */
+      if (write (self->wakeup_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        g_warning ("Could not wake a thread waiting on channel “%s”: %s",
+                   self->name, g_strerror (errno));
+    }
+}
+
+static void
+schedule_dispatch_locked (LyChannel *self,
+                          gint64     delay_usec)
+{
+  gint64 when;
+  gint64 current;
+
+  if (self->source == NULL)
+    return;
+
+  when = delay_usec == 0 ? 0 : g_get_monotonic_time () + delay_usec;
+  current = g_source_get_ready_time (self->source);
+  if (current == -1 || when < current)
+    g_source_set_ready_time (self->source, when);
+}
+
+static void
+update_interest_locked (LyChannel *self)
+{
+  GIOCondition interest = 0;
+
+  if (self->transport == NULL || self->source == NULL)
+    return;
+
+  /* Reading stops while the receive queue is over its bound: the
+   * kernel's buffer fills and the peer's sends wait.  That is the
+   * back-pressure. */
+  if (!self->closed && self->incoming_bytes < self->max_queued_bytes)
+    interest |= G_IO_IN;
+  if (ly_wire_writer_get_queued (self->writer) > 0)
+    interest |= G_IO_OUT;
+
+  if (interest != self->interest)
+    {
+      self->interest = interest;
+      ly_transport_set_interest (self->transport, self->source, interest);
+    }
+}
+
+/* Whether the channel's context will run our source soon: this thread is
+ * dispatching it, or another thread owns it.  When nobody runs it, sends
+ * are written at once instead of waiting for a batch. */
+static gboolean
+context_will_dispatch (LyChannel *self)
+{
+  GSource *current = g_main_current_source ();
+
+  if (current != NULL && g_source_get_context (current) == self->context)
+    return TRUE;
+
+  if (g_main_context_acquire (self->context))
+    {
+      g_main_context_release (self->context);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* Arms the source for what only a dispatch can do: emit, complete
+ * operations.  A UNSET channel holding messages is looked at again
+ * later: a handler may be connected, and no GObject hook tells us. */
+static void
+schedule_needed_dispatch_locked (LyChannel *self)
+{
+  PendingOp *ack = g_queue_peek_head (&self->send_acks);
+  gboolean has_messages = !g_queue_is_empty (&self->incoming);
+
+  if ((has_messages && self->mode == LY_CHANNEL_MODE_PASSIVE) ||
+      (has_messages && !g_queue_is_empty (&self->receive_ops)) ||
+      (ack != NULL && ack->target <= ly_wire_writer_get_written_total (self->writer)) ||
+      (self->closed && !self->closed_emitted) ||
+      self->mode_changed)
+    schedule_dispatch_locked (self, 0);
+  else if (has_messages && self->mode == LY_CHANNEL_MODE_UNSET)
+    schedule_dispatch_locked (self, UNSET_RECHECK_USEC);
+}
+
+/* The end of a connection ------------------------------------------------- */
+
+/* Takes @error (NULL for a clean end). */
+static void
+end_connection_locked (LyChannel *self,
+                       GError    *error)
+{
+  if (self->ended)
+    {
+      g_clear_error (&error);
+      return;
+    }
+
+  if (error != NULL)
+    g_debug ("Channel “%s” ended: %s", self->name, error->message);
+
+  self->ended = TRUE;
+  self->closed = TRUE;
+  self->end_error = error;
+
+  if (self->source != NULL)
+    ly_transport_detach (self->transport, self->source);
+  self->interest = 0;
+  /* A poller still holds a reference: the fd closes when it lets go. */
+  g_clear_pointer (&self->transport, ly_transport_unref);
+  ly_wire_writer_clear (self->writer);
+
+  wake_waiters_locked (self);
+  schedule_dispatch_locked (self, 0);
+}
+
+/* Writing ----------------------------------------------------------------- */
+
+static gsize
+message_frame_size (GVariant *message)
+{
+  return ly_wire_frame_size (strlen (g_variant_get_type_string (message)),
+                             g_variant_get_size (message));
+}
+
+static gboolean
+has_room_locked (LyChannel *self,
+                 gsize      frame_size)
+{
+  gsize queued = ly_wire_writer_get_queued (self->writer);
+
+  /* An empty queue takes any one message: the bound is on backlog. */
+  return queued == 0 || queued + frame_size <= self->max_queued_bytes;
+}
+
+/* Moves sends that waited for room into the queue, in order. */
+static void
+pump_send_waiters_locked (LyChannel *self)
+{
+  PendingOp *op;
+
+  while ((op = g_queue_peek_head (&self->send_waiters)) != NULL)
+    {
+      if (op->message != NULL)
+        {
+          if (!has_room_locked (self, message_frame_size (op->message)))
+            break;
+          ly_wire_writer_append (self->writer, LY_WIRE_KIND_MESSAGE, op->message);
+          g_clear_pointer (&op->message, g_variant_unref);
+        }
+
+      op->target = ly_wire_writer_get_enqueued_total (self->writer);
+      g_queue_push_tail (&self->send_acks, g_queue_pop_head (&self->send_waiters));
+    }
+}
+
+static void
+write_locked (LyChannel *self)
+{
+  GOutputVector vectors[64];
+
+  while (self->transport != NULL && ly_wire_writer_get_queued (self->writer) > 0)
+    {
+      g_autoptr(GError) error = NULL;
+      gsize n_vectors = ly_wire_writer_get_vectors (self->writer, vectors, G_N_ELEMENTS (vectors));
+      gsize offered = 0;
+      gssize n;
+
+      for (gsize i = 0; i < n_vectors; i++)
+        offered += vectors[i].size;
+
+      n = ly_transport_writev (self->transport, vectors, n_vectors, &error);
+      if (n < 0)
+        {
+          if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+            break;
+
+          end_connection_locked (self,
+                                 g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_DISCONNECTED,
+                                              _("Could not write to the peer of channel “%s”: %s"),
+                                              self->name, error->message));
+          return;
+        }
+
+      ly_wire_writer_consume (self->writer, n);
+      pump_send_waiters_locked (self);
+
+      if ((gsize) n < offered)
+        break;
+    }
+
+  if (ly_wire_writer_get_queued (self->writer) == 0)
+    {
+      /* After close(), the goodbye was the last frame: its leaving ends
+       * the connection cleanly. */
+      if (self->closed && !self->ended)
+        end_connection_locked (self, NULL);
+      else
+        wake_waiters_locked (self);
+    }
+}
+
+/* Reading ----------------------------------------------------------------- */
+
+static void
+handle_frame_locked (LyChannel  *self,
+                     LyWireKind  kind,
+                     GVariant   *value)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!self->hello_received)
+    {
+      if (kind != LY_WIRE_KIND_HELLO)
+        {
+          end_connection_locked (self,
+                                 g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                                              _("The peer of channel “%s” did not start with a hello frame"),
+                                              self->name));
+          g_clear_pointer (&value, g_variant_unref);
+          return;
+        }
+
+      if (!ly_wire_hello_parse (value, &self->peer_process_name, &self->peer_pid, &error))
+        {
+          end_connection_locked (self,
+                                 g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                                              "%s", error->message));
+          g_variant_unref (value);
+          return;
+        }
+
+      self->hello_received = TRUE;
+      g_variant_unref (value);
+      return;
+    }
+
+  switch (kind)
+    {
+    case LY_WIRE_KIND_MESSAGE:
+      self->incoming_bytes += g_variant_get_size (value);
+      g_queue_push_tail (&self->incoming, value);
+      break;
+
+    case LY_WIRE_KIND_GOODBYE:
+      end_connection_locked (self, NULL);
+      break;
+
+    case LY_WIRE_KIND_HELLO:
+    default:
+      g_clear_pointer (&value, g_variant_unref);
+      end_connection_locked (self,
+                             g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                                          _("The peer of channel “%s” sent a second hello frame"),
+                                          self->name));
+      break;
+    }
+}
+
+static void
+read_eof_locked (LyChannel *self)
+{
+  if (ly_wire_reader_has_partial (self->reader))
+    end_connection_locked (self,
+                           g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_DISCONNECTED,
+                                        _("The peer of channel “%s” went away in the middle of a frame"),
+                                        self->name));
+  else
+    end_connection_locked (self,
+                           g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_DISCONNECTED,
+                                        _("The peer of channel “%s” went away without closing it"),
+                                        self->name));
+}
+
+/* Decodes every complete frame in the reader's buffer. */
+static void
+decode_locked (LyChannel *self)
+{
+  for (;;)
+    {
+      g_autoptr(GError) error = NULL;
+      GVariant *value = NULL;
+      LyWireKind kind;
+
+      switch (ly_wire_reader_next (self->reader, &kind, &value, &error))
+        {
+        case LY_WIRE_FRAME:
+          handle_frame_locked (self, kind, value);
+          if (self->ended)
+            return;
+          break;
+
+        case LY_WIRE_ERROR:
+          g_prefix_error (&error, _("Channel “%s”: "), self->name);
+          end_connection_locked (self, g_steal_pointer (&error));
+          return;
+
+        case LY_WIRE_NEED_MORE:
+        default:
+          return;
+        }
+    }
+}
+
+/* Reads what is there, up to one buffer's worth so that one busy
+ * channel cannot starve the rest of the context. */
+static void
+read_locked (LyChannel *self)
+{
+  gsize budget = LY_WIRE_READ_BUFFER_SIZE;
+
+  while (self->transport != NULL && !self->closed && budget > 0 &&
+         self->incoming_bytes < self->max_queued_bytes)
+    {
+      g_autoptr(GError) error = NULL;
+      gsize space_size;
+      guint8 *space = ly_wire_reader_get_space (self->reader, &space_size);
+      gssize n = ly_transport_read (self->transport, space, space_size, &error);
+
+      if (n < 0)
+        {
+          if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+            end_connection_locked (self,
+                                   g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_DISCONNECTED,
+                                                _("Could not read from the peer of channel “%s”: %s"),
+                                                self->name, error->message));
+          break;
+        }
+
+      if (n == 0)
+        {
+          read_eof_locked (self);
+          break;
+        }
+
+      ly_wire_reader_commit (self->reader, n);
+      decode_locked (self);
+
+      /* A short read means the socket is drained: save the EAGAIN. */
+      if ((gsize) n < space_size)
+        break;
+      budget -= MIN (budget, (gsize) n);
+    }
+
+  if (!g_queue_is_empty (&self->incoming))
+    wake_waiters_locked (self);
+}
+
+static void
+do_io_locked (LyChannel    *self,
+              GIOCondition  ready)
+{
+  if (self->transport != NULL && (ready & (G_IO_OUT | G_IO_ERR | G_IO_HUP)) != 0)
+    write_locked (self);
+  if (self->transport != NULL && (ready & (G_IO_IN | G_IO_ERR | G_IO_HUP)) != 0)
+    read_locked (self);
+  update_interest_locked (self);
+}
+
+/* Delivery ---------------------------------------------------------------- */
+
+typedef struct
+{
+  GQueue  messages;          /* to emit as `received` */
+  GQueue  received_ops;      /* receive ops, ->message set to what they get */
+  GQueue  done_ops;          /* sends and flushes that succeeded */
+  GQueue  failed_ops;        /* operations to fail with a closed error */
+  GError *closed_error;      /* for the failed ops */
+  gboolean emit_closed;
+  GError  *emit_closed_error;
+  gboolean notify_mode;
+} Delivery;
+
+/* Any handler of `received`, whatever its detail (which
+ * g_signal_has_handler_pending() does not give with detail 0). */
+static gboolean
+has_received_handler (LyChannel *self)
+{
+  return g_signal_handler_find (self, G_SIGNAL_MATCH_ID, signals[RECEIVED],
+                                0, NULL, NULL, NULL) != 0;
+}
+
+static void
+collect_mode_locked (LyChannel *self,
+                     Delivery  *delivery)
+{
+  if (self->mode == LY_CHANNEL_MODE_UNSET && !g_queue_is_empty (&self->incoming))
+    {
+      if (has_received_handler (self))
+        {
+          self->mode = LY_CHANNEL_MODE_PASSIVE;
+          self->mode_changed = TRUE;
+        }
+    }
+
+  if (self->mode == LY_CHANNEL_MODE_ACTIVE && !self->warned_mixed &&
+      has_received_handler (self))
+    {
+      self->warned_mixed = TRUE;
+      g_warning ("Channel “%s” is in active mode: its “received” handlers are not called",
+                 self->name);
+    }
+
+  delivery->notify_mode = self->mode_changed;
+  self->mode_changed = FALSE;
+}
+
+static void
+collect_messages_locked (LyChannel *self,
+                         Delivery  *delivery)
+{
+  if (self->mode == LY_CHANNEL_MODE_PASSIVE)
+    {
+      delivery->messages = self->incoming;
+      g_queue_init (&self->incoming);
+      self->incoming_bytes = 0;
+    }
+  else if (self->mode == LY_CHANNEL_MODE_ACTIVE)
+    {
+      while (!g_queue_is_empty (&self->receive_ops) && !g_queue_is_empty (&self->incoming))
+        {
+          PendingOp *op = g_queue_pop_head (&self->receive_ops);
+
+          op->message = g_queue_pop_head (&self->incoming);
+          self->incoming_bytes -= g_variant_get_size (op->message);
+          g_queue_push_tail (&delivery->received_ops, op);
+        }
+    }
+}
+
+static void
+move_all (GQueue *from,
+          GQueue *to)
+{
+  PendingOp *op;
+
+  while ((op = g_queue_pop_head (from)) != NULL)
+    g_queue_push_tail (to, op);
+}
+
+static void
+collect_ops_locked (LyChannel *self,
+                    Delivery  *delivery)
+{
+  guint64 written = ly_wire_writer_get_written_total (self->writer);
+  PendingOp *op;
+
+  pump_send_waiters_locked (self);
+
+  while ((op = g_queue_peek_head (&self->send_acks)) != NULL && op->target <= written)
+    g_queue_push_tail (&delivery->done_ops, g_queue_pop_head (&self->send_acks));
+
+  if (self->closed)
+    {
+      move_all (&self->send_waiters, &delivery->failed_ops);
+      if (g_queue_is_empty (&self->incoming))
+        move_all (&self->receive_ops, &delivery->failed_ops);
+    }
+
+  if (self->ended)
+    move_all (&self->send_acks, &delivery->failed_ops);
+
+  if (!g_queue_is_empty (&delivery->failed_ops))
+    delivery->closed_error = closed_error_new_locked (self);
+
+  if (self->closed && !self->closed_emitted)
+    {
+      self->closed_emitted = TRUE;
+      delivery->emit_closed = TRUE;
+      /* A local close is clean even if flushing it fails later. */
+      if (self->end_error != NULL)
+        delivery->emit_closed_error = g_error_copy (self->end_error);
+    }
+}
+
+static void
+deliver (LyChannel *self,
+         Delivery  *delivery)
+{
+  GVariant *message;
+  PendingOp *op;
+
+  if (delivery->notify_mode)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MODE]);
+
+  while ((message = g_queue_pop_head (&delivery->messages)) != NULL)
+    {
+      GQuark detail = g_quark_try_string (g_variant_get_type_string (message));
+
+      g_signal_emit (self, signals[RECEIVED], detail, message);
+      g_variant_unref (message);
+    }
+
+  while ((op = g_queue_pop_head (&delivery->received_ops)) != NULL)
+    pending_op_finish (op, NULL, g_steal_pointer (&op->message));
+
+  while ((op = g_queue_pop_head (&delivery->done_ops)) != NULL)
+    pending_op_finish (op, NULL, NULL);
+
+  while ((op = g_queue_pop_head (&delivery->failed_ops)) != NULL)
+    pending_op_finish (op, g_error_copy (delivery->closed_error), NULL);
+  g_clear_error (&delivery->closed_error);
+
+  if (delivery->emit_closed)
+    {
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CLOSED]);
+      g_signal_emit (self, signals[CLOSED], 0, delivery->emit_closed_error);
+      g_clear_error (&delivery->emit_closed_error);
+    }
+}
+
+static gboolean
+channel_source_dispatch (GSource     *source,
+                         GSourceFunc  callback,
+                         gpointer     user_data)
+{
+  ChannelSource *channel_source = (ChannelSource *) source;
+  g_autoptr(LyChannel) self = g_weak_ref_get (&channel_source->channel);
+  Delivery delivery = { G_QUEUE_INIT, G_QUEUE_INIT, G_QUEUE_INIT, G_QUEUE_INIT, };
+
+  if (self == NULL)
+    return G_SOURCE_CONTINUE;
+
+  g_source_set_ready_time (source, -1);
+
+  g_mutex_lock (&self->mutex);
+  if (self->transport != NULL)
+    do_io_locked (self, ly_transport_query (self->transport, source) | G_IO_OUT);
+  collect_mode_locked (self, &delivery);
+  collect_messages_locked (self, &delivery);
+  collect_ops_locked (self, &delivery);
+  update_interest_locked (self);
+  g_mutex_unlock (&self->mutex);
+
+  deliver (self, &delivery);
+
+  /* Replies sent by the handlers leave now, in one write, instead of
+   * after another round of polling. */
+  g_mutex_lock (&self->mutex);
+  if (self->transport != NULL && ly_wire_writer_get_queued (self->writer) > 0)
+    {
+      write_locked (self);
+      update_interest_locked (self);
+    }
+  schedule_needed_dispatch_locked (self);
+  g_mutex_unlock (&self->mutex);
+
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+channel_source_finalize (GSource *source)
+{
+  g_weak_ref_clear (&((ChannelSource *) source)->channel);
+}
+
+static GSourceFuncs channel_source_funcs = {
+  .dispatch = channel_source_dispatch,
+  .finalize = channel_source_finalize,
+};
+
+/* Blocking waits ---------------------------------------------------------- */
+
+typedef enum
+{
+  WAIT_AGAIN,
+  WAIT_DONE,
+  WAIT_FAILED,
+} WaitStatus;
+
+typedef WaitStatus (*WaitFunc) (LyChannel *self,
+                                gpointer   data,
+                                GError   **error);
+
+static void
+wake_on_cancel (GCancellable *cancellable,
+                LyChannel    *self)
+{
+  g_mutex_lock (&self->mutex);
+  wake_waiters_locked (self);
+  g_mutex_unlock (&self->mutex);
+}
+
+static gboolean
+ensure_wakeup_fd_locked (LyChannel  *self,
+                         GError    **error)
+{
+  if (self->wakeup_fd < 0)
+    {
+      self->wakeup_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+      if (self->wakeup_fd < 0)
+        {
+          int saved_errno = errno;
+
+          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                       _("Could not create an event file descriptor: %s"), g_strerror (saved_errno));
+          return FALSE;
+        }
+    }
+  else
+    {
+      guint64 count;
+
+      /* drain: the poll below must sleep until the next wake-up */
+      (void) read (self->wakeup_fd, &count, sizeof count);
+    }
+
+  return TRUE;
+}
+
+/* This thread polls the socket itself, unlocked; then does the I/O. */
+static gboolean
+poll_once_locked (LyChannel  *self,
+                  gint64      deadline,
+                  GError    **error)
+{
+  g_autoptr(LyTransport) transport = NULL;
+  GIOCondition want = self->interest;
+
+  if (!ensure_wakeup_fd_locked (self, error))
+    return FALSE;
+
+  if (!self->closed && self->incoming_bytes < self->max_queued_bytes)
+    want |= G_IO_IN;
+  if (ly_wire_writer_get_queued (self->writer) > 0)
+    want |= G_IO_OUT;
+
+  transport = ly_transport_ref (self->transport);
+  self->poller_active = TRUE;
+  g_mutex_unlock (&self->mutex);
+
+  ly_transport_wait (transport, want, self->wakeup_fd, deadline);
+
+  g_mutex_lock (&self->mutex);
+  self->poller_active = FALSE;
+  if (self->transport == transport)
+    do_io_locked (self, G_IO_IN | G_IO_OUT);
+  schedule_needed_dispatch_locked (self);
+  /* let another waiting thread take over the polling */
+  if (self->n_waiters > 0)
+    g_cond_broadcast (&self->cond);
+
+  return TRUE;
+}
+
+/* Waits until @func says done or failed.  Cancellation gives
+ * G_IO_ERROR_CANCELLED, a passed @deadline (monotonic, -1 for none)
+ * G_IO_ERROR_TIMED_OUT. */
+static gboolean
+channel_wait (LyChannel     *self,
+              WaitFunc       func,
+              gpointer       data,
+              gint64         deadline,
+              GCancellable  *cancellable,
+              GError       **error)
+{
+  WaitStatus status;
+  gulong cancel_id = 0;
+
+  if (cancellable != NULL)
+    cancel_id = g_cancellable_connect (cancellable, G_CALLBACK (wake_on_cancel), self, NULL);
+
+  g_mutex_lock (&self->mutex);
+  while ((status = func (self, data, error)) == WAIT_AGAIN)
+    {
+      gint64 now = g_get_monotonic_time ();
+
+      if (g_cancellable_set_error_if_cancelled (cancellable, error))
+        {
+          status = WAIT_FAILED;
+          break;
+        }
+
+      if (deadline >= 0 && now >= deadline)
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                       _("Timed out waiting on channel “%s”"), self->name);
+          status = WAIT_FAILED;
+          break;
+        }
+
+      if (self->transport != NULL && !self->poller_active)
+        {
+          if (!poll_once_locked (self, deadline, error))
+            {
+              status = WAIT_FAILED;
+              break;
+            }
+        }
+      else
+        {
+          gint64 until = now + WAIT_SLICE_USEC;
+
+          if (deadline >= 0)
+            until = MIN (until, deadline);
+
+          self->n_waiters++;
+          g_cond_wait_until (&self->cond, &self->mutex, until);
+          self->n_waiters--;
+        }
+    }
+  g_mutex_unlock (&self->mutex);
+
+  if (cancel_id != 0)
+    g_cancellable_disconnect (cancellable, cancel_id);
+
+  return status == WAIT_DONE;
+}
+
+/* Construction ------------------------------------------------------------ */
+
+static void
+ly_channel_init (LyChannel *self)
+{
+  g_mutex_init (&self->mutex);
+  g_cond_init (&self->cond);
+  self->wakeup_fd = -1;
+  self->max_message_size = LY_CHANNEL_DEFAULT_MAX_MESSAGE_SIZE;
+  self->max_queued_bytes = LY_CHANNEL_DEFAULT_MAX_QUEUED_BYTES;
+  self->reader = ly_wire_reader_new (self->max_message_size);
+  self->writer = ly_wire_writer_new ();
+  self->context = g_main_context_ref_thread_default ();
+}
+
+/* Sets the transport up: the source in the creating thread's context and
+ * the hello, which is the first frame every side writes. */
+static void
+ly_channel_start (LyChannel   *self,
+                  LyTransport *transport)
+{
+  ChannelSource *source;
+  g_autoptr(GVariant) hello = NULL;
+
+  source = (ChannelSource *) g_source_new (&channel_source_funcs, sizeof (ChannelSource));
+  g_weak_ref_init (&source->channel, self);
+  g_source_set_static_name ((GSource *) source, "[liteyuki-comm] channel");
+
+  g_mutex_lock (&self->mutex);
+  self->transport = transport;
+  self->source = (GSource *) source;
+  ly_transport_attach (transport, self->source);
+  hello = g_variant_ref_sink (ly_wire_hello_new (g_get_prgname (), self->name));
+  ly_wire_writer_append (self->writer, LY_WIRE_KIND_HELLO, hello);
+  update_interest_locked (self);
+  g_mutex_unlock (&self->mutex);
+
+  g_source_attach (self->source, self->context);
+}
+
+LyChannel *
+ly_channel_new_for_transport (const char  *name,
+                              LyTransport *transport)
+{
+  LyChannel *self = g_object_new (LY_TYPE_CHANNEL, "name", name, NULL);
+
+  ly_channel_start (self, transport);
+  return self;
+}
+
+/* Hands what is still queued after close() to a source of its own that
+ * writes it out, so that dropping the last reference right after
+ * close() loses nothing, within LY_CHANNEL_LINGER_USEC. */
+typedef struct
+{
+  GSource       source;
+  LyTransport  *transport;
+  LyWireWriter *writer;
+  gint64        deadline;
+} LingerSource;
+
+static gboolean
+linger_dispatch (GSource     *source,
+                 GSourceFunc  callback,
+                 gpointer     user_data)
+{
+  LingerSource *linger = (LingerSource *) source;
+  GOutputVector vectors[64];
+
+  while (ly_wire_writer_get_queued (linger->writer) > 0 &&
+         g_get_monotonic_time () < linger->deadline)
+    {
+      g_autoptr(GError) error = NULL;
+      gsize n_vectors = ly_wire_writer_get_vectors (linger->writer, vectors, G_N_ELEMENTS (vectors));
+      gssize n = ly_transport_writev (linger->transport, vectors, n_vectors, &error);
+
+      if (n < 0)
+        {
+          if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+            return G_SOURCE_CONTINUE;
+          break;
+        }
+      ly_wire_writer_consume (linger->writer, n);
+    }
+
+  ly_transport_detach (linger->transport, source);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+linger_finalize (GSource *source)
+{
+  LingerSource *linger = (LingerSource *) source;
+
+  ly_transport_forget_source (linger->transport);
+  ly_transport_unref (linger->transport);
+  ly_wire_writer_free (linger->writer);
+}
+
+static GSourceFuncs linger_source_funcs = {
+  .dispatch = linger_dispatch,
+  .finalize = linger_finalize,
+};
+
+static void
+linger_start_locked (LyChannel *self)
+{
+  LingerSource *linger;
+
+  linger = (LingerSource *) g_source_new (&linger_source_funcs, sizeof (LingerSource));
+  g_source_set_static_name ((GSource *) linger, "[liteyuki-comm] closing channel");
+  linger->transport = g_steal_pointer (&self->transport);
+  linger->writer = g_steal_pointer (&self->writer);
+  linger->deadline = g_get_monotonic_time () + LY_CHANNEL_LINGER_USEC;
+  self->writer = ly_wire_writer_new ();
+  self->ended = TRUE;
+
+  ly_transport_attach (linger->transport, (GSource *) linger);
+  ly_transport_set_interest (linger->transport, (GSource *) linger, G_IO_OUT);
+  g_source_set_ready_time ((GSource *) linger, linger->deadline);
+  g_source_attach ((GSource *) linger, self->context);
+  g_source_unref ((GSource *) linger);
+}
+
+static void
+ly_channel_dispose (GObject *object)
+{
+  LyChannel *self = LY_CHANNEL (object);
+
+  ly_channel_close (self);
+
+  g_mutex_lock (&self->mutex);
+  if (self->source != NULL)
+    {
+      if (self->transport != NULL)
+        ly_transport_detach (self->transport, self->source);
+      self->interest = 0;
+      g_source_destroy (self->source);
+      g_clear_pointer (&self->source, g_source_unref);
+    }
+  if (self->transport != NULL && ly_wire_writer_get_queued (self->writer) > 0)
+    linger_start_locked (self);
+  g_clear_pointer (&self->transport, ly_transport_unref);
+  g_mutex_unlock (&self->mutex);
+
+  G_OBJECT_CLASS (ly_channel_parent_class)->dispose (object);
+}
+
+static void
+ly_channel_finalize (GObject *object)
+{
+  LyChannel *self = LY_CHANNEL (object);
+
+  /* Operations hold references to the channel, so none is pending. */
+  g_queue_clear_full (&self->incoming, (GDestroyNotify) g_variant_unref);
+  ly_wire_reader_free (self->reader);
+  ly_wire_writer_free (self->writer);
+  g_clear_pointer (&self->message_type, g_variant_type_free);
+  g_clear_pointer (&self->context, g_main_context_unref);
+  g_clear_error (&self->end_error);
+  g_free (self->peer_process_name);
+  g_free (self->name);
+  if (self->wakeup_fd >= 0)
+    g_close (self->wakeup_fd, NULL);
+  g_cond_clear (&self->cond);
+  g_mutex_clear (&self->mutex);
+
+  G_OBJECT_CLASS (ly_channel_parent_class)->finalize (object);
+}
+
+static void
+ly_channel_get_property (GObject    *object,
+                         guint       prop_id,
+                         GValue     *value,
+                         GParamSpec *pspec)
+{
+  LyChannel *self = LY_CHANNEL (object);
+
+  switch (prop_id)
+    {
+    case PROP_NAME:
+      g_value_set_string (value, self->name);
+      break;
+    case PROP_MESSAGE_TYPE:
+      g_mutex_lock (&self->mutex);
+      g_value_set_boxed (value, self->message_type);
+      g_mutex_unlock (&self->mutex);
+      break;
+    case PROP_MODE:
+      g_value_set_enum (value, ly_channel_get_mode (self));
+      break;
+    case PROP_CLOSED:
+      g_value_set_boolean (value, ly_channel_is_closed (self));
+      break;
+    case PROP_MAX_MESSAGE_SIZE:
+      g_value_set_uint64 (value, ly_channel_get_max_message_size (self));
+      break;
+    case PROP_MAX_QUEUED_BYTES:
+      g_value_set_uint64 (value, ly_channel_get_max_queued_bytes (self));
+      break;
+    case PROP_PEER_PROCESS_NAME:
+      g_mutex_lock (&self->mutex);
+      g_value_set_string (value, self->peer_process_name);
+      g_mutex_unlock (&self->mutex);
+      break;
+    case PROP_PEER_PID:
+      g_value_set_int (value, ly_channel_get_peer_pid (self));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+ly_channel_set_property (GObject      *object,
+                         guint         prop_id,
+                         const GValue *value,
+                         GParamSpec   *pspec)
+{
+  LyChannel *self = LY_CHANNEL (object);
+
+  switch (prop_id)
+    {
+    case PROP_NAME:
+      self->name = g_value_dup_string (value);
+      if (self->name == NULL)
+        self->name = g_strdup ("");
+      break;
+    case PROP_MESSAGE_TYPE:
+      ly_channel_set_message_type (self, g_value_get_boxed (value));
+      break;
+    case PROP_MAX_MESSAGE_SIZE:
+      ly_channel_set_max_message_size (self, g_value_get_uint64 (value));
+      break;
+    case PROP_MAX_QUEUED_BYTES:
+      ly_channel_set_max_queued_bytes (self, g_value_get_uint64 (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+ly_channel_class_init (LyChannelClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  ly_i18n_init ();
+
+  object_class->dispose = ly_channel_dispose;
+  object_class->finalize = ly_channel_finalize;
+  object_class->get_property = ly_channel_get_property;
+  object_class->set_property = ly_channel_set_property;
+
+  /**
+   * LyChannel:name:
+   *
+   * The channel's name, such as `nonebot-active`.  It appears in error
+   * messages and is sent to the peer in the hello frame.
+   */
+  properties[PROP_NAME] =
+    g_param_spec_string ("name", NULL, NULL,
+                         "",
+                         (G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS));
+
+  /**
+   * LyChannel:message-type: (type GLib.VariantType)
+   *
+   * The type every sent message must have, or %NULL for any type.  It
+   * may be an indefinite type such as `a{s*}`.  Sending a message of
+   * another type fails with %LY_CHANNEL_ERROR_TYPE_MISMATCH.
+   */
+  properties[PROP_MESSAGE_TYPE] =
+    g_param_spec_boxed ("message-type", NULL, NULL,
+                        G_TYPE_VARIANT_TYPE,
+                        (G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS));
+
+  /**
+   * LyChannel:mode:
+   *
+   * How messages are received: fixed by the first use.
+   */
+  properties[PROP_MODE] =
+    g_param_spec_enum ("mode", NULL, NULL,
+                       LY_TYPE_CHANNEL_MODE,
+                       LY_CHANNEL_MODE_UNSET,
+                       (G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+
+  /**
+   * LyChannel:closed:
+   *
+   * Whether the channel is closed: by ly_channel_close(), by the peer,
+   * or because the connection failed.  Sends fail from then on.
+   */
+  properties[PROP_CLOSED] =
+    g_param_spec_boolean ("closed", NULL, NULL,
+                          FALSE,
+                          (G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+
+  /**
+   * LyChannel:max-message-size:
+   *
+   * The largest message, in bytes of serialised data, that this side
+   * sends or accepts.  A larger send fails with
+   * %LY_CHANNEL_ERROR_TOO_LARGE; a larger frame from the peer closes
+   * the connection with %LY_CHANNEL_ERROR_PROTOCOL.
+   */
+  properties[PROP_MAX_MESSAGE_SIZE] =
+    g_param_spec_uint64 ("max-message-size", NULL, NULL,
+                         0, G_MAXUINT32, LY_CHANNEL_DEFAULT_MAX_MESSAGE_SIZE,
+                         (G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS));
+
+  /**
+   * LyChannel:max-queued-bytes:
+   *
+   * The bound of both queues, in bytes.  Sending fails with
+   * %LY_CHANNEL_ERROR_FULL when this much is waiting to be written
+   * (an empty queue still takes one message of any allowed size), and
+   * the channel stops reading from the peer while this much has been
+   * received and not yet taken.
+   */
+  properties[PROP_MAX_QUEUED_BYTES] =
+    g_param_spec_uint64 ("max-queued-bytes", NULL, NULL,
+                         1, G_MAXUINT64, LY_CHANNEL_DEFAULT_MAX_QUEUED_BYTES,
+                         (G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS));
+
+  /**
+   * LyChannel:peer-process-name:
+   *
+   * The process name the peer announced in its hello, or %NULL before
+   * the hello arrived.
+   */
+  properties[PROP_PEER_PROCESS_NAME] =
+    g_param_spec_string ("peer-process-name", NULL, NULL,
+                         NULL,
+                         (G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+
+  /**
+   * LyChannel:peer-pid:
+   *
+   * The process id the peer announced in its hello, or 0 before the
+   * hello arrived.
+   */
+  properties[PROP_PEER_PID] =
+    g_param_spec_int ("peer-pid", NULL, NULL,
+                      0, G_MAXINT, 0,
+                      (G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /**
+   * LyChannel::received:
+   * @self: the channel
+   * @message: the message
+   *
+   * Emitted for each message of a passive channel, in order, in the
+   * thread-default main context of the thread that created the channel.
+   * The detail is the message's type string: a handler connected to
+   * `received::s` gets only strings, one connected to `received::a{sv}`
+   * only dictionaries.
+   */
+  signals[RECEIVED] =
+    g_signal_new ("received",
+                  G_TYPE_FROM_CLASS (klass),
+                  G_SIGNAL_RUN_LAST | G_SIGNAL_DETAILED,
+                  0,
+                  NULL, NULL,
+                  g_cclosure_marshal_VOID__VARIANT,
+                  G_TYPE_NONE, 1, G_TYPE_VARIANT);
+  g_signal_set_va_marshaller (signals[RECEIVED], G_TYPE_FROM_CLASS (klass),
+                              g_cclosure_marshal_VOID__VARIANTv);
+
+  /**
+   * LyChannel::closed:
+   * @self: the channel
+   * @error: (nullable): why the connection ended, or %NULL for a clean close
+   *
+   * Emitted once when the channel closes: after ly_channel_close(), when
+   * the peer closed its end (both with a %NULL @error), or when the
+   * connection failed: %LY_CHANNEL_ERROR_DISCONNECTED when the peer went
+   * away without closing, %LY_CHANNEL_ERROR_PROTOCOL when it sent
+   * invalid data.
+   */
+  signals[CLOSED] =
+    g_signal_new ("closed",
+                  G_TYPE_FROM_CLASS (klass),
+                  G_SIGNAL_RUN_LAST,
+                  0,
+                  NULL, NULL,
+                  g_cclosure_marshal_VOID__BOXED,
+                  G_TYPE_NONE, 1, G_TYPE_ERROR);
+  g_signal_set_va_marshaller (signals[CLOSED], G_TYPE_FROM_CLASS (klass),
+                              g_cclosure_marshal_VOID__BOXEDv);
+}
+
+/* Constructors ------------------------------------------------------------ */
+
+static gboolean
+prepare_socket_fd (int      fd,
+                   GError **error)
+{
+  struct stat st;
+  int type = 0;
+  socklen_t len = sizeof type;
+
+  if (fstat (fd, &st) < 0 || !S_ISSOCK (st.st_mode) ||
+      getsockopt (fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   _("File descriptor %d is not a connected stream socket"), fd);
+      return FALSE;
+    }
+
+  if (!g_unix_set_fd_nonblocking (fd, TRUE, error))
+    return FALSE;
+
+  if (fcntl (fd, F_SETFD, FD_CLOEXEC) < 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   _("Could not set close-on-exec on file descriptor %d: %s"),
+                   fd, g_strerror (saved_errno));
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/**
+ * ly_channel_new_for_fd:
+ * @name: the channel's name
+ * @fd: a connected stream socket (`AF_UNIX` usually)
+ * @error: return location for a #GError
+ *
+ * Creates a channel over @fd, which it owns from now on, and closes when
+ * the channel ends, even when this fails.  The fd is made non-blocking
+ * and close-on-exec.  Signals are emitted in the thread-default main
+ * context of the calling thread.
+ *
+ * Returns: (transfer full): the new channel, or %NULL with @error set
+ *   when @fd is not a stream socket
+ */
+LyChannel *
+ly_channel_new_for_fd (const char  *name,
+                       int          fd,
+                       GError     **error)
+{
+  g_return_val_if_fail (name != NULL, NULL);
+  g_return_val_if_fail (fd >= 0, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (!prepare_socket_fd (fd, error))
+    {
+      g_close (fd, NULL);
+      return NULL;
+    }
+
+  return ly_channel_new_for_transport (name, ly_transport_new_for_fd (fd, NULL));
+}
+
+/**
+ * ly_channel_new_for_stream:
+ * @name: the channel's name
+ * @stream: a connected stream: a #GSocketConnection, or any #GIOStream
+ *   whose streams are pollable
+ *
+ * Creates a channel over @stream.  A socket connection's file
+ * descriptor is used directly; other streams go through
+ * #GPollableInputStream and #GPollableOutputStream.  The channel closes
+ * @stream when it ends.
+ *
+ * Returns: (transfer full): the new channel
+ */
+LyChannel *
+ly_channel_new_for_stream (const char *name,
+                           GIOStream  *stream)
+{
+  LyTransport *transport;
+
+  g_return_val_if_fail (name != NULL, NULL);
+  g_return_val_if_fail (G_IS_IO_STREAM (stream), NULL);
+
+  if (G_IS_SOCKET_CONNECTION (stream))
+    {
+      GSocket *socket = g_socket_connection_get_socket (G_SOCKET_CONNECTION (stream));
+
+      g_socket_set_blocking (socket, FALSE);
+      transport = ly_transport_new_for_fd (g_socket_get_fd (socket), stream);
+    }
+  else
+    {
+      g_return_val_if_fail (ly_transport_stream_is_supported (stream), NULL);
+      transport = ly_transport_new_for_stream (stream);
+    }
+
+  return ly_channel_new_for_transport (name, transport);
+}
+
+/**
+ * ly_channel_new_pair:
+ * @name: the name of both channels
+ * @first: (out) (transfer full): return location for one end
+ * @second: (out) (transfer full): return location for the other end
+ * @error: return location for a #GError
+ *
+ * Creates two connected channels in this process, for threads and
+ * tests.  What one sends, the other receives.
+ *
+ * Returns: (skip): %TRUE on success; %FALSE with @error set when no
+ *   socket pair could be made (out of file descriptors)
+ */
+gboolean
+ly_channel_new_pair (const char  *name,
+                     LyChannel  **first,
+                     LyChannel  **second,
+                     GError     **error)
+{
+  int fds[2];
+
+  g_return_val_if_fail (name != NULL, FALSE);
+  g_return_val_if_fail (first != NULL && second != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) < 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   _("Could not create a socket pair: %s"), g_strerror (saved_errno));
+      return FALSE;
+    }
+
+  *first = ly_channel_new_for_transport (name, ly_transport_new_for_fd (fds[0], NULL));
+  *second = ly_channel_new_for_transport (name, ly_transport_new_for_fd (fds[1], NULL));
+
+  return TRUE;
+}
+
+/* Properties -------------------------------------------------------------- */
+
+/**
+ * ly_channel_get_name:
+ * @self: a #LyChannel
+ *
+ * Returns: the channel's name
+ */
+const char *
+ly_channel_get_name (LyChannel *self)
+{
+  g_return_val_if_fail (LY_IS_CHANNEL (self), NULL);
+
+  return self->name;
+}
+
+/**
+ * ly_channel_get_message_type:
+ * @self: a #LyChannel
+ *
+ * Returns: (nullable): the type every sent message must have, or %NULL
+ */
+const GVariantType *
+ly_channel_get_message_type (LyChannel *self)
+{
+  const GVariantType *type;
+
+  g_return_val_if_fail (LY_IS_CHANNEL (self), NULL);
+
+  g_mutex_lock (&self->mutex);
+  type = self->message_type;
+  g_mutex_unlock (&self->mutex);
+
+  return type;
+}
+
+/**
+ * ly_channel_set_message_type:
+ * @self: a #LyChannel
+ * @message_type: (nullable): the type every sent message must have, or
+ *   %NULL to allow any type
+ *
+ * Sets #LyChannel:message-type.
+ */
+void
+ly_channel_set_message_type (LyChannel          *self,
+                             const GVariantType *message_type)
+{
+  g_return_if_fail (LY_IS_CHANNEL (self));
+
+  g_mutex_lock (&self->mutex);
+  g_clear_pointer (&self->message_type, g_variant_type_free);
+  if (message_type != NULL)
+    self->message_type = g_variant_type_copy (message_type);
+  g_mutex_unlock (&self->mutex);
+
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MESSAGE_TYPE]);
+}
+
+/**
+ * ly_channel_get_mode:
+ * @self: a #LyChannel
+ *
+ * Returns: how the channel receives
+ */
+LyChannelMode
+ly_channel_get_mode (LyChannel *self)
+{
+  LyChannelMode mode;
+
+  g_return_val_if_fail (LY_IS_CHANNEL (self), LY_CHANNEL_MODE_UNSET);
+
+  g_mutex_lock (&self->mutex);
+  mode = self->mode;
+  g_mutex_unlock (&self->mutex);
+
+  return mode;
+}
+
+/**
+ * ly_channel_is_closed:
+ * @self: a #LyChannel
+ *
+ * Returns: whether the channel is closed
+ */
+gboolean
+ly_channel_is_closed (LyChannel *self)
+{
+  gboolean closed;
+
+  g_return_val_if_fail (LY_IS_CHANNEL (self), TRUE);
+
+  g_mutex_lock (&self->mutex);
+  closed = self->closed;
+  g_mutex_unlock (&self->mutex);
+
+  return closed;
+}
+
+/**
+ * ly_channel_get_max_message_size:
+ * @self: a #LyChannel
+ *
+ * Returns: the largest message sent or accepted, in bytes
+ */
+gsize
+ly_channel_get_max_message_size (LyChannel *self)
+{
+  gsize size;
+
+  g_return_val_if_fail (LY_IS_CHANNEL (self), 0);
+
+  g_mutex_lock (&self->mutex);
+  size = self->max_message_size;
+  g_mutex_unlock (&self->mutex);
+
+  return size;
+}
+
+/**
+ * ly_channel_set_max_message_size:
+ * @self: a #LyChannel
+ * @max_message_size: the largest message, in bytes (at most 4 GiB - 1)
+ *
+ * Sets #LyChannel:max-message-size.
+ */
+void
+ly_channel_set_max_message_size (LyChannel *self,
+                                 gsize      max_message_size)
+{
+  g_return_if_fail (LY_IS_CHANNEL (self));
+  g_return_if_fail (max_message_size <= G_MAXUINT32);
+
+  g_mutex_lock (&self->mutex);
+  self->max_message_size = max_message_size;
+  ly_wire_reader_set_max_message_size (self->reader, max_message_size);
+  g_mutex_unlock (&self->mutex);
+
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_MESSAGE_SIZE]);
+}
+
+/**
+ * ly_channel_get_max_queued_bytes:
+ * @self: a #LyChannel
+ *
+ * Returns: the bound of the send and receive queues, in bytes
+ */
+gsize
+ly_channel_get_max_queued_bytes (LyChannel *self)
+{
+  gsize size;
+
+  g_return_val_if_fail (LY_IS_CHANNEL (self), 0);
+
+  g_mutex_lock (&self->mutex);
+  size = self->max_queued_bytes;
+  g_mutex_unlock (&self->mutex);
+
+  return size;
+}
+
+/**
+ * ly_channel_set_max_queued_bytes:
+ * @self: a #LyChannel
+ * @max_queued_bytes: the bound of the queues, in bytes; at least 1
+ *
+ * Sets #LyChannel:max-queued-bytes.
+ */
+void
+ly_channel_set_max_queued_bytes (LyChannel *self,
+                                 gsize      max_queued_bytes)
+{
+  g_return_if_fail (LY_IS_CHANNEL (self));
+  g_return_if_fail (max_queued_bytes > 0);
+
+  g_mutex_lock (&self->mutex);
+  self->max_queued_bytes = max_queued_bytes;
+  update_interest_locked (self);
+  g_mutex_unlock (&self->mutex);
+
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_QUEUED_BYTES]);
+}
+
+/**
+ * ly_channel_get_queued_bytes:
+ * @self: a #LyChannel
+ *
+ * Returns: how many bytes are waiting to be written to the peer
+ */
+gsize
+ly_channel_get_queued_bytes (LyChannel *self)
+{
+  gsize queued;
+
+  g_return_val_if_fail (LY_IS_CHANNEL (self), 0);
+
+  g_mutex_lock (&self->mutex);
+  queued = ly_wire_writer_get_queued (self->writer);
+  g_mutex_unlock (&self->mutex);
+
+  return queued;
+}
+
+/**
+ * ly_channel_get_peer_process_name:
+ * @self: a #LyChannel
+ *
+ * Returns: (nullable): the process name the peer announced, or %NULL
+ *   before its hello arrived
+ */
+const char *
+ly_channel_get_peer_process_name (LyChannel *self)
+{
+  const char *name;
+
+  g_return_val_if_fail (LY_IS_CHANNEL (self), NULL);
+
+  /* set once, never changed afterwards */
+  g_mutex_lock (&self->mutex);
+  name = self->peer_process_name;
+  g_mutex_unlock (&self->mutex);
+
+  return name;
+}
+
+/**
+ * ly_channel_get_peer_pid:
+ * @self: a #LyChannel
+ *
+ * Returns: the process id the peer announced, or 0 before its hello
+ *   arrived
+ */
+GPid
+ly_channel_get_peer_pid (LyChannel *self)
+{
+  GPid pid;
+
+  g_return_val_if_fail (LY_IS_CHANNEL (self), 0);
+
+  g_mutex_lock (&self->mutex);
+  pid = self->peer_pid;
+  g_mutex_unlock (&self->mutex);
+
+  return pid;
+}
+
+/* Sending ----------------------------------------------------------------- */
+
+static gboolean
+check_sendable_locked (LyChannel  *self,
+                       GVariant   *message,
+                       GError    **error)
+{
+  gsize size;
+
+  if (self->closed)
+    {
+      g_propagate_error (error, closed_error_new_locked (self));
+      return FALSE;
+    }
+
+  if (self->message_type != NULL && !g_variant_is_of_type (message, self->message_type))
+    {
+      g_autofree char *expected = g_variant_type_dup_string (self->message_type);
+
+      g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_TYPE_MISMATCH,
+                   _("Channel “%s” carries messages of type “%s”, not “%s”"),
+                   self->name, expected, g_variant_get_type_string (message));
+      return FALSE;
+    }
+
+  size = g_variant_get_size (message);
+  if (size > self->max_message_size)
+    {
+      g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_TOO_LARGE,
+                   _("A message of %" G_GSIZE_FORMAT " bytes is larger than the limit of channel “%s” (%" G_GSIZE_FORMAT " bytes)"),
+                   size, self->name, self->max_message_size);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* Starts writing what was just queued: at once when a batch is full or
+ * nobody would run the source, otherwise from the source. */
+static void
+kick_writer_locked (LyChannel *self)
+{
+  gsize queued = ly_wire_writer_get_queued (self->writer);
+
+  if (queued >= LY_WIRE_LARGE_MESSAGE ||
+      ((self->interest & G_IO_OUT) == 0 && !context_will_dispatch (self)))
+    write_locked (self);
+
+  update_interest_locked (self);
+}
+
+/**
+ * ly_channel_send:
+ * @self: a #LyChannel
+ * @message: the message; a floating reference is sunk
+ * @error: return location for a #GError
+ *
+ * Queues @message for the peer and returns at once: it never blocks.
+ * Messages leave in order.
+ *
+ * Fails with %LY_CHANNEL_ERROR_CLOSED when the channel is closed,
+ * %LY_CHANNEL_ERROR_TYPE_MISMATCH when @message is not of
+ * #LyChannel:message-type, %LY_CHANNEL_ERROR_TOO_LARGE when it is over
+ * #LyChannel:max-message-size and %LY_CHANNEL_ERROR_FULL when the send
+ * queue is over #LyChannel:max-queued-bytes, or sends of
+ * ly_channel_send_async() wait for room: use ly_channel_send_async()
+ * to wait instead.
+ *
+ * Returns: %TRUE if the message was queued
+ */
+gboolean
+ly_channel_send (LyChannel  *self,
+                 GVariant   *message,
+                 GError    **error)
+{
+  g_autoptr(GVariant) owned = NULL;
+  gboolean queued = FALSE;
+
+  g_return_val_if_fail (LY_IS_CHANNEL (self), FALSE);
+  g_return_val_if_fail (message != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  owned = g_variant_ref_sink (message);
+
+  g_mutex_lock (&self->mutex);
+  if (check_sendable_locked (self, owned, error))
+    {
+      if (g_queue_is_empty (&self->send_waiters) &&
+          has_room_locked (self, message_frame_size (owned)))
+        {
+          ly_wire_writer_append (self->writer, LY_WIRE_KIND_MESSAGE, owned);
+          kick_writer_locked (self);
+          queued = TRUE;
+        }
+      else
+        {
+          g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_FULL,
+                       _("The send queue of channel “%s” is full (%" G_GSIZE_FORMAT " bytes waiting, the limit is %" G_GSIZE_FORMAT ")"),
+                       self->name, ly_wire_writer_get_queued (self->writer), self->max_queued_bytes);
+        }
+    }
+  g_mutex_unlock (&self->mutex);
+
+  return queued;
+}
+
+static void
+send_op_cancelled (GCancellable *cancellable,
+                   GTask        *task)
+{
+  LyChannel *self = g_task_get_source_object (task);
+  PendingOp *op;
+
+  g_mutex_lock (&self->mutex);
+  op = ops_steal_task (&self->send_waiters, task);
+  if (op == NULL)
+    op = ops_steal_task (&self->receive_ops, task);
+  g_mutex_unlock (&self->mutex);
+
+  /* Only what still waits is cancelled: a message already queued is on
+   * its way and its send completes normally. */
+  if (op != NULL)
+    {
+      op->cancel_id = 0;
+      pending_op_finish (op, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                                  _("The operation was cancelled")), NULL);
+    }
+}
+
+/* Connects the cancellable of @task, whose op was put in @ops. */
+static void
+watch_cancellable (LyChannel *self,
+                   GQueue    *ops,
+                   GTask     *task)
+{
+  GCancellable *cancellable = g_task_get_cancellable (task);
+  gulong id;
+  gboolean still_waiting = FALSE;
+
+  if (cancellable == NULL)
+    return;
+
+  id = g_cancellable_connect (cancellable, G_CALLBACK (send_op_cancelled),
+                              g_object_ref (task), g_object_unref);
+
+  g_mutex_lock (&self->mutex);
+  for (GList *l = ops->head; l != NULL; l = l->next)
+    {
+      PendingOp *op = l->data;
+
+      if (op->task == task)
+        {
+          op->cancel_id = id;
+          still_waiting = TRUE;
+          break;
+        }
+    }
+  g_mutex_unlock (&self->mutex);
+
+  if (!still_waiting && id != 0)
+    g_cancellable_disconnect (cancellable, id);
+}
+
+static GTask *
+channel_task_new (LyChannel           *self,
+                  gpointer             source_tag,
+                  GCancellable        *cancellable,
+                  GAsyncReadyCallback  callback,
+                  gpointer             user_data)
+{
+  GTask *task = g_task_new (self, cancellable, callback, user_data);
+
+  g_task_set_source_tag (task, source_tag);
+  /* We return cancellation ourselves: a message that was taken must
+   * reach the caller, not vanish into a CANCELLED error. */
+  g_task_set_check_cancellable (task, FALSE);
+
+  return task;
+}
+
+/**
+ * ly_channel_send_async:
+ * @self: a #LyChannel
+ * @message: the message; a floating reference is sunk
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called when the message was written, or failed
+ * @user_data: data for @callback
+ *
+ * Sends @message, waiting for room in the send queue instead of failing
+ * with %LY_CHANNEL_ERROR_FULL: this is the back-pressure of a peer that
+ * reads slowly.  Completes when the message has been written to the
+ * connection.  Cancelling works while the message waits for room; once
+ * queued, it is sent.
+ */
+void
+ly_channel_send_async (LyChannel           *self,
+                       GVariant            *message,
+                       GCancellable        *cancellable,
+                       GAsyncReadyCallback  callback,
+                       gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(GVariant) owned = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean waiting = FALSE;
+
+  g_return_if_fail (LY_IS_CHANNEL (self));
+  g_return_if_fail (message != NULL);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  owned = g_variant_ref_sink (message);
+  task = channel_task_new (self, ly_channel_send_async, cancellable, callback, user_data);
+
+  if (g_cancellable_set_error_if_cancelled (cancellable, &error))
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  g_mutex_lock (&self->mutex);
+  if (check_sendable_locked (self, owned, &error))
+    {
+      PendingOp *op = pending_op_new (task, owned);
+
+      g_queue_push_tail (&self->send_waiters, op);
+      pump_send_waiters_locked (self);
+      waiting = op->message != NULL;
+      kick_writer_locked (self);
+      schedule_needed_dispatch_locked (self);
+    }
+  g_mutex_unlock (&self->mutex);
+
+  if (error != NULL)
+    g_task_return_error (task, g_steal_pointer (&error));
+  else if (waiting)
+    watch_cancellable (self, &self->send_waiters, task);
+}
+
+/**
+ * ly_channel_send_finish:
+ * @self: a #LyChannel
+ * @result: the #GAsyncResult given to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes ly_channel_send_async().
+ *
+ * Returns: %TRUE if the message was written
+ */
+gboolean
+ly_channel_send_finish (LyChannel     *self,
+                        GAsyncResult  *result,
+                        GError       **error)
+{
+  g_return_val_if_fail (LY_IS_CHANNEL (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == ly_channel_send_async, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+typedef struct
+{
+  guint64 target;
+} FlushWait;
+
+static WaitStatus
+flush_done_locked (LyChannel  *self,
+                   gpointer    data,
+                   GError    **error)
+{
+  FlushWait *wait = data;
+
+  /* sends that wait for room were sent before the flush too */
+  if (!g_queue_is_empty (&self->send_waiters))
+    wait->target = MAX (wait->target, ly_wire_writer_get_enqueued_total (self->writer));
+
+  if (g_queue_is_empty (&self->send_waiters) &&
+      ly_wire_writer_get_written_total (self->writer) >= wait->target)
+    return WAIT_DONE;
+
+  if (self->ended)
+    {
+      g_propagate_error (error, closed_error_new_locked (self));
+      return WAIT_FAILED;
+    }
+
+  return WAIT_AGAIN;
+}
+
+/**
+ * ly_channel_flush:
+ * @self: a #LyChannel
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocks until every message sent so far has been written to the
+ * connection.  This works whether or not a main loop runs the channel's
+ * context.
+ *
+ * Returns: %TRUE when everything was written; %FALSE with @error set
+ *   when the connection ended first or @cancellable was cancelled
+ */
+gboolean
+ly_channel_flush (LyChannel     *self,
+                  GCancellable  *cancellable,
+                  GError       **error)
+{
+  FlushWait wait;
+
+  g_return_val_if_fail (LY_IS_CHANNEL (self), FALSE);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  g_mutex_lock (&self->mutex);
+  wait.target = ly_wire_writer_get_enqueued_total (self->writer);
+  if (self->transport != NULL)
+    {
+      write_locked (self);
+      update_interest_locked (self);
+    }
+  g_mutex_unlock (&self->mutex);
+
+  return channel_wait (self, flush_done_locked, &wait, -1, cancellable, error);
+}
+
+/**
+ * ly_channel_flush_async:
+ * @self: a #LyChannel
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called when everything sent so far was written
+ * @user_data: data for @callback
+ *
+ * Waits, without blocking, until every message sent so far has been
+ * written to the connection.
+ */
+void
+ly_channel_flush_async (LyChannel           *self,
+                        GCancellable        *cancellable,
+                        GAsyncReadyCallback  callback,
+                        gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean waiting = FALSE;
+
+  g_return_if_fail (LY_IS_CHANNEL (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = channel_task_new (self, ly_channel_flush_async, cancellable, callback, user_data);
+
+  if (g_cancellable_set_error_if_cancelled (cancellable, &error))
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  g_mutex_lock (&self->mutex);
+  if (self->ended && ly_wire_writer_get_queued (self->writer) == 0 &&
+      g_queue_is_empty (&self->send_waiters) && self->end_error == NULL)
+    {
+      /* a clean close wrote everything */
+    }
+  else if (self->ended)
+    {
+      error = closed_error_new_locked (self);
+    }
+  else
+    {
+      PendingOp *op = pending_op_new (task, NULL);
+
+      waiting = !g_queue_is_empty (&self->send_waiters);
+      g_queue_push_tail (&self->send_waiters, op);
+      pump_send_waiters_locked (self);
+      kick_writer_locked (self);
+      schedule_needed_dispatch_locked (self);
+      g_mutex_unlock (&self->mutex);
+
+      if (waiting)
+        watch_cancellable (self, &self->send_waiters, task);
+      return;
+    }
+  g_mutex_unlock (&self->mutex);
+
+  if (error != NULL)
+    g_task_return_error (task, g_steal_pointer (&error));
+  else
+    g_task_return_boolean (task, TRUE);
+}
+
+/**
+ * ly_channel_flush_finish:
+ * @self: a #LyChannel
+ * @result: the #GAsyncResult given to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes ly_channel_flush_async().
+ *
+ * Returns: %TRUE when everything was written
+ */
+gboolean
+ly_channel_flush_finish (LyChannel     *self,
+                         GAsyncResult  *result,
+                         GError       **error)
+{
+  g_return_val_if_fail (LY_IS_CHANNEL (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == ly_channel_flush_async, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* Receiving --------------------------------------------------------------- */
+
+static gboolean
+enter_active_mode_locked (LyChannel  *self,
+                          GError    **error)
+{
+  switch (self->mode)
+    {
+    case LY_CHANNEL_MODE_ACTIVE:
+      return TRUE;
+
+    case LY_CHANNEL_MODE_UNSET:
+      self->mode = LY_CHANNEL_MODE_ACTIVE;
+      self->mode_changed = TRUE;
+      schedule_dispatch_locked (self, 0);
+      return TRUE;
+
+    case LY_CHANNEL_MODE_PASSIVE:
+    default:
+      g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_MODE,
+                   _("Channel “%s” is in passive mode: its messages go to “received” handlers and cannot be received with receive()"),
+                   self->name);
+      return FALSE;
+    }
+}
+
+static GVariant *
+pop_incoming_locked (LyChannel *self)
+{
+  GVariant *message = g_queue_pop_head (&self->incoming);
+
+  if (message != NULL)
+    {
+      self->incoming_bytes -= g_variant_get_size (message);
+      /* taking a message may lift the back-pressure */
+      update_interest_locked (self);
+    }
+
+  return message;
+}
+
+static WaitStatus
+pop_message_locked (LyChannel  *self,
+                    gpointer    data,
+                    GError    **error)
+{
+  GVariant **message = data;
+
+  if (self->mode != LY_CHANNEL_MODE_ACTIVE)
+    {
+      enter_active_mode_locked (self, error);
+      return WAIT_FAILED;
+    }
+
+  if ((*message = pop_incoming_locked (self)) != NULL)
+    return WAIT_DONE;
+
+  if (self->closed)
+    {
+      g_propagate_error (error, closed_error_new_locked (self));
+      return WAIT_FAILED;
+    }
+
+  return WAIT_AGAIN;
+}
+
+/**
+ * ly_channel_receive_timeout:
+ * @self: a #LyChannel
+ * @timeout_msec: how long to wait, in milliseconds; -1 to wait forever
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Like ly_channel_receive(), but gives up with %G_IO_ERROR_TIMED_OUT
+ * after @timeout_msec milliseconds.
+ *
+ * Returns: (transfer full): the next message, or %NULL with @error set
+ */
+GVariant *
+ly_channel_receive_timeout (LyChannel     *self,
+                            int            timeout_msec,
+                            GCancellable  *cancellable,
+                            GError       **error)
+{
+  GVariant *message = NULL;
+  gint64 deadline = -1;
+  gboolean ok;
+
+  g_return_val_if_fail (LY_IS_CHANNEL (self), NULL);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (timeout_msec >= 0)
+    deadline = g_get_monotonic_time () + (gint64) timeout_msec * 1000;
+
+  g_mutex_lock (&self->mutex);
+  ok = enter_active_mode_locked (self, error);
+  g_mutex_unlock (&self->mutex);
+
+  if (!ok)
+    return NULL;
+
+  if (!channel_wait (self, pop_message_locked, &message, deadline, cancellable, error))
+    return NULL;
+
+  return message;
+}
+
+/**
+ * ly_channel_receive:
+ * @self: a #LyChannel
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Takes the next message, blocking until one arrives.  For worker
+ * threads and programs without a main loop; it works whether or not a
+ * main loop runs the channel's context.  The first call makes the
+ * channel active; on a passive channel it fails with
+ * %LY_CHANNEL_ERROR_MODE.  Once the channel is closed, the messages that
+ * arrived before are still returned, then it fails with
+ * %LY_CHANNEL_ERROR_CLOSED.
+ *
+ * Returns: (transfer full): the next message, or %NULL with @error set
+ */
+GVariant *
+ly_channel_receive (LyChannel     *self,
+                    GCancellable  *cancellable,
+                    GError       **error)
+{
+  return ly_channel_receive_timeout (self, -1, cancellable, error);
+}
+
+/**
+ * ly_channel_receive_async:
+ * @self: a #LyChannel
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called with the next message
+ * @user_data: data for @callback
+ *
+ * Takes the next message without blocking.  Several calls are served
+ * in the order they were made.  The first call makes the channel
+ * active.  The channel's context (that of the thread that created it)
+ * must be running for the message to be read.
+ */
+void
+ly_channel_receive_async (LyChannel           *self,
+                          GCancellable        *cancellable,
+                          GAsyncReadyCallback  callback,
+                          gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  GVariant *message = NULL;
+  gboolean waiting = FALSE;
+
+  g_return_if_fail (LY_IS_CHANNEL (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = channel_task_new (self, ly_channel_receive_async, cancellable, callback, user_data);
+
+  if (g_cancellable_set_error_if_cancelled (cancellable, &error))
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  g_mutex_lock (&self->mutex);
+  if (enter_active_mode_locked (self, &error))
+    {
+      /* earlier receives are served first */
+      if (g_queue_is_empty (&self->receive_ops))
+        message = pop_incoming_locked (self);
+
+      if (message == NULL && self->closed && g_queue_is_empty (&self->incoming))
+        error = closed_error_new_locked (self);
+      else if (message == NULL)
+        {
+          g_queue_push_tail (&self->receive_ops, pending_op_new (task, NULL));
+          schedule_needed_dispatch_locked (self);
+          waiting = TRUE;
+        }
+    }
+  g_mutex_unlock (&self->mutex);
+
+  if (message != NULL)
+    g_task_return_pointer (task, message, (GDestroyNotify) g_variant_unref);
+  else if (error != NULL)
+    g_task_return_error (task, g_steal_pointer (&error));
+  else if (waiting)
+    watch_cancellable (self, &self->receive_ops, task);
+}
+
+/**
+ * ly_channel_receive_finish:
+ * @self: a #LyChannel
+ * @result: the #GAsyncResult given to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes ly_channel_receive_async().
+ *
+ * Returns: (transfer full): the message, or %NULL with @error set
+ */
+GVariant *
+ly_channel_receive_finish (LyChannel     *self,
+                           GAsyncResult  *result,
+                           GError       **error)
+{
+  g_return_val_if_fail (LY_IS_CHANNEL (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == ly_channel_receive_async, NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/**
+ * ly_channel_close:
+ * @self: a #LyChannel
+ *
+ * Closes the channel.  What was queued is still written, then the peer
+ * is told, and its channel emits #LyChannel::closed with no error.
+ * Sends fail from now on; messages that already arrived can still be
+ * received.  This channel emits #LyChannel::closed too.  Closing twice
+ * does nothing.  Dropping the last reference closes the channel too.
+ */
+void
+ly_channel_close (LyChannel *self)
+{
+  g_return_if_fail (LY_IS_CHANNEL (self));
+
+  g_mutex_lock (&self->mutex);
+  if (!self->closed)
+    {
+      self->closed = TRUE;
+      if (self->transport != NULL)
+        {
+          ly_wire_writer_append (self->writer, LY_WIRE_KIND_GOODBYE, NULL);
+          write_locked (self);
+          update_interest_locked (self);
+        }
+      wake_waiters_locked (self);
+      schedule_dispatch_locked (self, 0);
+    }
+  g_mutex_unlock (&self->mutex);
+}

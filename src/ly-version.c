@@ -1,0 +1,41 @@
+/* ly-version.c
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include "ly-version.h"
+
+/**
+ * ly_get_major_version:
+ *
+ * Returns: the major version of the liteyuki-comm library in use
+ */
+guint
+ly_get_major_version (void)
+{
+  return LY_MAJOR_VERSION;
+}
+
+/**
+ * ly_get_minor_version:
+ *
+ * Returns: the minor version of the liteyuki-comm library in use
+ */
+guint
+ly_get_minor_version (void)
+{
+  return LY_MINOR_VERSION;
+}
+
+/**
+ * ly_get_micro_version:
+ *
+ * Returns: the micro version of the liteyuki-comm library in use
+ */
+guint
+ly_get_micro_version (void)
+{
+  return LY_MICRO_VERSION;
+}

@@ -1,0 +1,677 @@
+/* ly-wire.c: encoding and decoding of frames (see ly-wire-private.h)
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include "ly-channel.h"
+#include "ly-version.h"
+#include "ly-i18n-private.h"
+#include "ly-wire-private.h"
+
+/* A send-buffer segment grows to at least this size, so a burst of small
+ * messages shares one allocation and leaves in one writev(). */
+#define SEGMENT_MIN_CAPACITY (64 * 1024)
+
+gsize
+ly_wire_frame_size (gsize type_length,
+                    gsize data_length)
+{
+  return LY_WIRE_HEADER_SIZE + ly_wire_pad (type_length + 1) + ly_wire_pad (data_length);
+}
+
+static inline void
+write_header (guint8     *dest,
+              LyWireKind  kind,
+              gsize       type_length,
+              gsize       data_length)
+{
+  guint16 type_le = GUINT16_TO_LE ((guint16) type_length);
+  guint32 data_le = GUINT32_TO_LE ((guint32) data_length);
+
+  dest[0] = (guint8) kind;
+  dest[1] = 0;
+  memcpy (dest + 2, &type_le, sizeof type_le);
+  memcpy (dest + 4, &data_le, sizeof data_le);
+}
+
+static inline void
+read_header (const guint8 *src,
+             guint        *kind,
+             guint        *flags,
+             gsize        *type_length,
+             gsize        *data_length)
+{
+  guint16 type_le;
+  guint32 data_le;
+
+  memcpy (&type_le, src + 2, sizeof type_le);
+  memcpy (&data_le, src + 4, sizeof data_le);
+  *kind = src[0];
+  *flags = src[1];
+  *type_length = GUINT16_FROM_LE (type_le);
+  *data_length = GUINT32_FROM_LE (data_le);
+}
+
+GVariant *
+ly_wire_hello_new (const char *process_name,
+                   const char *channel_name)
+{
+  g_auto(GVariantBuilder) extensions = G_VARIANT_BUILDER_INIT (G_VARIANT_TYPE_VARDICT);
+
+  if (channel_name != NULL)
+    g_variant_builder_add (&extensions, "{sv}", "channel", g_variant_new_string (channel_name));
+
+  return g_variant_new (LY_WIRE_HELLO_TYPE,
+                        (guint32) LY_WIRE_PROTOCOL_VERSION,
+                        process_name != NULL ? process_name : "",
+                        (guint32) getpid (),
+                        &extensions);
+}
+
+gboolean
+ly_wire_hello_parse (GVariant  *hello,
+                     char     **process_name,
+                     GPid      *pid,
+                     GError   **error)
+{
+  guint32 version;
+  guint32 peer_pid;
+  const char *name;
+
+  if (!g_variant_is_of_type (hello, G_VARIANT_TYPE (LY_WIRE_HELLO_TYPE)))
+    {
+      g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                   _("The peer’s hello has type “%s” instead of “%s”"),
+                   g_variant_get_type_string (hello), LY_WIRE_HELLO_TYPE);
+      return FALSE;
+    }
+
+  g_variant_get (hello, "(u&su@a{sv})", &version, &name, &peer_pid, NULL);
+
+  if (version != LY_WIRE_PROTOCOL_VERSION)
+    {
+      g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                   _("The peer speaks wire protocol version %u, but this side speaks version %u"),
+                   version, (guint) LY_WIRE_PROTOCOL_VERSION);
+      return FALSE;
+    }
+
+  if (process_name != NULL)
+    *process_name = g_strdup (name);
+  if (pid != NULL)
+    *pid = (GPid) peer_pid;
+
+  return TRUE;
+}
+
+/* Writer ------------------------------------------------------------------ */
+
+typedef struct
+{
+  guint8 *data;
+  gsize   length;
+  gsize   capacity;   /* 0 for a segment that borrows @bytes */
+  GBytes *bytes;
+} Segment;
+
+struct _LyWireWriter
+{
+  GQueue   segments;       /* of Segment*, oldest first */
+  Segment *spare;          /* a drained owned segment, kept for reuse */
+  gsize    head_offset;    /* bytes of the first segment already written */
+  gsize    queued;         /* bytes not yet written */
+  guint64  enqueued_total;
+  guint64  written_total;
+};
+
+static void
+segment_free (Segment *segment)
+{
+  if (segment->bytes != NULL)
+    g_bytes_unref (segment->bytes);
+  else
+    g_free (segment->data);
+  g_free (segment);
+}
+
+LyWireWriter *
+ly_wire_writer_new (void)
+{
+  return g_new0 (LyWireWriter, 1);
+}
+
+void
+ly_wire_writer_clear (LyWireWriter *writer)
+{
+  Segment *segment;
+
+  while ((segment = g_queue_pop_head (&writer->segments)))
+    segment_free (segment);
+  writer->written_total += writer->queued;
+  writer->head_offset = 0;
+  writer->queued = 0;
+}
+
+void
+ly_wire_writer_free (LyWireWriter *writer)
+{
+  if (writer == NULL)
+    return;
+
+  ly_wire_writer_clear (writer);
+  if (writer->spare != NULL)
+    segment_free (writer->spare);
+  g_free (writer);
+}
+
+/* Room for @size more bytes at the end of the queue. */
+static guint8 *
+writer_reserve (LyWireWriter *writer,
+                gsize         size)
+{
+  Segment *tail = g_queue_peek_tail (&writer->segments);
+  guint8 *dest;
+
+  if (tail == NULL || tail->bytes != NULL || tail->capacity - tail->length < size)
+    {
+      if (writer->spare != NULL && writer->spare->capacity >= size)
+        {
+          tail = g_steal_pointer (&writer->spare);
+          tail->length = 0;
+        }
+      else
+        {
+          tail = g_new0 (Segment, 1);
+          tail->capacity = MAX (size, SEGMENT_MIN_CAPACITY);
+          tail->data = g_malloc (tail->capacity);
+        }
+      g_queue_push_tail (&writer->segments, tail);
+    }
+
+  dest = tail->data + tail->length;
+  tail->length += size;
+  return dest;
+}
+
+static void
+writer_push_bytes (LyWireWriter *writer,
+                   GBytes       *bytes)
+{
+  Segment *segment = g_new0 (Segment, 1);
+  gsize size;
+
+  segment->data = (guint8 *) g_bytes_get_data (bytes, &size);
+  segment->length = size;
+  segment->bytes = g_bytes_ref (bytes);
+  g_queue_push_tail (&writer->segments, segment);
+}
+
+/* Queues one frame; returns its size on the wire.  @value must be NULL
+ * for a GOODBYE. */
+gsize
+ly_wire_writer_append (LyWireWriter *writer,
+                       LyWireKind    kind,
+                       GVariant     *value)
+{
+  g_autoptr(GVariant) normal = NULL;
+  const char *type = "";
+  gsize type_length = 0;
+  gsize data_length = 0;
+  gsize head_size;
+  gsize padding;
+  guint8 *dest;
+
+  if (value != NULL)
+    {
+      /* Only values built from untrusted data can be out of normal form;
+       * for everything else this is a flag test. */
+      if (!g_variant_is_normal_form (value))
+        value = normal = g_variant_get_normal_form (value);
+#if G_BYTE_ORDER == G_BIG_ENDIAN
+      value = normal = g_variant_byteswap (value);
+#endif
+      type = g_variant_get_type_string (value);
+      type_length = strlen (type);
+      data_length = g_variant_get_size (value);
+    }
+
+  head_size = LY_WIRE_HEADER_SIZE + ly_wire_pad (type_length + 1);
+  padding = ly_wire_pad (data_length) - data_length;
+
+  if (data_length >= LY_WIRE_LARGE_MESSAGE)
+    {
+      g_autoptr(GBytes) data = g_variant_get_data_as_bytes (value);
+
+      dest = writer_reserve (writer, head_size);
+      memset (dest, 0, head_size);
+      write_header (dest, kind, type_length, data_length);
+      memcpy (dest + LY_WIRE_HEADER_SIZE, type, type_length);
+      writer_push_bytes (writer, data);
+      if (padding > 0)
+        memset (writer_reserve (writer, padding), 0, padding);
+    }
+  else
+    {
+      dest = writer_reserve (writer, head_size + data_length + padding);
+      memset (dest, 0, head_size);
+      write_header (dest, kind, type_length, data_length);
+      memcpy (dest + LY_WIRE_HEADER_SIZE, type, type_length);
+      if (value != NULL)
+        g_variant_store (value, dest + head_size);
+      memset (dest + head_size + data_length, 0, padding);
+    }
+
+  writer->queued += head_size + data_length + padding;
+  writer->enqueued_total += head_size + data_length + padding;
+
+  return head_size + data_length + padding;
+}
+
+gsize
+ly_wire_writer_get_vectors (LyWireWriter  *writer,
+                            GOutputVector *vectors,
+                            gsize          n_vectors)
+{
+  gsize n = 0;
+
+  for (GList *l = writer->segments.head; l != NULL && n < n_vectors; l = l->next)
+    {
+      Segment *segment = l->data;
+      gsize skip = (n == 0) ? writer->head_offset : 0;
+
+      vectors[n].buffer = segment->data + skip;
+      vectors[n].size = segment->length - skip;
+      n++;
+    }
+
+  return n;
+}
+
+void
+ly_wire_writer_consume (LyWireWriter *writer,
+                        gsize         n_written)
+{
+  g_return_if_fail (n_written <= writer->queued);
+
+  writer->queued -= n_written;
+  writer->written_total += n_written;
+
+  while (n_written > 0)
+    {
+      Segment *head = g_queue_peek_head (&writer->segments);
+      gsize left = head->length - writer->head_offset;
+
+      if (n_written < left)
+        {
+          writer->head_offset += n_written;
+          return;
+        }
+
+      n_written -= left;
+      writer->head_offset = 0;
+      g_queue_pop_head (&writer->segments);
+
+      if (head->bytes == NULL && writer->spare == NULL)
+        writer->spare = head;
+      else
+        segment_free (head);
+    }
+}
+
+gsize
+ly_wire_writer_get_queued (LyWireWriter *writer)
+{
+  return writer->queued;
+}
+
+guint64
+ly_wire_writer_get_enqueued_total (LyWireWriter *writer)
+{
+  return writer->enqueued_total;
+}
+
+guint64
+ly_wire_writer_get_written_total (LyWireWriter *writer)
+{
+  return writer->written_total;
+}
+
+/* Reader ------------------------------------------------------------------ */
+
+struct _LyWireReader
+{
+  guint8 *buffer;            /* LY_WIRE_READ_BUFFER_SIZE bytes */
+  gsize   head;              /* first byte not yet decoded */
+  gsize   tail;              /* end of the bytes received */
+  gsize   max_message_size;
+
+  /* A large frame's data is read into its own allocation, so that it
+   * becomes the message without another copy. */
+  guint8 *large;
+  gsize   large_filled;
+  gsize   large_length;      /* data length, without padding */
+  guint   large_kind;
+  char    large_type[LY_WIRE_MAX_TYPE_LENGTH + 1];
+};
+
+LyWireReader *
+ly_wire_reader_new (gsize max_message_size)
+{
+  LyWireReader *reader = g_new0 (LyWireReader, 1);
+
+  reader->buffer = g_malloc (LY_WIRE_READ_BUFFER_SIZE);
+  reader->max_message_size = max_message_size;
+
+  return reader;
+}
+
+void
+ly_wire_reader_free (LyWireReader *reader)
+{
+  if (reader == NULL)
+    return;
+
+  g_free (reader->buffer);
+  g_free (reader->large);
+  g_free (reader);
+}
+
+void
+ly_wire_reader_set_max_message_size (LyWireReader *reader,
+                                     gsize         max_message_size)
+{
+  reader->max_message_size = max_message_size;
+}
+
+guint8 *
+ly_wire_reader_get_space (LyWireReader *reader,
+                          gsize        *size)
+{
+  if (reader->large != NULL)
+    {
+      *size = ly_wire_pad (reader->large_length) - reader->large_filled;
+      return reader->large + reader->large_filled;
+    }
+
+  if (reader->head == reader->tail)
+    reader->head = reader->tail = 0;
+  else if (reader->head > 0 && LY_WIRE_READ_BUFFER_SIZE - reader->tail < LY_WIRE_READ_BUFFER_SIZE / 4)
+    {
+      /* head stays a multiple of 8, so data in the buffer stays aligned */
+      memmove (reader->buffer, reader->buffer + reader->head, reader->tail - reader->head);
+      reader->tail -= reader->head;
+      reader->head = 0;
+    }
+
+  *size = LY_WIRE_READ_BUFFER_SIZE - reader->tail;
+  return reader->buffer + reader->tail;
+}
+
+void
+ly_wire_reader_commit (LyWireReader *reader,
+                       gsize         n_read)
+{
+  if (reader->large != NULL)
+    reader->large_filled += n_read;
+  else
+    reader->tail += n_read;
+}
+
+/* Whether bytes of an incomplete frame are waiting: end-of-stream now
+ * would cut a frame. */
+gboolean
+ly_wire_reader_has_partial (LyWireReader *reader)
+{
+  return reader->large != NULL || reader->head != reader->tail;
+}
+
+static gboolean
+is_zero (const guint8 *data,
+         gsize         size)
+{
+  for (gsize i = 0; i < size; i++)
+    if (data[i] != 0)
+      return FALSE;
+  return TRUE;
+}
+
+static gboolean
+check_header (LyWireReader *reader,
+              guint         kind,
+              guint         flags,
+              gsize         type_length,
+              gsize         data_length,
+              GError      **error)
+{
+  if (kind < LY_WIRE_KIND_HELLO || kind > LY_WIRE_KIND_GOODBYE)
+    {
+      g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                   _("Received a frame of unknown kind %u"), kind);
+      return FALSE;
+    }
+
+  if (flags != 0)
+    {
+      g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                   _("Received a frame with unknown flags 0x%02x"), flags);
+      return FALSE;
+    }
+
+  if (type_length > LY_WIRE_MAX_TYPE_LENGTH)
+    {
+      g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                   _("Received a type string of %" G_GSIZE_FORMAT " bytes; the limit is %u bytes"),
+                   type_length, (guint) LY_WIRE_MAX_TYPE_LENGTH);
+      return FALSE;
+    }
+
+  if (kind == LY_WIRE_KIND_GOODBYE && (type_length != 0 || data_length != 0))
+    {
+      g_set_error_literal (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                           _("Received a goodbye frame that carries data"));
+      return FALSE;
+    }
+
+  if (kind != LY_WIRE_KIND_GOODBYE && type_length == 0)
+    {
+      g_set_error_literal (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                           _("Received a frame without a type string"));
+      return FALSE;
+    }
+
+  if (kind == LY_WIRE_KIND_HELLO && data_length > LY_WIRE_MAX_HELLO_SIZE)
+    {
+      g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                   _("Received a hello of %" G_GSIZE_FORMAT " bytes; the limit is %u bytes"),
+                   data_length, (guint) LY_WIRE_MAX_HELLO_SIZE);
+      return FALSE;
+    }
+
+  if (data_length > reader->max_message_size)
+    {
+      g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                   _("Received a message of %" G_GSIZE_FORMAT " bytes; the limit is %" G_GSIZE_FORMAT " bytes"),
+                   data_length, reader->max_message_size);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+static gboolean
+check_type (const char *type,
+            gsize       type_length,
+            gsize       type_area,
+            GError    **error)
+{
+  const char *end = NULL;
+
+  /* The type string is followed by at least one NUL; all padding is zero. */
+  if (!is_zero ((const guint8 *) type + type_length, type_area - type_length))
+    {
+      g_set_error_literal (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                           _("Received a frame whose type padding is not zero"));
+      return FALSE;
+    }
+
+  if (type_length == 0)
+    return TRUE;
+
+  if (!g_variant_type_string_scan (type, type + type_length, &end) || end != type + type_length)
+    {
+      g_autofree char *escaped = g_strescape (type, NULL);
+
+      if (strlen (escaped) > 64)
+        strcpy (escaped + 60, "…");
+      g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                   _("Received an invalid GVariant type string “%s”"), escaped);
+      return FALSE;
+    }
+
+  if (!g_variant_type_is_definite (G_VARIANT_TYPE (type)))
+    {
+      g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                   _("Received a message of type “%s”, which is not a definite type"), type);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* Turns checked bytes into a value: owned by the GVariant from now on. */
+static GVariant *
+make_value (const char *type,
+            GBytes     *data,
+            GError    **error)
+{
+  g_autoptr(GVariant) value = NULL;
+
+  value = g_variant_take_ref (g_variant_new_from_bytes (G_VARIANT_TYPE (type), data, FALSE));
+
+  /* An untrusted value in normal form becomes trusted here, so the
+   * application's accesses to it are not checked again. */
+  if (!g_variant_is_normal_form (value))
+    {
+      g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                   _("Received a message of type “%s” that is not in GVariant normal form"), type);
+      return NULL;
+    }
+
+#if G_BYTE_ORDER == G_BIG_ENDIAN
+  {
+    GVariant *swapped = g_variant_take_ref (g_variant_byteswap (value));
+    g_variant_unref (value);
+    value = swapped;
+  }
+#endif
+
+  return g_steal_pointer (&value);
+}
+
+static LyWireStatus
+finish_large (LyWireReader  *reader,
+              LyWireKind    *kind,
+              GVariant     **value,
+              GError       **error)
+{
+  gsize padded = ly_wire_pad (reader->large_length);
+  g_autoptr(GBytes) data = NULL;
+
+  if (reader->large_filled < padded)
+    return LY_WIRE_NEED_MORE;
+
+  if (!is_zero (reader->large + reader->large_length, padded - reader->large_length))
+    {
+      g_set_error_literal (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                           _("Received a frame whose data padding is not zero"));
+      return LY_WIRE_ERROR;
+    }
+
+  data = g_bytes_new_take (g_steal_pointer (&reader->large), reader->large_length);
+  *kind = reader->large_kind;
+  *value = make_value (reader->large_type, data, error);
+
+  return *value != NULL ? LY_WIRE_FRAME : LY_WIRE_ERROR;
+}
+
+/* Decodes the next complete frame.  A GOODBYE gives a NULL @value. */
+LyWireStatus
+ly_wire_reader_next (LyWireReader  *reader,
+                     LyWireKind    *kind,
+                     GVariant     **value,
+                     GError       **error)
+{
+  const guint8 *frame = reader->buffer + reader->head;
+  gsize available = reader->tail - reader->head;
+  guint frame_kind, flags;
+  gsize type_length, data_length, type_area, data_area;
+  const char *type;
+
+  *value = NULL;
+
+  if (reader->large != NULL)
+    return finish_large (reader, kind, value, error);
+
+  if (available < LY_WIRE_HEADER_SIZE)
+    return LY_WIRE_NEED_MORE;
+
+  read_header (frame, &frame_kind, &flags, &type_length, &data_length);
+  if (!check_header (reader, frame_kind, flags, type_length, data_length, error))
+    return LY_WIRE_ERROR;
+
+  type_area = ly_wire_pad (type_length + 1);
+  data_area = ly_wire_pad (data_length);
+  if (available < LY_WIRE_HEADER_SIZE + type_area)
+    return LY_WIRE_NEED_MORE;
+
+  type = (const char *) frame + LY_WIRE_HEADER_SIZE;
+  if (!check_type (type, type_length, type_area, error))
+    return LY_WIRE_ERROR;
+
+  if (data_length >= LY_WIRE_LARGE_MESSAGE)
+    {
+      gsize have = MIN (available - LY_WIRE_HEADER_SIZE - type_area, data_area);
+
+      /* data_length was checked against max_message_size above */
+      reader->large = g_malloc (data_area);
+      reader->large_length = data_length;
+      reader->large_kind = frame_kind;
+      memcpy (reader->large_type, type, type_length + 1);
+      memcpy (reader->large, frame + LY_WIRE_HEADER_SIZE + type_area, have);
+      reader->large_filled = have;
+      reader->head += LY_WIRE_HEADER_SIZE + type_area + have;
+
+      return finish_large (reader, kind, value, error);
+    }
+
+  if (available < LY_WIRE_HEADER_SIZE + type_area + data_area)
+    return LY_WIRE_NEED_MORE;
+
+  {
+    const guint8 *data = frame + LY_WIRE_HEADER_SIZE + type_area;
+    g_autoptr(GBytes) bytes = NULL;
+
+    if (!is_zero (data + data_length, data_area - data_length))
+      {
+        g_set_error_literal (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                             _("Received a frame whose data padding is not zero"));
+        return LY_WIRE_ERROR;
+      }
+
+    reader->head += LY_WIRE_HEADER_SIZE + type_area + data_area;
+    *kind = frame_kind;
+
+    if (frame_kind == LY_WIRE_KIND_GOODBYE)
+      return LY_WIRE_FRAME;
+
+    bytes = g_bytes_new (data, data_length);
+    *value = make_value (type, bytes, error);
+  }
+
+  return *value != NULL ? LY_WIRE_FRAME : LY_WIRE_ERROR;
+}
