@@ -135,7 +135,8 @@ struct _LyChannel
   GQueue        send_acks;          /* sends and flushes waiting for their bytes to leave */
 
   int           wakeup_fd;
-  guint         n_waiters;
+  guint         n_waiters;          /* threads blocked on @cond */
+  guint         n_iterating;        /* threads running @context for a blocking call */
 
   guint         hello_received : 1;
   guint         closed : 1;         /* closed locally, or the connection ended */
@@ -281,6 +282,9 @@ wake_waiters_locked (LyChannel *self)
   if (self->n_waiters > 0)
     g_cond_broadcast (&self->cond);
 
+  if (self->n_iterating > 0)
+    g_main_context_wakeup (self->context);
+
   if (self->poller_active && self->wakeup_fd >= 0)
     {
       guint64 one = 1;
@@ -403,6 +407,8 @@ end_connection_locked (LyChannel *self,
 
 /* Writing ----------------------------------------------------------------- */
 
+static void read_locked (LyChannel *self);
+
 static gsize
 message_frame_size (GVariant *message)
 {
@@ -462,6 +468,9 @@ write_locked (LyChannel *self)
           if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
             break;
 
+          /* The peer may have closed cleanly and its goodbye be
+           * waiting to be read: that, not the failed write, is the news. */
+          read_locked (self);
           end_connection_locked (self,
                                  g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_DISCONNECTED,
                                               _("Could not write to the peer of channel “%s”: %s"),
@@ -547,10 +556,11 @@ handle_frame_locked (LyChannel  *self,
 static void
 read_eof_locked (LyChannel *self)
 {
+  /* A stream that ends inside a frame is malformed, whatever the cause. */
   if (ly_wire_reader_has_partial (self->reader))
     end_connection_locked (self,
-                           g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_DISCONNECTED,
-                                        _("The peer of channel “%s” went away in the middle of a frame"),
+                           g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                                        _("The connection of channel “%s” ended in the middle of a frame"),
                                         self->name));
   else
     end_connection_locked (self,
@@ -637,10 +647,11 @@ static void
 do_io_locked (LyChannel    *self,
               GIOCondition  ready)
 {
-  if (self->transport != NULL && (ready & (G_IO_OUT | G_IO_ERR | G_IO_HUP)) != 0)
-    write_locked (self);
+  /* Reading first: a goodbye from the peer explains a failed write. */
   if (self->transport != NULL && (ready & (G_IO_IN | G_IO_ERR | G_IO_HUP)) != 0)
     read_locked (self);
+  if (self->transport != NULL && (ready & (G_IO_OUT | G_IO_ERR | G_IO_HUP)) != 0)
+    write_locked (self);
   update_interest_locked (self);
 }
 
@@ -930,9 +941,78 @@ poll_once_locked (LyChannel  *self,
   return TRUE;
 }
 
+static gboolean
+dispatching_own_source (LyChannel *self)
+{
+  return self->source != NULL && g_main_current_source () == self->source;
+}
+
+/* Ends an iteration of a blocking call at the end of its time slice. */
+static gboolean
+slice_dispatch (GSource     *source,
+                GSourceFunc  callback,
+                gpointer     user_data)
+{
+  g_source_set_ready_time (source, -1);
+  return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs slice_source_funcs = {
+  .dispatch = slice_dispatch,
+};
+
+/* Nobody else runs the channel's context: run it here, as a nested main
+ * loop would, so that our source and every other one in the context
+ * (other channels' writes, their passive handlers) make progress.  At
+ * most WAIT_SLICE_USEC at a time, so that a thread that wants to start
+ * a main loop on the context gets it soon. */
+static void
+iterate_once_locked (LyChannel *self,
+                     gint64     deadline)
+{
+  gint64 until = g_get_monotonic_time () + WAIT_SLICE_USEC;
+  GSource *timeout = g_source_new (&slice_source_funcs, sizeof (GSource));
+
+  if (deadline >= 0)
+    until = MIN (until, deadline);
+  g_source_set_ready_time (timeout, until);
+  g_source_attach (timeout, self->context);
+
+  self->n_iterating++;
+  g_mutex_unlock (&self->mutex);
+
+  g_main_context_iteration (self->context, TRUE);
+
+  g_mutex_lock (&self->mutex);
+  self->n_iterating--;
+
+  g_source_destroy (timeout);
+  g_source_unref (timeout);
+}
+
+static void
+wait_on_cond_locked (LyChannel *self,
+                     gint64     now,
+                     gint64     deadline)
+{
+  gint64 until = now + WAIT_SLICE_USEC;
+
+  if (deadline >= 0)
+    until = MIN (until, deadline);
+
+  self->n_waiters++;
+  g_cond_wait_until (&self->cond, &self->mutex, until);
+  self->n_waiters--;
+}
+
 /* Waits until @func says done or failed.  Cancellation gives
  * G_IO_ERROR_CANCELLED, a passed @deadline (monotonic, -1 for none)
- * G_IO_ERROR_TIMED_OUT. */
+ * G_IO_ERROR_TIMED_OUT.
+ *
+ * How this thread waits depends on who runs the channel's context:
+ * nobody (run it here), another thread (poll the socket directly, or
+ * wait for the thread that does), or this very dispatch of our own
+ * source, which cannot recurse (poll directly). */
 static gboolean
 channel_wait (LyChannel     *self,
               WaitFunc       func,
@@ -966,7 +1046,12 @@ channel_wait (LyChannel     *self,
           break;
         }
 
-      if (self->transport != NULL && !self->poller_active)
+      if (!dispatching_own_source (self) && g_main_context_acquire (self->context))
+        {
+          iterate_once_locked (self, deadline);
+          g_main_context_release (self->context);
+        }
+      else if (self->transport != NULL && !self->poller_active)
         {
           if (!poll_once_locked (self, deadline, error))
             {
@@ -975,16 +1060,7 @@ channel_wait (LyChannel     *self,
             }
         }
       else
-        {
-          gint64 until = now + WAIT_SLICE_USEC;
-
-          if (deadline >= 0)
-            until = MIN (until, deadline);
-
-          self->n_waiters++;
-          g_cond_wait_until (&self->cond, &self->mutex, until);
-          self->n_waiters--;
-        }
+        wait_on_cond_locked (self, now, deadline);
     }
   g_mutex_unlock (&self->mutex);
 

@@ -211,6 +211,8 @@ writer_push_bytes (LyWireWriter *writer,
   g_queue_push_tail (&writer->segments, segment);
 }
 
+static const guint8 zeros[LY_WIRE_ALIGNMENT] = { 0, };
+
 /* Queues one frame; returns its size on the wire.  @value must be NULL
  * for a GOODBYE. */
 gsize
@@ -252,8 +254,13 @@ ly_wire_writer_append (LyWireWriter *writer,
       write_header (dest, kind, type_length, data_length);
       memcpy (dest + LY_WIRE_HEADER_SIZE, type, type_length);
       writer_push_bytes (writer, data);
+      /* The padding gets a segment of its own so that the next frame
+       * starts a fresh segment: g_variant_store() needs aligned memory. */
       if (padding > 0)
-        memset (writer_reserve (writer, padding), 0, padding);
+        {
+          g_autoptr(GBytes) pad = g_bytes_new_static (zeros, padding);
+          writer_push_bytes (writer, pad);
+        }
     }
   else
     {
