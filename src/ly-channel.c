@@ -143,6 +143,8 @@ struct _LyChannel
   guint         ended : 1;          /* the transport is gone */
   guint         closed_emitted : 1;
   guint         poller_active : 1;
+  guint         write_blocked : 1;  /* the last write met a full socket */
+  guint         dispatching : 1;    /* in channel_source_dispatch(), maybe nested */
   guint         mode_changed : 1;
   guint         warned_mixed : 1;
 };
@@ -282,7 +284,8 @@ wake_waiters_locked (LyChannel *self)
   if (self->n_waiters > 0)
     g_cond_broadcast (&self->cond);
 
-  if (self->n_iterating > 0)
+  /* the iterating thread needs a wake-up only if it is not this one */
+  if (self->n_iterating > 0 && !g_main_context_is_owner (self->context))
     g_main_context_wakeup (self->context);
 
   if (self->poller_active && self->wakeup_fd >= 0)
@@ -333,6 +336,12 @@ update_interest_locked (LyChannel *self)
       self->interest = interest;
       ly_transport_set_interest (self->transport, self->source, interest);
     }
+}
+
+static gboolean
+dispatching_own_source (LyChannel *self)
+{
+  return self->source != NULL && g_main_current_source () == self->source;
 }
 
 /* Whether the channel's context will run our source soon: this thread is
@@ -463,9 +472,10 @@ write_locked (LyChannel *self)
         offered += vectors[i].size;
 
       n = ly_transport_writev (self->transport, vectors, n_vectors, &error);
+      self->write_blocked = n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK);
       if (n < 0)
         {
-          if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+          if (self->write_blocked)
             break;
 
           /* The peer may have closed cleanly and its goodbye be
@@ -824,6 +834,17 @@ channel_source_dispatch (GSource     *source,
   g_mutex_lock (&self->mutex);
   if (self->transport != NULL)
     do_io_locked (self, ly_transport_query (self->transport, source) | G_IO_OUT);
+
+  /* A handler that runs a nested main loop brings us back here: do the
+   * I/O, but deliver nothing until the outer dispatch has delivered
+   * what it took, or messages would overtake each other. */
+  if (self->dispatching)
+    {
+      g_mutex_unlock (&self->mutex);
+      return G_SOURCE_CONTINUE;
+    }
+  self->dispatching = TRUE;
+
   collect_mode_locked (self, &delivery);
   collect_messages_locked (self, &delivery);
   collect_ops_locked (self, &delivery);
@@ -840,6 +861,7 @@ channel_source_dispatch (GSource     *source,
       write_locked (self);
       update_interest_locked (self);
     }
+  self->dispatching = FALSE;
   schedule_needed_dispatch_locked (self);
   g_mutex_unlock (&self->mutex);
 
@@ -939,12 +961,6 @@ poll_once_locked (LyChannel  *self,
     g_cond_broadcast (&self->cond);
 
   return TRUE;
-}
-
-static gboolean
-dispatching_own_source (LyChannel *self)
-{
-  return self->source != NULL && g_main_current_source () == self->source;
 }
 
 /* Ends an iteration of a blocking call at the end of its time slice. */
@@ -1097,6 +1113,11 @@ ly_channel_start (LyChannel   *self,
   source = (ChannelSource *) g_source_new (&channel_source_funcs, sizeof (ChannelSource));
   g_weak_ref_init (&source->channel, self);
   g_source_set_static_name ((GSource *) source, "[liteyuki-comm] channel");
+  /* A source that cannot recurse is blocked during its dispatch, which
+   * removes and re-adds its fd to the poll set and wakes the context
+   * twice per dispatch: two syscalls per message in a ping-pong.  The
+   * dispatch guards against recursion itself. */
+  g_source_set_can_recurse ((GSource *) source, TRUE);
 
   g_mutex_lock (&self->mutex);
   self->transport = transport;
@@ -1893,14 +1914,21 @@ check_sendable_locked (LyChannel  *self,
 }
 
 /* Starts writing what was just queued: at once when a batch is full or
- * nobody would run the source, otherwise from the source. */
+ * nobody would run the source, otherwise from the source.  While the
+ * socket is full, only the source writes, when it becomes writable. */
 static void
 kick_writer_locked (LyChannel *self)
 {
   gsize queued = ly_wire_writer_get_queued (self->writer);
 
-  if (queued >= LY_WIRE_LARGE_MESSAGE ||
-      ((self->interest & G_IO_OUT) == 0 && !context_will_dispatch (self)))
+  /* A handler of our own `received` is sending: the dispatch writes
+   * when the handlers return, one write for all their replies. */
+  if (dispatching_own_source (self) && queued < LY_WIRE_LARGE_MESSAGE)
+    return;
+
+  if (!self->write_blocked &&
+      (queued >= LY_WIRE_LARGE_MESSAGE ||
+       ((self->interest & G_IO_OUT) == 0 && !context_will_dispatch (self))))
     write_locked (self);
 
   update_interest_locked (self);

@@ -550,6 +550,42 @@ check_type (const char *type,
   return TRUE;
 }
 
+/* Element size of a basic type in which every bit pattern is valid, or
+ * 0.  (Booleans are not: only 0 and 1 are.) */
+static gsize
+any_bits_size (char type)
+{
+  switch (type)
+    {
+    case 'y':
+      return 1;
+    case 'n': case 'q':
+      return 2;
+    case 'i': case 'u': case 'h':
+      return 4;
+    case 'x': case 't': case 'd':
+      return 8;
+    default:
+      return 0;
+    }
+}
+
+/* Whether data of @size bytes is surely in normal form for @type without
+ * looking at it: a number, or an array of numbers (a byte array above
+ * all).  GLib would check such an array element by element, which costs
+ * more than the copy. */
+static gboolean
+is_normal_by_size (const char *type,
+                   gsize       size)
+{
+  gsize element;
+
+  if (type[0] == 'a' && type[1] != '\0' && type[2] == '\0')
+    return (element = any_bits_size (type[1])) != 0 && size % element == 0;
+
+  return type[1] == '\0' && (element = any_bits_size (type[0])) != 0 && size == element;
+}
+
 /* Turns checked bytes into a value: owned by the GVariant from now on. */
 static GVariant *
 make_value (const char *type,
@@ -557,12 +593,13 @@ make_value (const char *type,
             GError    **error)
 {
   g_autoptr(GVariant) value = NULL;
+  gboolean normal = is_normal_by_size (type, g_bytes_get_size (data));
 
-  value = g_variant_take_ref (g_variant_new_from_bytes (G_VARIANT_TYPE (type), data, FALSE));
+  value = g_variant_take_ref (g_variant_new_from_bytes (G_VARIANT_TYPE (type), data, normal));
 
   /* An untrusted value in normal form becomes trusted here, so the
    * application's accesses to it are not checked again. */
-  if (!g_variant_is_normal_form (value))
+  if (!normal && !g_variant_is_normal_form (value))
     {
       g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
                    _("Received a message of type “%s” that is not in GVariant normal form"), type);
