@@ -1905,7 +1905,7 @@ check_sendable_locked (LyChannel  *self,
   if (size > self->max_message_size)
     {
       g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_TOO_LARGE,
-                   _("A message of %" G_GSIZE_FORMAT " bytes is larger than the limit of channel “%s” (%" G_GSIZE_FORMAT " bytes)"),
+                   _("A message of %zu bytes is larger than the limit of channel “%s” (%zu bytes)"),
                    size, self->name, self->max_message_size);
       return FALSE;
     }
@@ -1980,7 +1980,7 @@ ly_channel_send (LyChannel  *self,
       else
         {
           g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_FULL,
-                       _("The send queue of channel “%s” is full (%" G_GSIZE_FORMAT " bytes waiting, the limit is %" G_GSIZE_FORMAT ")"),
+                       _("The send queue of channel “%s” is full (%zu bytes waiting, the limit is %zu)"),
                        self->name, ly_wire_writer_get_queued (self->writer), self->max_queued_bytes);
         }
     }

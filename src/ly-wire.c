@@ -472,7 +472,7 @@ check_header (LyWireReader *reader,
   if (type_length > LY_WIRE_MAX_TYPE_LENGTH)
     {
       g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
-                   _("Received a type string of %" G_GSIZE_FORMAT " bytes; the limit is %u bytes"),
+                   _("Received a type string of %zu bytes; the limit is %u bytes"),
                    type_length, (guint) LY_WIRE_MAX_TYPE_LENGTH);
       return FALSE;
     }
@@ -494,7 +494,7 @@ check_header (LyWireReader *reader,
   if (kind == LY_WIRE_KIND_HELLO && data_length > LY_WIRE_MAX_HELLO_SIZE)
     {
       g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
-                   _("Received a hello of %" G_GSIZE_FORMAT " bytes; the limit is %u bytes"),
+                   _("Received a hello of %zu bytes; the limit is %u bytes"),
                    data_length, (guint) LY_WIRE_MAX_HELLO_SIZE);
       return FALSE;
     }
@@ -502,7 +502,7 @@ check_header (LyWireReader *reader,
   if (data_length > reader->max_message_size)
     {
       g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
-                   _("Received a message of %" G_GSIZE_FORMAT " bytes; the limit is %" G_GSIZE_FORMAT " bytes"),
+                   _("Received a message of %zu bytes; the limit is %zu bytes"),
                    data_length, reader->max_message_size);
       return FALSE;
     }

@@ -117,6 +117,28 @@ def test_closed_signal_and_drain():
 
 
 def test_worker_thread_receive():
+    # the main thread runs the loop; a worker receives actively
+    a, b = Ly.Channel.new_pair('py')
+    loop = GLib.MainLoop()
+    got = []
+
+    def worker():
+        for _ in range(1000):
+            got.append(b.receive(None).unpack())
+        GLib.idle_add(loop.quit)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    for i in range(1000):
+        a.send(GLib.Variant('u', i))
+    GLib.timeout_add_seconds(10, loop.quit)
+    loop.run()
+    thread.join()
+    assert got == list(range(1000)), got[:10]
+
+
+def test_worker_thread_without_main_loop():
+    # nothing runs the loop: the blocked receive does the I/O itself
     a, b = Ly.Channel.new_pair('py')
     got = []
 
@@ -128,9 +150,9 @@ def test_worker_thread_receive():
     thread.start()
     for i in range(1000):
         a.send(GLib.Variant('u', i))
-    run_until(lambda: len(got) == 1000)
-    thread.join()
-    assert got == list(range(1000))
+    thread.join(10)
+    assert not thread.is_alive()
+    assert got == list(range(1000)), got[:10]
 
 
 def main():

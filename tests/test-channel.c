@@ -92,7 +92,7 @@ sample_values (void)
       GVariant *value = g_variant_parse (NULL, texts[i], NULL, NULL, &error);
 
       g_assert_no_error (error);
-      g_ptr_array_add (values, g_variant_ref_sink (value));
+      g_ptr_array_add (values, value);
     }
 
   return values;
@@ -229,7 +229,9 @@ test_detail_filter (Pair          *pair,
 
   for (gsize i = 0; i < G_N_ELEMENTS (texts); i++)
     {
-      ly_channel_send (pair->a, g_variant_parse (NULL, texts[i], NULL, NULL, NULL), &error);
+      g_autoptr(GVariant) message = g_variant_parse (NULL, texts[i], NULL, NULL, NULL);
+
+      ly_channel_send (pair->a, message, &error);
       g_assert_no_error (error);
     }
 
@@ -505,7 +507,7 @@ test_message_type (Pair          *pair,
   g_assert_nonnull (strstr (error->message, "a{sv}"));
   g_clear_error (&error);
 
-  g_assert_true (ly_channel_send (pair->a, g_variant_parse (NULL, "{'a': <1>}", NULL, NULL, NULL), &error));
+  g_assert_true (ly_channel_send (pair->a, g_variant_new_parsed ("{'a': <1>}"), &error));
   g_assert_no_error (error);
 
   /* an indefinite type allows every type that matches it */
@@ -1113,8 +1115,12 @@ test_stream_transports (void)
 
   /* GUnixOutputStream writes are only non-blocking on a non-blocking fd */
   g_assert_true (g_unix_set_fd_nonblocking (fds[1], TRUE, NULL));
-  simple = g_simple_io_stream_new (g_unix_input_stream_new (fds[1], TRUE),
-                                   g_unix_output_stream_new (dup (fds[1]), TRUE));
+  {
+    g_autoptr(GInputStream) in = g_unix_input_stream_new (fds[1], TRUE);
+    g_autoptr(GOutputStream) out = g_unix_output_stream_new (dup (fds[1]), TRUE);
+
+    simple = g_simple_io_stream_new (in, out);
+  }
   b = ly_channel_new_for_stream ("stream", simple);
 
   g_assert_true (ly_channel_send (a, g_variant_new_string ("to b"), &error));

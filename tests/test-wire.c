@@ -48,10 +48,10 @@ sample_messages (void)
 
   g_ptr_array_add (messages, g_variant_ref_sink (g_variant_new_string ("")));
   g_ptr_array_add (messages, g_variant_ref_sink (g_variant_new_string ("hello")));
-  g_ptr_array_add (messages, g_variant_ref_sink (g_variant_parse (NULL, "{'a': <(1, [2.5])>}", NULL, NULL, NULL)));
+  g_ptr_array_add (messages, g_variant_parse (NULL, "{'a': <(1, [2.5])>}", NULL, NULL, NULL));
   g_ptr_array_add (messages, g_variant_ref_sink (g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, big, 200 * 1024, 1)));
-  g_ptr_array_add (messages, g_variant_ref_sink (g_variant_parse (NULL, "@ay []", NULL, NULL, NULL)));
-  g_ptr_array_add (messages, g_variant_ref_sink (g_variant_parse (NULL, "(byte 1, int64 2, 'x', @mv nothing)", NULL, NULL, NULL)));
+  g_ptr_array_add (messages, g_variant_parse (NULL, "@ay []", NULL, NULL, NULL));
+  g_ptr_array_add (messages, g_variant_parse (NULL, "(byte 1, int64 2, 'x', @mv nothing)", NULL, NULL, NULL));
 
   return messages;
 }
@@ -130,11 +130,11 @@ test_roundtrip_chunks (void)
   g_autoptr(GPtrArray) messages = sample_messages ();
   g_autoptr(LyWireWriter) writer = ly_wire_writer_new ();
   g_autoptr(GByteArray) bytes = NULL;
+  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("test-wire", "c"));
   gsize expected = 0;
   const gsize chunks[] = { 1, 2, 7, 8, 9, 4096, 65536, 1 << 20, 0, 0, 0 };
 
-  expected += ly_wire_writer_append (writer, LY_WIRE_KIND_HELLO,
-                                     g_variant_ref_sink (ly_wire_hello_new ("test-wire", "c")));
+  expected += ly_wire_writer_append (writer, LY_WIRE_KIND_HELLO, hello);
   for (guint i = 0; i < messages->len; i++)
     expected += ly_wire_writer_append (writer, LY_WIRE_KIND_MESSAGE, g_ptr_array_index (messages, i));
   expected += ly_wire_writer_append (writer, LY_WIRE_KIND_GOODBYE, NULL);
@@ -160,7 +160,9 @@ test_frame_layout (void)
     'h', 'e', 'l', 'l', 'o', 0, 0, 0,
   };
 
-  ly_wire_writer_append (writer, LY_WIRE_KIND_MESSAGE, g_variant_new_string ("hello"));
+  g_autoptr(GVariant) hello = g_variant_ref_sink (g_variant_new_string ("hello"));
+
+  ly_wire_writer_append (writer, LY_WIRE_KIND_MESSAGE, hello);
   bytes = drain_writer (writer);
   g_assert_cmpmem (bytes->data, bytes->len, expected, sizeof expected);
   g_assert_cmpuint (ly_wire_frame_size (1, 6), ==, sizeof expected);
