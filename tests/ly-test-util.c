@@ -3,6 +3,8 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#include <sys/socket.h>
+
 #include "ly-test-util.h"
 
 static gboolean
@@ -81,8 +83,53 @@ ly_test_scaled (guint count)
   return count;
 }
 
-char *
-ly_test_peer_path (void)
+GSubprocess *
+ly_test_spawn_peer (const char  *channel_name,
+                    LyChannel  **channel,
+                    const char  *first_arg,
+                    ...)
 {
-  return g_test_build_filename (G_TEST_BUILT, "ly-test-peer", NULL);
+  g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GError) error = NULL;
+  GSubprocess *child;
+  const char *arg;
+  va_list args;
+  int fds[2];
+
+  g_ptr_array_add (argv, g_test_build_filename (G_TEST_BUILT, "ly-test-peer", NULL));
+  va_start (args, first_arg);
+  for (arg = first_arg; arg != NULL; arg = va_arg (args, const char *))
+    g_ptr_array_add (argv, g_strdup (arg));
+  va_end (args);
+  g_ptr_array_add (argv, NULL);
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
+  g_subprocess_launcher_take_fd (launcher, fds[1], 3);
+  child = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, &error);
+  g_assert_no_error (error);
+  /* the launcher holds the child's end until it is freed: free it now,
+   * so that the child's death is the end of the stream */
+  g_clear_object (&launcher);
+
+  *channel = ly_channel_new_for_fd (channel_name, fds[0], &error);
+  g_assert_no_error (error);
+
+  return child;
+}
+
+void
+ly_test_send_waiting (LyChannel *channel,
+                      GVariant  *message)
+{
+  g_autoptr(GVariant) owned = g_variant_ref_sink (message);
+  g_autoptr(GError) error = NULL;
+
+  while (!ly_channel_send (channel, owned, &error))
+    {
+      g_assert_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_FULL);
+      g_clear_error (&error);
+      ly_channel_flush (channel, NULL, &error);
+      g_assert_no_error (error);
+    }
 }

@@ -21,6 +21,14 @@ guint    ly_test_count_fds      (void);
 /* Scales a count down under valgrind (LY_TEST_QUICK is set by the
  * valgrind test setup), where the full count takes minutes. */
 guint    ly_test_scaled         (guint          count);
-char    *ly_test_peer_path      (void);
+/* Spawns tests/ly-test-peer with the given arguments and a channel to it
+ * as fd 3; returns the child and sets *channel. */
+GSubprocess *ly_test_spawn_peer (const char  *channel_name,
+                                 LyChannel  **channel,
+                                 const char  *first_arg,
+                                 ...) G_GNUC_NULL_TERMINATED;
+/* Sends, and when the queue is FULL, flushes (blocking) and tries again. */
+void     ly_test_send_waiting   (LyChannel     *channel,
+                                 GVariant      *message);
 
 G_END_DECLS

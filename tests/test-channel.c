@@ -258,21 +258,7 @@ sender_thread (gpointer user_data)
   SenderData *sender = user_data;
 
   for (guint i = 0; i < sender->count; i++)
-    {
-      g_autoptr(GError) error = NULL;
-      GVariant *message = g_variant_new ("(uu)", sender->thread_id, i);
-
-      g_variant_ref_sink (message);
-      while (!ly_channel_send (sender->channel, message, &error))
-        {
-          /* the queue is full: wait for it to drain, then retry */
-          g_assert_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_FULL);
-          g_clear_error (&error);
-          ly_channel_flush (sender->channel, NULL, &error);
-          g_assert_no_error (error);
-        }
-      g_variant_unref (message);
-    }
+    ly_test_send_waiting (sender->channel, g_variant_new ("(uu)", sender->thread_id, i));
 
   return NULL;
 }
@@ -769,23 +755,11 @@ static void
 test_peer_killed (void)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
-  g_autoptr(GSubprocess) child = NULL;
   g_autoptr(LyChannel) channel = NULL;
+  g_autoptr(GSubprocess) child = ly_test_spawn_peer ("killed", &channel, "hang", NULL);
   g_autoptr(GVariant) ready = NULL;
-  g_autofree char *peer = ly_test_peer_path ();
   Pair pair = { 0, };
-  int fds[2];
 
-  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
-  g_subprocess_launcher_take_fd (launcher, fds[1], 3);
-  child = g_subprocess_launcher_spawn (launcher, &error, peer, "hang", NULL);
-  g_assert_no_error (error);
-  /* the launcher holds the child's end until it is freed */
-  g_clear_object (&launcher);
-
-  channel = ly_channel_new_for_fd ("killed", fds[0], &error);
-  g_assert_no_error (error);
   g_signal_connect (channel, "closed", G_CALLBACK (collect_closed), &pair);
 
   ready = ly_channel_receive (channel, NULL, &error);
@@ -810,31 +784,12 @@ static void
 test_peer_echo (void)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
-  g_autoptr(GSubprocess) child = NULL;
   g_autoptr(LyChannel) channel = NULL;
-  g_autofree char *peer = ly_test_peer_path ();
+  g_autoptr(GSubprocess) child = ly_test_spawn_peer ("echo", &channel, "echo", NULL);
   guint n = ly_test_scaled (100000);
-  int fds[2];
-
-  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
-  g_subprocess_launcher_take_fd (launcher, fds[1], 3);
-  child = g_subprocess_launcher_spawn (launcher, &error, peer, "echo", NULL);
-  g_assert_no_error (error);
-  g_clear_object (&launcher);
-  channel = ly_channel_new_for_fd ("echo", fds[0], &error);
-  g_assert_no_error (error);
 
   for (guint i = 0; i < n; i++)
-    {
-      while (!ly_channel_send (channel, g_variant_new ("(us)", i, "payload"), &error))
-        {
-          g_assert_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_FULL);
-          g_clear_error (&error);
-          ly_channel_flush (channel, NULL, &error);
-          g_assert_no_error (error);
-        }
-    }
+    ly_test_send_waiting (channel, g_variant_new ("(us)", i, "payload"));
 
   for (guint i = 0; i < n; i++)
     {
@@ -859,22 +814,11 @@ static void
 test_peer_burst_then_close (void)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
-  g_autoptr(GSubprocess) child = NULL;
-  g_autoptr(LyChannel) channel = NULL;
-  g_autofree char *peer = ly_test_peer_path ();
   guint n = ly_test_scaled (200000);
   g_autofree char *count = g_strdup_printf ("%u", n);
-  int fds[2];
+  g_autoptr(LyChannel) channel = NULL;
+  g_autoptr(GSubprocess) child = ly_test_spawn_peer ("burst", &channel, "burst", count, NULL);
   guint i = 0;
-
-  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
-  g_subprocess_launcher_take_fd (launcher, fds[1], 3);
-  child = g_subprocess_launcher_spawn (launcher, &error, peer, "burst", count, NULL);
-  g_assert_no_error (error);
-  g_clear_object (&launcher);
-  channel = ly_channel_new_for_fd ("burst", fds[0], &error);
-  g_assert_no_error (error);
 
   for (;;)
     {
