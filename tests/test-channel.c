@@ -449,6 +449,65 @@ test_receive_async (Pair          *pair,
   g_ptr_array_unref (state.got);
 }
 
+/* Signals are emitted in the thread-default context of the thread that
+ * created the channel, whichever thread sends. */
+typedef struct
+{
+  LyChannel *sender;
+  GThread   *emitted_in;
+  GThread   *owner;
+  gboolean   ready;
+  gboolean   done;
+} ContextCheck;
+
+static void
+record_thread (LyChannel    *channel,
+               GVariant     *message,
+               ContextCheck *check)
+{
+  check->emitted_in = g_thread_self ();
+  g_atomic_int_set (&check->done, TRUE);
+}
+
+static gpointer
+owner_thread (gpointer user_data)
+{
+  ContextCheck *check = user_data;
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  g_autoptr(LyChannel) receiver = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_main_context_push_thread_default (context);
+  ly_channel_new_pair ("context", &check->sender, &receiver, &error);
+  g_assert_no_error (error);
+  g_signal_connect (receiver, "received", G_CALLBACK (record_thread), check);
+  g_atomic_int_set (&check->ready, TRUE);
+
+  while (!g_atomic_int_get (&check->done))
+    g_main_context_iteration (context, TRUE);
+
+  g_clear_object (&check->sender);
+  g_main_context_pop_thread_default (context);
+  return NULL;
+}
+
+static void
+test_thread_default_context (void)
+{
+  ContextCheck check = { NULL, };
+  g_autoptr(GError) error = NULL;
+
+  check.owner = g_thread_new ("owner", owner_thread, &check);
+  while (!g_atomic_int_get (&check.ready))
+    g_usleep (1000);
+
+  /* sent from the main thread, emitted in the owner thread */
+  g_assert_true (ly_channel_send (check.sender, g_variant_new_string ("x"), &error));
+  g_assert_no_error (error);
+  g_thread_join (check.owner);
+  g_assert_true (check.emitted_in == check.owner);
+}
+
 /* One mode per channel. */
 static void
 test_mode_mixing (Pair          *pair,
@@ -1111,6 +1170,7 @@ main (int   argc,
   PAIR_TEST ("flush", test_flush);
   PAIR_TEST ("close-drains", test_close_drains);
   g_test_add_func ("/channel/close-unref-lingers", test_close_unref_lingers);
+  g_test_add_func ("/channel/thread-default-context", test_thread_default_context);
   g_test_add_func ("/channel/peer-killed", test_peer_killed);
   g_test_add_func ("/channel/peer-echo", test_peer_echo);
   g_test_add_func ("/channel/peer-burst-then-close", test_peer_burst_then_close);
