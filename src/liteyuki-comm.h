@@ -12,5 +12,7 @@
 #include "ly-version.h"
 #include "ly-enums.h"
 #include "ly-channel.h"
+#include "ly-process-manager.h"
+#include "ly-registry.h"
 
 #undef LITEYUKI_COMM_INSIDE

@@ -17,5 +17,17 @@ G_BEGIN_DECLS
 
 LyChannel *ly_channel_new_for_transport (const char  *name,
                                          LyTransport *transport);
+LyChannel *ly_channel_new_persistent    (const char  *name);
+void       ly_channel_attach            (LyChannel   *self,
+                                         LyTransport *transport);
+void       ly_channel_detach            (LyChannel   *self);
+gboolean   ly_channel_is_connected      (LyChannel   *self);
+gboolean   ly_channel_wait_until        (LyChannel     *self,
+                                         gboolean     (*done) (gpointer data),
+                                         gpointer       data,
+                                         gint64         deadline,
+                                         GCancellable  *cancellable,
+                                         GError       **error);
+void       ly_channel_wake              (LyChannel   *self);
 
 G_END_DECLS

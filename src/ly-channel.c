@@ -133,6 +133,8 @@ struct _LyChannel
   GQueue        receive_ops;        /* of PendingOp* */
   GQueue        send_waiters;       /* sends waiting for room, and flushes behind them */
   GQueue        send_acks;          /* sends and flushes waiting for their bytes to leave */
+  GQueue        lost_acks;          /* sends whose connection went away before they left */
+  GError       *lost_error;
 
   int           wakeup_fd;
   guint         n_waiters;          /* threads blocked on @cond */
@@ -145,6 +147,7 @@ struct _LyChannel
   guint         poller_active : 1;
   guint         write_blocked : 1;  /* the last write met a full socket */
   guint         dispatching : 1;    /* in channel_source_dispatch(), maybe nested */
+  guint         persistent : 1;     /* outlives its connections (a hub's channel) */
   guint         mode_changed : 1;
   guint         warned_mixed : 1;
 };
@@ -377,6 +380,7 @@ schedule_needed_dispatch_locked (LyChannel *self)
       (has_messages && !g_queue_is_empty (&self->receive_ops)) ||
       (ack != NULL && ack->target <= ly_wire_writer_get_written_total (self->writer)) ||
       (self->closed && !self->closed_emitted) ||
+      !g_queue_is_empty (&self->lost_acks) ||
       self->mode_changed)
     schedule_dispatch_locked (self, 0);
   else if (has_messages && self->mode == LY_CHANNEL_MODE_UNSET)
@@ -386,6 +390,9 @@ schedule_needed_dispatch_locked (LyChannel *self)
 /* The end of a connection ------------------------------------------------- */
 
 /* Takes @error (NULL for a clean end). */
+static void detach_connection_locked (LyChannel *self,
+                                      GError    *error);
+
 static void
 end_connection_locked (LyChannel *self,
                        GError    *error)
@@ -393,6 +400,12 @@ end_connection_locked (LyChannel *self,
   if (self->ended)
     {
       g_clear_error (&error);
+      return;
+    }
+
+  if (self->persistent && !self->closed)
+    {
+      detach_connection_locked (self, error);
       return;
     }
 
@@ -674,6 +687,8 @@ typedef struct
   GQueue  done_ops;          /* sends and flushes that succeeded */
   GQueue  failed_ops;        /* operations to fail with a closed error */
   GError *closed_error;      /* for the failed ops */
+  GQueue  lost_ops;          /* sends whose connection went away first */
+  GError *lost_error;
   gboolean emit_closed;
   GError  *emit_closed_error;
   gboolean notify_mode;
@@ -771,6 +786,9 @@ collect_ops_locked (LyChannel *self,
   if (!g_queue_is_empty (&delivery->failed_ops))
     delivery->closed_error = closed_error_new_locked (self);
 
+  move_all (&self->lost_acks, &delivery->lost_ops);
+  delivery->lost_error = g_steal_pointer (&self->lost_error);
+
   if (self->closed && !self->closed_emitted)
     {
       self->closed_emitted = TRUE;
@@ -809,6 +827,10 @@ deliver (LyChannel *self,
     pending_op_finish (op, g_error_copy (delivery->closed_error), NULL);
   g_clear_error (&delivery->closed_error);
 
+  while ((op = g_queue_pop_head (&delivery->lost_ops)) != NULL)
+    pending_op_finish (op, g_error_copy (delivery->lost_error), NULL);
+  g_clear_error (&delivery->lost_error);
+
   if (delivery->emit_closed)
     {
       g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CLOSED]);
@@ -825,6 +847,8 @@ channel_source_dispatch (GSource     *source,
   ChannelSource *channel_source = (ChannelSource *) source;
   g_autoptr(LyChannel) self = g_weak_ref_get (&channel_source->channel);
   Delivery delivery = { G_QUEUE_INIT, G_QUEUE_INIT, G_QUEUE_INIT, G_QUEUE_INIT, };
+
+  g_queue_init (&delivery.lost_ops);
 
   if (self == NULL)
     return G_SOURCE_CONTINUE;
@@ -1086,6 +1110,55 @@ channel_wait (LyChannel     *self,
   return status == WAIT_DONE;
 }
 
+typedef struct
+{
+  gboolean (*done) (gpointer data);
+  gpointer   data;
+} ExternalWait;
+
+static WaitStatus
+external_done_locked (LyChannel  *self,
+                      gpointer    data,
+                      GError    **error)
+{
+  ExternalWait *wait = data;
+
+  if (wait->done (wait->data))
+    return WAIT_DONE;
+
+  if (self->closed && g_queue_is_empty (&self->incoming))
+    {
+      g_propagate_error (error, closed_error_new_locked (self));
+      return WAIT_FAILED;
+    }
+
+  return WAIT_AGAIN;
+}
+
+/* Blocks until @done says so, driving the channel as ly_channel_receive()
+ * does; whoever makes @done true calls ly_channel_wake().  For calls
+ * whose answer arrives through a passive channel's handlers. */
+gboolean
+ly_channel_wait_until (LyChannel     *self,
+                       gboolean     (*done) (gpointer data),
+                       gpointer       data,
+                       gint64         deadline,
+                       GCancellable  *cancellable,
+                       GError       **error)
+{
+  ExternalWait wait = { done, data };
+
+  return channel_wait (self, external_done_locked, &wait, deadline, cancellable, error);
+}
+
+void
+ly_channel_wake (LyChannel *self)
+{
+  g_mutex_lock (&self->mutex);
+  wake_waiters_locked (self);
+  g_mutex_unlock (&self->mutex);
+}
+
 /* Construction ------------------------------------------------------------ */
 
 static void
@@ -1101,14 +1174,12 @@ ly_channel_init (LyChannel *self)
   self->context = g_main_context_ref_thread_default ();
 }
 
-/* Sets the transport up: the source in the creating thread's context and
- * the hello, which is the first frame every side writes. */
+/* The source, in the creating thread's context, that does the I/O and
+ * the delivery of the channel, whatever connection it has. */
 static void
-ly_channel_start (LyChannel   *self,
-                  LyTransport *transport)
+create_source (LyChannel *self)
 {
   ChannelSource *source;
-  g_autoptr(GVariant) hello = NULL;
 
   source = (ChannelSource *) g_source_new (&channel_source_funcs, sizeof (ChannelSource));
   g_weak_ref_init (&source->channel, self);
@@ -1119,16 +1190,70 @@ ly_channel_start (LyChannel   *self,
    * dispatch guards against recursion itself. */
   g_source_set_can_recurse ((GSource *) source, TRUE);
 
-  g_mutex_lock (&self->mutex);
-  self->transport = transport;
   self->source = (GSource *) source;
-  ly_transport_attach (transport, self->source);
-  hello = g_variant_ref_sink (ly_wire_hello_new (g_get_prgname (), self->name));
-  ly_wire_writer_append (self->writer, LY_WIRE_KIND_HELLO, hello);
-  update_interest_locked (self);
-  g_mutex_unlock (&self->mutex);
-
   g_source_attach (self->source, self->context);
+}
+
+/* The hello is the first frame every side writes on a connection. */
+static void
+queue_hello_locked (LyChannel *self)
+{
+  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new (g_get_prgname (), self->name));
+
+  ly_wire_writer_append (self->writer, LY_WIRE_KIND_HELLO, hello);
+}
+
+/* Takes @transport; the hello is already queued. */
+static void
+attach_locked (LyChannel   *self,
+               LyTransport *transport)
+{
+  self->transport = transport;
+  self->hello_received = FALSE;
+  self->write_blocked = FALSE;
+  self->interest = 0;
+  ly_transport_attach (transport, self->source);
+  update_interest_locked (self);
+  schedule_dispatch_locked (self, 0);
+}
+
+/* A persistent channel loses its connection (the process on the other
+ * end stopped) but not its handlers, its received messages or its mode.
+ * What was queued for the old connection is dropped: it went away with
+ * the process.  Sends from now on wait for the next connection. */
+static void
+detach_connection_locked (LyChannel *self,
+                          GError    *error)
+{
+  PendingOp *op;
+
+  if (error != NULL)
+    g_debug ("Channel “%s” lost its connection: %s", self->name, error->message);
+  g_clear_error (&error);
+
+  if (self->source != NULL)
+    ly_transport_detach (self->transport, self->source);
+  g_clear_pointer (&self->transport, ly_transport_unref);
+  self->interest = 0;
+  self->write_blocked = FALSE;
+
+  ly_wire_writer_clear (self->writer);
+  while ((op = g_queue_pop_head (&self->send_acks)) != NULL)
+    g_queue_push_tail (&self->lost_acks, op);
+  if (!g_queue_is_empty (&self->lost_acks) && self->lost_error == NULL)
+    self->lost_error = g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_DISCONNECTED,
+                                    _("The process on the other end of channel “%s” went away before the message was written"),
+                                    self->name);
+
+  ly_wire_reader_free (self->reader);
+  self->reader = ly_wire_reader_new (self->max_message_size);
+  self->hello_received = FALSE;
+  g_clear_pointer (&self->peer_process_name, g_free);
+  self->peer_pid = 0;
+
+  queue_hello_locked (self);
+  wake_waiters_locked (self);
+  schedule_dispatch_locked (self, 0);
 }
 
 LyChannel *
@@ -1137,8 +1262,73 @@ ly_channel_new_for_transport (const char  *name,
 {
   LyChannel *self = g_object_new (LY_TYPE_CHANNEL, "name", name, NULL);
 
-  ly_channel_start (self, transport);
+  create_source (self);
+  g_mutex_lock (&self->mutex);
+  queue_hello_locked (self);
+  attach_locked (self, transport);
+  g_mutex_unlock (&self->mutex);
+
   return self;
+}
+
+/* A channel without a connection yet, that outlives its connections:
+ * the hub's end of a child's channel.  Messages sent while it has none
+ * wait (within max-queued-bytes) for the next one. */
+LyChannel *
+ly_channel_new_persistent (const char *name)
+{
+  LyChannel *self = g_object_new (LY_TYPE_CHANNEL, "name", name, NULL);
+
+  create_source (self);
+  g_mutex_lock (&self->mutex);
+  self->persistent = TRUE;
+  queue_hello_locked (self);
+  g_mutex_unlock (&self->mutex);
+
+  return self;
+}
+
+/* Gives a persistent channel its next connection; takes @transport. */
+void
+ly_channel_attach (LyChannel   *self,
+                   LyTransport *transport)
+{
+  g_return_if_fail (LY_IS_CHANNEL (self));
+
+  g_mutex_lock (&self->mutex);
+  g_warn_if_fail (self->persistent);
+  if (self->transport != NULL)
+    detach_connection_locked (self, NULL);
+
+  if (self->closed)
+    ly_transport_unref (transport);
+  else
+    attach_locked (self, transport);
+  g_mutex_unlock (&self->mutex);
+}
+
+/* Drops the connection of a persistent channel, if it has one. */
+void
+ly_channel_detach (LyChannel *self)
+{
+  g_return_if_fail (LY_IS_CHANNEL (self));
+
+  g_mutex_lock (&self->mutex);
+  if (self->transport != NULL && self->persistent && !self->closed)
+    detach_connection_locked (self, NULL);
+  g_mutex_unlock (&self->mutex);
+}
+
+gboolean
+ly_channel_is_connected (LyChannel *self)
+{
+  gboolean connected;
+
+  g_mutex_lock (&self->mutex);
+  connected = self->transport != NULL && self->hello_received;
+  g_mutex_unlock (&self->mutex);
+
+  return connected;
 }
 
 /* Hands what is still queued after close() to a source of its own that
@@ -1251,6 +1441,7 @@ ly_channel_finalize (GObject *object)
   g_clear_pointer (&self->message_type, g_variant_type_free);
   g_clear_pointer (&self->context, g_main_context_unref);
   g_clear_error (&self->end_error);
+  g_clear_error (&self->lost_error);
   g_free (self->peer_process_name);
   g_free (self->name);
   if (self->wakeup_fd >= 0)
@@ -2532,6 +2723,12 @@ ly_channel_close (LyChannel *self)
           ly_wire_writer_append (self->writer, LY_WIRE_KIND_GOODBYE, NULL);
           write_locked (self);
           update_interest_locked (self);
+        }
+      else
+        {
+          /* a persistent channel between connections: nothing to flush */
+          self->ended = TRUE;
+          ly_wire_writer_clear (self->writer);
         }
       wake_waiters_locked (self);
       schedule_dispatch_locked (self, 0);

@@ -1,0 +1,428 @@
+/* ly-control.c: requests and replies over a channel (see ly-control-private.h)
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include "ly-channel-private.h"
+#include "ly-control-private.h"
+#include "ly-i18n-private.h"
+
+#define REQUEST_TYPE "(usv)"
+#define REPLY_TYPE   "(ubv)"
+
+/* A call waiting for its reply: asynchronous (@task) or blocking (the
+ * other fields, read by the blocked thread under the control's mutex). */
+typedef struct
+{
+  GTask    *task;
+  gboolean  done;
+  GVariant *result;
+  GError   *error;
+} Call;
+
+struct _LyControl
+{
+  GObject               parent_instance;
+
+  LyChannel            *channel;
+  LyControlRequestFunc  func;
+  gpointer              user_data;
+
+  GMutex                mutex;
+  GHashTable           *calls;       /* serial → Call* */
+  guint32               next_serial;
+  gboolean              ended;
+};
+
+G_DEFINE_FINAL_TYPE (LyControl, ly_control, G_TYPE_OBJECT)
+
+/* Completes @call, taken out of the table; called without the lock. */
+static void
+call_complete (LyControl *self,
+               Call      *call,
+               GVariant  *result,
+               GError    *error)
+{
+  if (call->task != NULL)
+    {
+      if (error != NULL)
+        g_task_return_error (call->task, error);
+      else
+        g_task_return_pointer (call->task, g_variant_ref (result), (GDestroyNotify) g_variant_unref);
+      g_object_unref (call->task);
+      g_free (call);
+      return;
+    }
+
+  g_mutex_lock (&self->mutex);
+  call->result = result != NULL ? g_variant_ref (result) : NULL;
+  call->error = error;
+  call->done = TRUE;
+  g_mutex_unlock (&self->mutex);
+  ly_channel_wake (self->channel);
+}
+
+static Call *
+steal_call (LyControl *self,
+            guint32    serial)
+{
+  Call *call = NULL;
+
+  g_mutex_lock (&self->mutex);
+  g_hash_table_steal_extended (self->calls, GUINT_TO_POINTER (serial), NULL, (gpointer *) &call);
+  g_mutex_unlock (&self->mutex);
+
+  return call;
+}
+
+static GError *
+error_from_reply (GVariant *value)
+{
+  const char *name, *message;
+  GError *error;
+
+  if (!g_variant_is_of_type (value, G_VARIANT_TYPE ("(ss)")))
+    return g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                        _("Received an error reply of type “%s” instead of “(ss)”"),
+                        g_variant_get_type_string (value));
+
+  g_variant_get (value, "(&s&s)", &name, &message);
+  error = g_dbus_error_new_for_dbus_error (name, message);
+  g_dbus_error_strip_remote_error (error);
+
+  return error;
+}
+
+static void
+handle_reply (LyControl *self,
+              GVariant  *message)
+{
+  g_autoptr(GVariant) value = NULL;
+  guint32 serial;
+  gboolean ok;
+  Call *call;
+
+  g_variant_get (message, "(ubv)", &serial, &ok, &value);
+  call = steal_call (self, serial);
+  if (call == NULL)
+    {
+      /* a call that timed out or was cancelled meanwhile */
+      g_debug ("Control of “%s”: reply to unknown request %u", ly_channel_get_name (self->channel), serial);
+      return;
+    }
+
+  if (ok)
+    call_complete (self, call, value, NULL);
+  else
+    call_complete (self, call, NULL, error_from_reply (value));
+}
+
+static void
+on_received (LyChannel *channel,
+             GVariant  *message,
+             LyControl *self)
+{
+  const char *type = g_variant_get_type_string (message);
+
+  if (g_str_equal (type, REQUEST_TYPE))
+    {
+      g_autoptr(GVariant) args = NULL;
+      const char *method;
+      guint32 serial;
+
+      g_variant_get (message, "(u&sv)", &serial, &method, &args);
+      if (self->func != NULL)
+        self->func (self, serial, method, args, self->user_data);
+    }
+  else if (g_str_equal (type, REPLY_TYPE))
+    {
+      handle_reply (self, message);
+    }
+  else
+    {
+      /* The peer speaks something else: this connection is useless and
+       * may be hostile.  Cut it; the process goes on. */
+      g_warning ("Control connection “%s” received a message of type “%s”; closing it",
+                 ly_channel_get_name (channel), type);
+      ly_channel_close (channel);
+    }
+}
+
+static void
+fail_all_calls (LyControl    *self,
+                const GError *reason)
+{
+  GHashTableIter iter;
+  GPtrArray *calls = g_ptr_array_new ();
+  Call *call;
+
+  g_mutex_lock (&self->mutex);
+  self->ended = TRUE;
+  g_hash_table_iter_init (&iter, self->calls);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &call))
+    {
+      g_ptr_array_add (calls, call);
+      g_hash_table_iter_steal (&iter);
+    }
+  g_mutex_unlock (&self->mutex);
+
+  for (guint i = 0; i < calls->len; i++)
+    call_complete (self, g_ptr_array_index (calls, i), NULL,
+                   reason != NULL ? g_error_copy (reason)
+                                  : g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_CLOSED,
+                                                 _("The control connection “%s” closed before the reply came"),
+                                                 ly_channel_get_name (self->channel)));
+  g_ptr_array_unref (calls);
+}
+
+static void
+on_closed (LyChannel    *channel,
+           const GError *error,
+           LyControl    *self)
+{
+  fail_all_calls (self, error);
+}
+
+static void
+ly_control_dispose (GObject *object)
+{
+  LyControl *self = LY_CONTROL (object);
+
+  if (self->channel != NULL)
+    {
+      g_signal_handlers_disconnect_by_data (self->channel, self);
+      fail_all_calls (self, NULL);
+      g_clear_object (&self->channel);
+    }
+
+  G_OBJECT_CLASS (ly_control_parent_class)->dispose (object);
+}
+
+static void
+ly_control_finalize (GObject *object)
+{
+  LyControl *self = LY_CONTROL (object);
+
+  g_hash_table_unref (self->calls);
+  g_mutex_clear (&self->mutex);
+
+  G_OBJECT_CLASS (ly_control_parent_class)->finalize (object);
+}
+
+static void
+ly_control_class_init (LyControlClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = ly_control_dispose;
+  object_class->finalize = ly_control_finalize;
+
+  /* error replies name the domain: it must be known to decode them */
+  (void) LY_CHANNEL_ERROR;
+}
+
+static void
+ly_control_init (LyControl *self)
+{
+  g_mutex_init (&self->mutex);
+  self->calls = g_hash_table_new (NULL, NULL);
+  self->next_serial = 1;
+}
+
+/* Takes over @channel (which must be fresh: it becomes passive). */
+LyControl *
+ly_control_new (LyChannel            *channel,
+                LyControlRequestFunc  func,
+                gpointer              user_data)
+{
+  LyControl *self = g_object_new (LY_TYPE_CONTROL, NULL);
+
+  self->channel = g_object_ref (channel);
+  self->func = func;
+  self->user_data = user_data;
+  g_signal_connect (channel, "received", G_CALLBACK (on_received), self);
+  g_signal_connect (channel, "closed", G_CALLBACK (on_closed), self);
+
+  return self;
+}
+
+LyChannel *
+ly_control_get_channel (LyControl *self)
+{
+  return self->channel;
+}
+
+static void
+send_or_warn (LyControl *self,
+              GVariant  *message)
+{
+  g_autoptr(GError) error = NULL;
+
+  /* a reply that cannot be sent has no one to tell: the peer is gone */
+  if (!ly_channel_send (self->channel, message, &error))
+    g_debug ("Control of “%s”: %s", ly_channel_get_name (self->channel), error->message);
+}
+
+void
+ly_control_reply (LyControl *self,
+                  guint32    serial,
+                  GVariant  *result)
+{
+  g_autoptr(GVariant) owned = g_variant_ref_sink (result != NULL ? result : g_variant_new ("()"));
+
+  g_return_if_fail (serial != 0);
+
+  send_or_warn (self, g_variant_new (REPLY_TYPE, serial, TRUE, owned));
+}
+
+void
+ly_control_reply_error (LyControl    *self,
+                        guint32       serial,
+                        const GError *error)
+{
+  g_autofree char *name = g_dbus_error_encode_gerror (error);
+
+  g_return_if_fail (serial != 0);
+
+  send_or_warn (self, g_variant_new (REPLY_TYPE, serial, FALSE,
+                                     g_variant_new ("(ss)", name, error->message)));
+}
+
+gboolean
+ly_control_notify (LyControl   *self,
+                   const char  *method,
+                   GVariant    *args,
+                   GError     **error)
+{
+  g_autoptr(GVariant) owned = g_variant_ref_sink (args != NULL ? args : g_variant_new ("()"));
+
+  return ly_channel_send (self->channel, g_variant_new (REQUEST_TYPE, 0, method, owned), error);
+}
+
+/* Registers @call and sends the request; FALSE with @error when it
+ * could not be sent. */
+static gboolean
+start_call (LyControl   *self,
+            Call        *call,
+            const char  *method,
+            GVariant    *args,
+            guint32     *serial,
+            GError     **error)
+{
+  g_autoptr(GVariant) owned = g_variant_ref_sink (args != NULL ? args : g_variant_new ("()"));
+
+  g_mutex_lock (&self->mutex);
+  if (self->ended)
+    {
+      g_mutex_unlock (&self->mutex);
+      g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_CLOSED,
+                   _("The control connection “%s” is closed"), ly_channel_get_name (self->channel));
+      return FALSE;
+    }
+  *serial = self->next_serial++;
+  if (self->next_serial == 0)
+    self->next_serial = 1;
+  g_hash_table_insert (self->calls, GUINT_TO_POINTER (*serial), call);
+  g_mutex_unlock (&self->mutex);
+
+  if (!ly_channel_send (self->channel, g_variant_new (REQUEST_TYPE, *serial, method, owned), error))
+    {
+      steal_call (self, *serial);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+void
+ly_control_call_async (LyControl           *self,
+                       const char          *method,
+                       GVariant            *args,
+                       GCancellable        *cancellable,
+                       GAsyncReadyCallback  callback,
+                       gpointer             user_data)
+{
+  g_autoptr(GTask) task = g_task_new (self, cancellable, callback, user_data);
+  g_autoptr(GError) error = NULL;
+  Call *call = g_new0 (Call, 1);
+  guint32 serial;
+
+  g_task_set_source_tag (task, ly_control_call_async);
+  call->task = g_object_ref (task);
+
+  if (!start_call (self, call, method, args, &serial, &error))
+    {
+      g_object_unref (call->task);
+      g_free (call);
+      g_task_return_error (task, g_steal_pointer (&error));
+    }
+}
+
+GVariant *
+ly_control_call_finish (LyControl     *self,
+                        GAsyncResult  *result,
+                        GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+typedef struct
+{
+  LyControl *self;
+  Call      *call;
+} SyncWait;
+
+static gboolean
+sync_call_done (gpointer data)
+{
+  SyncWait *wait = data;
+  gboolean done;
+
+  g_mutex_lock (&wait->self->mutex);
+  done = wait->call->done;
+  g_mutex_unlock (&wait->self->mutex);
+
+  return done;
+}
+
+/* Blocks for the reply, driving the channel as a blocking receive does. */
+GVariant *
+ly_control_call_sync (LyControl     *self,
+                      const char    *method,
+                      GVariant      *args,
+                      int            timeout_msec,
+                      GCancellable  *cancellable,
+                      GError       **error)
+{
+  Call call = { NULL, FALSE, NULL, NULL };
+  SyncWait wait = { self, &call };
+  gint64 deadline = timeout_msec < 0 ? -1 : g_get_monotonic_time () + (gint64) timeout_msec * 1000;
+  guint32 serial;
+
+  if (!start_call (self, &call, method, args, &serial, error))
+    return NULL;
+
+  if (!ly_channel_wait_until (self->channel, sync_call_done, &wait, deadline, cancellable, error))
+    {
+      /* timed out or cancelled: forget the call, unless its reply is
+       * being delivered right now, into @call on this stack */
+      if (steal_call (self, serial) != NULL)
+        return NULL;
+      g_clear_error (error);
+      while (!sync_call_done (&wait))
+        g_thread_yield ();
+    }
+
+  if (call.error != NULL)
+    {
+      g_clear_pointer (&call.result, g_variant_unref);
+      g_propagate_error (error, call.error);
+      return NULL;
+    }
+
+  return call.result;
+}

@@ -1,0 +1,1691 @@
+/* ly-process-manager.c
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <glib-unix.h>
+#include <glib/gstdio.h>
+
+#include "ly-channel-private.h"
+#include "ly-control-private.h"
+#include "ly-enums.h"
+#include "ly-i18n-private.h"
+#include "ly-process-manager.h"
+#include "ly-registry.h"
+#include "ly-runtime-private.h"
+#include "ly-transport-private.h"
+
+/**
+ * LyProcessManager:
+ *
+ * The hub's supervisor of named child processes.
+ *
+ * A target is a name and an argv vector: a C program, `python3 plugin.py`,
+ * `gjs -m worker.js`.  Adding a target creates the hub's ends of its two
+ * channels, `NAME-active` and `NAME-passive`, and puts them in the
+ * registry ([func@Ly.get_channel]).  Starting it spawns the process with
+ * three sockets: the two channels and a control connection, which the
+ * child runtime finds by itself ([func@Ly.active_channel],
+ * [func@Ly.passive_channel], [func@Ly.request_stop]).  No other file
+ * descriptor of the hub reaches the child, and the child is killed if the
+ * hub dies (`PR_SET_PDEATHSIG`; spawn from a thread that lives as long as
+ * the hub, the main thread usually).
+ *
+ * The hub's channel objects outlive the processes: handlers stay
+ * connected across restarts, messages that arrived stay receivable, and
+ * a message sent while the process is not running waits in the channel's
+ * queue (within #LyChannel:max-queued-bytes) and goes to the next
+ * instance.  What was queued for, or written to, an instance that dies
+ * is lost with it.
+ *
+ * Stopping a process asks it politely over the control connection, sends
+ * `SIGTERM` after half of #LyProcessManager:stop-timeout and `SIGKILL`
+ * after all of it.  A process that exits on its own is restarted
+ * according to its [enum@Ly.RestartPolicy], after a delay that doubles
+ * with each quick failure (#LyProcessManager:restart-delay up to
+ * #LyProcessManager:restart-delay-max), until it fails more than
+ * #LyProcessManager:crash-loop-limit times within
+ * #LyProcessManager:crash-loop-interval: then it is given up
+ * (%LY_PROCESS_STATE_FAILED).
+ *
+ * Signals and completions are emitted in the thread-default main context
+ * of the thread that created the manager.  No thread is created per
+ * child: the hub's thread count does not grow with the number of
+ * children.
+ */
+
+#define MAX_NAME_LENGTH 64
+
+/* A process that ran this long before failing starts the back-off over. */
+#define STABLE_RUN_USEC (10 * G_USEC_PER_SEC)
+
+typedef struct _Target Target;
+
+struct _Target
+{
+  LyProcessManager *manager;
+  char             *name;
+  GStrv             argv;
+  GStrv             environment;
+  char             *working_directory;
+  LyRestartPolicy   policy;
+
+  LyProcessState    state;
+  GSubprocess      *process;
+  GPid              pid;
+  GCancellable     *wait_cancellable;
+  LyChannel        *active;
+  LyChannel        *passive;
+  LyControl        *control;
+
+  guint             restarts;
+  guint             quick_failures;
+  gint64            started_at;
+  GQueue            failure_times;    /* of gint64*, within crash-loop-interval */
+
+  GSource          *term_source;
+  GSource          *kill_source;
+  GSource          *backoff_source;
+
+  GQueue            stop_tasks;       /* GTasks waiting for the process to exit */
+  GQueue            restart_tasks;    /* GTasks waiting for the next start */
+  gboolean          restart_after_stop;
+};
+
+struct _LyProcessManager
+{
+  GObject       parent_instance;
+
+  GMainContext *context;
+  GHashTable   *targets;              /* name → Target* */
+  GPtrArray    *order;                /* Target*, in the order they were added */
+
+  double        stop_timeout;
+  double        restart_delay;
+  double        restart_delay_max;
+  guint         crash_loop_limit;
+  double        crash_loop_interval;
+
+  GSource      *signal_sources[2];
+  GMainLoop    *signal_loop;
+};
+
+enum {
+  PROP_0,
+  PROP_STOP_TIMEOUT,
+  PROP_RESTART_DELAY,
+  PROP_RESTART_DELAY_MAX,
+  PROP_CRASH_LOOP_LIMIT,
+  PROP_CRASH_LOOP_INTERVAL,
+  N_PROPS
+};
+
+enum {
+  PROCESS_STARTED,
+  PROCESS_EXITED,
+  BEFORE_SHUTDOWN,
+  BEFORE_RESTART,
+  N_SIGNALS
+};
+
+static GParamSpec *properties[N_PROPS];
+static guint signals[N_SIGNALS];
+
+static const GDBusErrorEntry process_error_entries[] = {
+  { LY_PROCESS_ERROR_INVALID_NAME,   "icu.liteyuki.Comm1.Error.Process.InvalidName" },
+  { LY_PROCESS_ERROR_EXISTS,         "icu.liteyuki.Comm1.Error.Process.Exists" },
+  { LY_PROCESS_ERROR_UNKNOWN_TARGET, "icu.liteyuki.Comm1.Error.Process.UnknownTarget" },
+  { LY_PROCESS_ERROR_RUNNING,        "icu.liteyuki.Comm1.Error.Process.Running" },
+  { LY_PROCESS_ERROR_SPAWN_FAILED,   "icu.liteyuki.Comm1.Error.Process.SpawnFailed" },
+  { LY_PROCESS_ERROR_NOT_A_CHILD,    "icu.liteyuki.Comm1.Error.Process.NotAChild" },
+  { LY_PROCESS_ERROR_STOPPED,        "icu.liteyuki.Comm1.Error.Process.Stopped" },
+};
+
+G_STATIC_ASSERT (G_N_ELEMENTS (process_error_entries) == LY_PROCESS_ERROR_STOPPED + 1);
+
+GQuark
+ly_process_error_quark (void)
+{
+  static gsize quark = 0;
+
+  ly_i18n_init ();
+  g_dbus_error_register_error_domain ("ly-process-error-quark", &quark,
+                                      process_error_entries,
+                                      G_N_ELEMENTS (process_error_entries));
+  return (GQuark) quark;
+}
+
+G_DEFINE_FINAL_TYPE (LyProcessManager, ly_process_manager, G_TYPE_OBJECT)
+
+static void start_after_backoff (Target *target);
+
+/* Targets ----------------------------------------------------------------- */
+
+static gboolean
+name_is_valid (const char *name)
+{
+  gsize length = strlen (name);
+
+  if (length == 0 || length > MAX_NAME_LENGTH)
+    return FALSE;
+
+  for (const char *p = name; *p != '\0'; p++)
+    if (!g_ascii_isalnum (*p) && *p != '_' && *p != '-' && *p != '.')
+      return FALSE;
+
+  return TRUE;
+}
+
+static void
+clear_source (GSource **source)
+{
+  if (*source != NULL)
+    {
+      g_source_destroy (*source);
+      g_clear_pointer (source, g_source_unref);
+    }
+}
+
+static void
+target_clear_timers (Target *target)
+{
+  clear_source (&target->term_source);
+  clear_source (&target->kill_source);
+  clear_source (&target->backoff_source);
+}
+
+/* A one-shot timer in the manager's context. */
+static GSource *
+timer_new (Target      *target,
+           guint        msec,
+           GSourceFunc  func,
+           const char  *name)
+{
+  GSource *source = g_timeout_source_new (msec);
+
+  g_source_set_callback (source, func, target, NULL);
+  g_source_set_static_name (source, name);
+  g_source_attach (source, target->manager->context);
+
+  return source;
+}
+
+static void
+target_free (Target *target)
+{
+  target_clear_timers (target);
+  if (target->wait_cancellable != NULL)
+    g_cancellable_cancel (target->wait_cancellable);
+  g_clear_object (&target->wait_cancellable);
+  if (target->process != NULL)
+    g_subprocess_force_exit (target->process);
+  g_clear_object (&target->process);
+  g_clear_object (&target->control);
+  if (ly_get_channel (ly_channel_get_name (target->active)) == target->active)
+    ly_set_channel (ly_channel_get_name (target->active), NULL);
+  if (ly_get_channel (ly_channel_get_name (target->passive)) == target->passive)
+    ly_set_channel (ly_channel_get_name (target->passive), NULL);
+  g_clear_object (&target->active);
+  g_clear_object (&target->passive);
+  g_queue_clear_full (&target->failure_times, g_free);
+  g_strfreev (target->argv);
+  g_strfreev (target->environment);
+  g_free (target->working_directory);
+  g_free (target->name);
+  g_free (target);
+}
+
+static Target *
+lookup_target (LyProcessManager  *self,
+               const char        *name,
+               GError           **error)
+{
+  Target *target = g_hash_table_lookup (self->targets, name);
+
+  if (target == NULL)
+    g_set_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_UNKNOWN_TARGET,
+                 _("There is no target named “%s”"), name);
+
+  return target;
+}
+
+static gboolean
+is_running (Target *target)
+{
+  return target->state == LY_PROCESS_STATE_RUNNING || target->state == LY_PROCESS_STATE_STOPPING;
+}
+
+/* Completes every task of @queue, with @error (not taken) or success. */
+static void
+complete_tasks (GQueue       *queue,
+                const GError *error)
+{
+  GTask *task;
+
+  while ((task = g_queue_pop_head (queue)) != NULL)
+    {
+      if (error != NULL)
+        g_task_return_error (task, g_error_copy (error));
+      else
+        g_task_return_boolean (task, TRUE);
+      g_object_unref (task);
+    }
+}
+
+/* Spawning ---------------------------------------------------------------- */
+
+/* In the child, between fork and exec: die with the hub. */
+static void
+child_setup (gpointer user_data)
+{
+  pid_t hub = GPOINTER_TO_INT (user_data);
+
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
+  /* the hub may have died before prctl(): then nobody would kill us */
+  if (getppid () != hub)
+    _exit (127);
+}
+
+typedef struct
+{
+  int hub[3];
+  int child[3];
+} SocketPairs;
+
+static void
+socket_pairs_close (SocketPairs *pairs)
+{
+  for (guint i = 0; i < 3; i++)
+    {
+      if (pairs->hub[i] >= 0)
+        g_close (pairs->hub[i], NULL);
+      if (pairs->child[i] >= 0)
+        g_close (pairs->child[i], NULL);
+    }
+}
+
+static gboolean
+socket_pairs_open (SocketPairs  *pairs,
+                   GError      **error)
+{
+  for (guint i = 0; i < 3; i++)
+    pairs->hub[i] = pairs->child[i] = -1;
+
+  for (guint i = 0; i < 3; i++)
+    {
+      int fds[2];
+
+      /* close-on-exec: only what take_fd() maps reaches the child */
+      if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) < 0)
+        {
+          int saved_errno = errno;
+
+          socket_pairs_close (pairs);
+          g_set_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_SPAWN_FAILED,
+                       _("Could not create a socket pair: %s"), g_strerror (saved_errno));
+          return FALSE;
+        }
+      pairs->hub[i] = fds[0];
+      pairs->child[i] = fds[1];
+    }
+
+  return TRUE;
+}
+
+static GSubprocessLauncher *
+launcher_new (Target      *target,
+              SocketPairs *pairs)
+{
+  GSubprocessLauncher *launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  const int child_fds[3] = { LY_CHILD_CONTROL_FD, LY_CHILD_ACTIVE_FD, LY_CHILD_PASSIVE_FD };
+
+  for (guint i = 0; i < 3; i++)
+    {
+      /* the child's end is blocking, as a fresh fd is expected to be */
+      g_unix_set_fd_nonblocking (pairs->child[i], FALSE, NULL);
+      g_subprocess_launcher_take_fd (launcher, pairs->child[i], child_fds[i]);
+      pairs->child[i] = -1;
+    }
+
+  if (target->environment != NULL)
+    for (guint i = 0; target->environment[i] != NULL; i++)
+      {
+        g_auto(GStrv) pair = g_strsplit (target->environment[i], "=", 2);
+
+        if (pair[0] != NULL && pair[1] != NULL)
+          g_subprocess_launcher_setenv (launcher, pair[0], pair[1], TRUE);
+      }
+
+  g_subprocess_launcher_setenv (launcher, LY_ENV_PROCESS_NAME, target->name, TRUE);
+  g_subprocess_launcher_setenv (launcher, LY_ENV_CONTROL_FD, G_STRINGIFY (LY_CHILD_CONTROL_FD), TRUE);
+  g_subprocess_launcher_setenv (launcher, LY_ENV_ACTIVE_FD, G_STRINGIFY (LY_CHILD_ACTIVE_FD), TRUE);
+  g_subprocess_launcher_setenv (launcher, LY_ENV_PASSIVE_FD, G_STRINGIFY (LY_CHILD_PASSIVE_FD), TRUE);
+
+  if (target->working_directory != NULL)
+    g_subprocess_launcher_set_cwd (launcher, target->working_directory);
+
+  g_subprocess_launcher_set_child_setup (launcher, child_setup, GINT_TO_POINTER (getpid ()), NULL);
+
+  return launcher;
+}
+
+static void on_control_request (LyControl  *control,
+                                guint32     serial,
+                                const char *method,
+                                GVariant   *args,
+                                gpointer    user_data);
+static void on_process_exited (GObject      *source,
+                               GAsyncResult *result,
+                               gpointer      user_data);
+
+static gboolean
+target_spawn (Target  *target,
+              GError **error)
+{
+  LyProcessManager *self = target->manager;
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GError) spawn_error = NULL;
+  g_autoptr(LyChannel) control_channel = NULL;
+  SocketPairs pairs;
+
+  if (!socket_pairs_open (&pairs, error))
+    return FALSE;
+
+  /* the control channel and the wait run in the manager's context */
+  g_main_context_push_thread_default (self->context);
+  launcher = launcher_new (target, &pairs);
+  target->process = g_subprocess_launcher_spawnv (launcher, (const char * const *) target->argv, &spawn_error);
+  /* the launcher holds the child's ends: they close in the hub now */
+  g_clear_object (&launcher);
+
+  if (target->process == NULL)
+    {
+      g_main_context_pop_thread_default (self->context);
+      socket_pairs_close (&pairs);
+      g_set_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_SPAWN_FAILED,
+                   _("Could not start “%s”: %s"), target->name, spawn_error->message);
+      return FALSE;
+    }
+
+  target->pid = (GPid) atoi (g_subprocess_get_identifier (target->process));
+  target->started_at = g_get_monotonic_time ();
+  target->state = LY_PROCESS_STATE_RUNNING;
+
+  control_channel = ly_channel_new_for_transport ("control", ly_transport_new_for_fd (pairs.hub[0], NULL));
+  target->control = ly_control_new (control_channel, on_control_request, target);
+  ly_channel_attach (target->active, ly_transport_new_for_fd (pairs.hub[1], NULL));
+  ly_channel_attach (target->passive, ly_transport_new_for_fd (pairs.hub[2], NULL));
+
+  target->wait_cancellable = g_cancellable_new ();
+  g_subprocess_wait_async (target->process, target->wait_cancellable, on_process_exited, target);
+  g_main_context_pop_thread_default (self->context);
+
+  g_debug ("Started “%s” as process %d", target->name, target->pid);
+  g_signal_emit (self, signals[PROCESS_STARTED], 0, target->name, target->pid);
+
+  return TRUE;
+}
+
+/* Starting after an exit, by a restart or the restart policy. */
+static void
+target_respawn (Target *target)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (target_spawn (target, &error))
+    {
+      target->restarts++;
+      complete_tasks (&target->restart_tasks, NULL);
+      return;
+    }
+
+  g_warning ("%s", error->message);
+  target->state = LY_PROCESS_STATE_FAILED;
+  complete_tasks (&target->restart_tasks, error);
+}
+
+/* Exit -------------------------------------------------------------------- */
+
+/* Whether the restart policy restarts a process that exited with @status,
+ * and when: the delay doubles with every failure in a row. */
+static gboolean
+policy_wants_restart (Target *target,
+                      int     status)
+{
+  gboolean failed = !(WIFEXITED (status) && WEXITSTATUS (status) == 0);
+
+  switch (target->policy)
+    {
+    case LY_RESTART_ALWAYS:
+      return TRUE;
+    case LY_RESTART_ON_FAILURE:
+      return failed;
+    case LY_RESTART_NEVER:
+    default:
+      return FALSE;
+    }
+}
+
+static gboolean
+crash_loop_reached (Target *target)
+{
+  LyProcessManager *self = target->manager;
+  gint64 now = g_get_monotonic_time ();
+  gint64 window = (gint64) (self->crash_loop_interval * G_USEC_PER_SEC);
+  gint64 *oldest;
+
+  g_queue_push_tail (&target->failure_times, g_memdup2 (&now, sizeof now));
+  while ((oldest = g_queue_peek_head (&target->failure_times)) != NULL && now - *oldest > window)
+    g_free (g_queue_pop_head (&target->failure_times));
+
+  return g_queue_get_length (&target->failure_times) > self->crash_loop_limit;
+}
+
+static gboolean
+backoff_done (gpointer user_data)
+{
+  Target *target = user_data;
+
+  g_clear_pointer (&target->backoff_source, g_source_unref);
+  start_after_backoff (target);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+schedule_policy_restart (Target *target)
+{
+  LyProcessManager *self = target->manager;
+  double delay;
+
+  if (g_get_monotonic_time () - target->started_at > STABLE_RUN_USEC)
+    target->quick_failures = 0;
+
+  if (crash_loop_reached (target))
+    {
+      g_warning ("“%s” exited more than %u times within %.0f s: not restarting it",
+                 target->name, self->crash_loop_limit, self->crash_loop_interval);
+      target->state = LY_PROCESS_STATE_FAILED;
+      return;
+    }
+
+  delay = MIN (self->restart_delay * (1u << MIN (target->quick_failures, 20u)), self->restart_delay_max);
+  target->quick_failures++;
+  target->state = LY_PROCESS_STATE_BACKOFF;
+  g_debug ("Restarting “%s” in %.3f s", target->name, delay);
+  target->backoff_source = timer_new (target, (guint) (delay * 1000), backoff_done,
+                                      "[liteyuki-comm] restart back-off");
+}
+
+static void
+start_after_backoff (Target *target)
+{
+  g_signal_emit (target->manager, signals[BEFORE_RESTART], 0, target->name);
+  target_respawn (target);
+}
+
+static void
+on_process_exited (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  GSubprocess *process = G_SUBPROCESS (source);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LyProcessManager) self = NULL;
+  Target *target = user_data;
+  gboolean requested;
+  int status;
+
+  if (!g_subprocess_wait_finish (process, result, &error))
+    return;   /* cancelled: the target is being freed */
+
+  self = g_object_ref (target->manager);
+  status = g_subprocess_get_status (process);
+  requested = target->state == LY_PROCESS_STATE_STOPPING;
+
+  target_clear_timers (target);
+  g_clear_object (&target->wait_cancellable);
+  g_clear_object (&target->process);
+  if (target->control != NULL)
+    ly_channel_close (ly_control_get_channel (target->control));
+  g_clear_object (&target->control);
+  ly_channel_detach (target->active);
+  ly_channel_detach (target->passive);
+  target->pid = 0;
+  target->state = LY_PROCESS_STATE_STOPPED;
+
+  g_debug ("“%s” exited with wait status %d", target->name, status);
+  g_signal_emit (self, signals[PROCESS_EXITED], 0, target->name, status);
+
+  if (requested)
+    {
+      complete_tasks (&target->stop_tasks, NULL);
+      if (target->restart_after_stop)
+        {
+          target->restart_after_stop = FALSE;
+          target_respawn (target);
+        }
+      return;
+    }
+
+  if (policy_wants_restart (target, status))
+    schedule_policy_restart (target);
+}
+
+/* Stopping ---------------------------------------------------------------- */
+
+static gboolean
+send_sigkill (gpointer user_data)
+{
+  Target *target = user_data;
+
+  g_clear_pointer (&target->kill_source, g_source_unref);
+  if (target->process != NULL)
+    {
+      g_debug ("“%s” did not stop in time: SIGKILL", target->name);
+      g_subprocess_force_exit (target->process);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+send_sigterm (gpointer user_data)
+{
+  Target *target = user_data;
+
+  g_clear_pointer (&target->term_source, g_source_unref);
+  if (target->process != NULL)
+    {
+      g_debug ("“%s” did not stop when asked: SIGTERM", target->name);
+      g_subprocess_send_signal (target->process, SIGTERM);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+/* Polite request now, SIGTERM at half the timeout, SIGKILL at its end. */
+static void
+target_begin_stop (Target *target)
+{
+  LyProcessManager *self = target->manager;
+  guint timeout_ms = (guint) (self->stop_timeout * 1000);
+
+  if (target->state == LY_PROCESS_STATE_STOPPING)
+    return;
+
+  target->state = LY_PROCESS_STATE_STOPPING;
+  g_signal_emit (self, signals[BEFORE_SHUTDOWN], 0, target->name);
+
+  /* a process gone during the handlers needs no more */
+  if (target->process == NULL)
+    return;
+
+  if (target->control != NULL)
+    ly_control_notify (target->control, "Stop", NULL, NULL);
+
+  target->term_source = timer_new (target, timeout_ms / 2, send_sigterm, "[liteyuki-comm] SIGTERM");
+  target->kill_source = timer_new (target, MAX (timeout_ms, 1), send_sigkill, "[liteyuki-comm] SIGKILL");
+}
+
+/* Cancels a pending policy restart; TRUE if the target is now stopped. */
+static gboolean
+target_settle (Target *target)
+{
+  if (target->state == LY_PROCESS_STATE_BACKOFF)
+    {
+      clear_source (&target->backoff_source);
+      target->state = LY_PROCESS_STATE_STOPPED;
+    }
+
+  return !is_running (target);
+}
+
+static void
+target_stop_async (Target *target,
+                   GTask  *task)
+{
+  if (target_settle (target))
+    {
+      g_task_return_boolean (task, TRUE);
+      return;
+    }
+
+  g_queue_push_tail (&target->stop_tasks, g_object_ref (task));
+  target_begin_stop (target);
+}
+
+/* Control requests of the child ------------------------------------------- */
+
+static void
+on_control_request (LyControl  *control,
+                    guint32     serial,
+                    const char *method,
+                    GVariant   *args,
+                    gpointer    user_data)
+{
+  Target *target = user_data;
+
+  if (g_str_equal (method, "RequestStop"))
+    {
+      if (serial != 0)
+        ly_control_reply (control, serial, NULL);
+      target_begin_stop (target);
+    }
+  else if (g_str_equal (method, "RequestRestart"))
+    {
+      if (serial != 0)
+        ly_control_reply (control, serial, NULL);
+      ly_process_manager_restart_async (target->manager, target->name, NULL, NULL, NULL);
+    }
+  else if (serial != 0)
+    {
+      g_autoptr(GError) error = g_error_new (G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                                             _("The hub does not know the request “%s”"), method);
+      ly_control_reply_error (control, serial, error);
+    }
+}
+
+/* Waiting for an async operation, for the blocking calls ------------------ */
+
+typedef struct
+{
+  GAsyncResult *result;
+} SyncResult;
+
+static void
+store_result (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  SyncResult *sync = user_data;
+
+  sync->result = g_object_ref (result);
+}
+
+/* Runs the manager's context until the operation completes: a nested
+ * main loop, so call this from the thread that runs that context. */
+static GAsyncResult *
+wait_for_result (LyProcessManager *self,
+                 SyncResult       *sync)
+{
+  g_main_context_push_thread_default (self->context);
+  while (sync->result == NULL)
+    g_main_context_iteration (self->context, TRUE);
+  g_main_context_pop_thread_default (self->context);
+
+  return sync->result;
+}
+
+/* GObject ----------------------------------------------------------------- */
+
+static void
+ly_process_manager_dispose (GObject *object)
+{
+  LyProcessManager *self = LY_PROCESS_MANAGER (object);
+
+  for (guint i = 0; i < G_N_ELEMENTS (self->signal_sources); i++)
+    clear_source (&self->signal_sources[i]);
+  g_clear_pointer (&self->signal_loop, g_main_loop_unref);
+
+  /* No child outlives its manager: the ones still running are killed. */
+  if (self->order != NULL)
+    {
+      g_ptr_array_set_free_func (self->order, (GDestroyNotify) target_free);
+      g_clear_pointer (&self->order, g_ptr_array_unref);
+    }
+  g_clear_pointer (&self->targets, g_hash_table_unref);
+
+  G_OBJECT_CLASS (ly_process_manager_parent_class)->dispose (object);
+}
+
+static void
+ly_process_manager_finalize (GObject *object)
+{
+  LyProcessManager *self = LY_PROCESS_MANAGER (object);
+
+  g_clear_pointer (&self->context, g_main_context_unref);
+
+  G_OBJECT_CLASS (ly_process_manager_parent_class)->finalize (object);
+}
+
+static void
+ly_process_manager_get_property (GObject    *object,
+                                 guint       prop_id,
+                                 GValue     *value,
+                                 GParamSpec *pspec)
+{
+  LyProcessManager *self = LY_PROCESS_MANAGER (object);
+
+  switch (prop_id)
+    {
+    case PROP_STOP_TIMEOUT:
+      g_value_set_double (value, self->stop_timeout);
+      break;
+    case PROP_RESTART_DELAY:
+      g_value_set_double (value, self->restart_delay);
+      break;
+    case PROP_RESTART_DELAY_MAX:
+      g_value_set_double (value, self->restart_delay_max);
+      break;
+    case PROP_CRASH_LOOP_LIMIT:
+      g_value_set_uint (value, self->crash_loop_limit);
+      break;
+    case PROP_CRASH_LOOP_INTERVAL:
+      g_value_set_double (value, self->crash_loop_interval);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+ly_process_manager_set_property (GObject      *object,
+                                 guint         prop_id,
+                                 const GValue *value,
+                                 GParamSpec   *pspec)
+{
+  LyProcessManager *self = LY_PROCESS_MANAGER (object);
+
+  switch (prop_id)
+    {
+    case PROP_STOP_TIMEOUT:
+      self->stop_timeout = g_value_get_double (value);
+      break;
+    case PROP_RESTART_DELAY:
+      self->restart_delay = g_value_get_double (value);
+      break;
+    case PROP_RESTART_DELAY_MAX:
+      self->restart_delay_max = g_value_get_double (value);
+      break;
+    case PROP_CRASH_LOOP_LIMIT:
+      self->crash_loop_limit = g_value_get_uint (value);
+      break;
+    case PROP_CRASH_LOOP_INTERVAL:
+      self->crash_loop_interval = g_value_get_double (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+ly_process_manager_class_init (LyProcessManagerClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  ly_i18n_init ();
+
+  object_class->dispose = ly_process_manager_dispose;
+  object_class->finalize = ly_process_manager_finalize;
+  object_class->get_property = ly_process_manager_get_property;
+  object_class->set_property = ly_process_manager_set_property;
+
+  /**
+   * LyProcessManager:stop-timeout:
+   *
+   * Seconds a stopping process gets: it is asked politely at once, sent
+   * `SIGTERM` after half of this and `SIGKILL` after all of it.  The
+   * default, 10 s, is the original's.
+   */
+  properties[PROP_STOP_TIMEOUT] =
+    g_param_spec_double ("stop-timeout", NULL, NULL,
+                         0.0, 3600.0, 10.0,
+                         (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
+
+  /**
+   * LyProcessManager:restart-delay:
+   *
+   * Seconds before a process that exited on its own is restarted by its
+   * policy.  Doubles with each failure of a process that ran less than
+   * 10 s, up to #LyProcessManager:restart-delay-max.
+   */
+  properties[PROP_RESTART_DELAY] =
+    g_param_spec_double ("restart-delay", NULL, NULL,
+                         0.0, 3600.0, 0.1,
+                         (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
+
+  /**
+   * LyProcessManager:restart-delay-max:
+   *
+   * The longest delay of a policy restart, in seconds.
+   */
+  properties[PROP_RESTART_DELAY_MAX] =
+    g_param_spec_double ("restart-delay-max", NULL, NULL,
+                         0.0, 86400.0, 30.0,
+                         (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
+
+  /**
+   * LyProcessManager:crash-loop-limit:
+   *
+   * How many exits within #LyProcessManager:crash-loop-interval the
+   * restart policy tolerates; one more and the target is given up
+   * (%LY_PROCESS_STATE_FAILED) until it is started again.
+   */
+  properties[PROP_CRASH_LOOP_LIMIT] =
+    g_param_spec_uint ("crash-loop-limit", NULL, NULL,
+                       0, G_MAXUINT, 5,
+                       (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
+
+  /**
+   * LyProcessManager:crash-loop-interval:
+   *
+   * The window of #LyProcessManager:crash-loop-limit, in seconds.
+   */
+  properties[PROP_CRASH_LOOP_INTERVAL] =
+    g_param_spec_double ("crash-loop-interval", NULL, NULL,
+                         0.0, 86400.0, 60.0,
+                         (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /**
+   * LyProcessManager::process-started:
+   * @self: the manager
+   * @name: the target
+   * @pid: its new process id
+   *
+   * A target's process started.
+   */
+  signals[PROCESS_STARTED] =
+    g_signal_new ("process-started", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_INT);
+
+  /**
+   * LyProcessManager::process-exited:
+   * @self: the manager
+   * @name: the target
+   * @wait_status: the wait status, as waitpid() gives it (use
+   *   `WIFEXITED()`, `WEXITSTATUS()`, `WIFSIGNALED()`, `WTERMSIG()`)
+   *
+   * A target's process exited, for whatever reason.
+   */
+  signals[PROCESS_EXITED] =
+    g_signal_new ("process-exited", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_INT);
+
+  /**
+   * LyProcessManager::before-shutdown:
+   * @self: the manager
+   * @name: the target
+   *
+   * A target's process is about to be stopped (the original's
+   * `before_process_shutdown` hook).
+   */
+  signals[BEFORE_SHUTDOWN] =
+    g_signal_new ("before-shutdown", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
+
+  /**
+   * LyProcessManager::before-restart:
+   * @self: the manager
+   * @name: the target
+   *
+   * A target is about to be restarted: asked by the hub, by the child,
+   * or by its restart policy (the original's `before_process_restart`
+   * hook).
+   */
+  signals[BEFORE_RESTART] =
+    g_signal_new ("before-restart", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
+}
+
+static void
+ly_process_manager_init (LyProcessManager *self)
+{
+  self->context = g_main_context_ref_thread_default ();
+  self->targets = g_hash_table_new (g_str_hash, g_str_equal);
+  self->order = g_ptr_array_new ();
+  self->stop_timeout = 10.0;
+  self->restart_delay = 0.1;
+  self->restart_delay_max = 30.0;
+  self->crash_loop_limit = 5;
+  self->crash_loop_interval = 60.0;
+}
+
+/* Public API -------------------------------------------------------------- */
+
+/**
+ * ly_process_manager_new:
+ *
+ * Creates a process manager.  Its signals are emitted in the
+ * thread-default main context of the calling thread, which must run.
+ *
+ * Returns: (transfer full): a new #LyProcessManager
+ */
+LyProcessManager *
+ly_process_manager_new (void)
+{
+  return g_object_new (LY_TYPE_PROCESS_MANAGER, NULL);
+}
+
+/**
+ * ly_process_manager_add_target:
+ * @self: a #LyProcessManager
+ * @name: the target's name: ASCII letters, digits, `_`, `-` and `.`, at
+ *   most 64 characters
+ * @argv: (array zero-terminated=1): the program and its arguments; the
+ *   program is looked up in `PATH`
+ * @error: return location for a #GError
+ *
+ * Adds a target, not started.  Its channels `NAME-active` and
+ * `NAME-passive` exist from now on, in the registry.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+ly_process_manager_add_target (LyProcessManager    *self,
+                               const char          *name,
+                               const char * const  *argv,
+                               GError             **error)
+{
+  g_autofree char *active_name = NULL;
+  g_autofree char *passive_name = NULL;
+  Target *target;
+
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+  g_return_val_if_fail (argv != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!name_is_valid (name))
+    {
+      g_set_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_INVALID_NAME,
+                   _("“%s” is not a valid target name: use 1 to %d ASCII letters, digits, “_”, “-” or “.”"),
+                   name, MAX_NAME_LENGTH);
+      return FALSE;
+    }
+
+  if (argv[0] == NULL || argv[0][0] == '\0')
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   _("The command of target “%s” is empty"), name);
+      return FALSE;
+    }
+
+  if (g_hash_table_contains (self->targets, name))
+    {
+      g_set_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_EXISTS,
+                   _("A target named “%s” exists already"), name);
+      return FALSE;
+    }
+
+  target = g_new0 (Target, 1);
+  target->manager = self;
+  target->name = g_strdup (name);
+  target->argv = g_strdupv ((char **) argv);
+  target->policy = LY_RESTART_NEVER;
+
+  /* The channels are made in the manager's context, which runs them. */
+  g_main_context_push_thread_default (self->context);
+  active_name = g_strdup_printf ("%s-active", name);
+  passive_name = g_strdup_printf ("%s-passive", name);
+  target->active = ly_channel_new_persistent (active_name);
+  target->passive = ly_channel_new_persistent (passive_name);
+  g_main_context_pop_thread_default (self->context);
+
+  ly_set_channel (active_name, target->active);
+  ly_set_channel (passive_name, target->passive);
+
+  g_hash_table_insert (self->targets, target->name, target);
+  g_ptr_array_add (self->order, target);
+
+  return TRUE;
+}
+
+/**
+ * ly_process_manager_set_restart_policy:
+ * @self: a #LyProcessManager
+ * @name: a target
+ * @policy: what to do when its process exits on its own
+ * @error: return location for a #GError
+ *
+ * Sets the restart policy of a target; the default is
+ * %LY_RESTART_NEVER.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+ly_process_manager_set_restart_policy (LyProcessManager  *self,
+                                       const char        *name,
+                                       LyRestartPolicy    policy,
+                                       GError           **error)
+{
+  Target *target;
+
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+
+  if ((target = lookup_target (self, name, error)) == NULL)
+    return FALSE;
+
+  target->policy = policy;
+  return TRUE;
+}
+
+/**
+ * ly_process_manager_set_environment:
+ * @self: a #LyProcessManager
+ * @name: a target
+ * @environment: (array zero-terminated=1) (nullable): `KEY=VALUE`
+ *   strings added to the hub's environment for the target's processes
+ * @error: return location for a #GError
+ *
+ * Sets extra environment variables of a target, for its next start.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+ly_process_manager_set_environment (LyProcessManager    *self,
+                                    const char          *name,
+                                    const char * const  *environment,
+                                    GError             **error)
+{
+  Target *target;
+
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+
+  if ((target = lookup_target (self, name, error)) == NULL)
+    return FALSE;
+
+  for (guint i = 0; environment != NULL && environment[i] != NULL; i++)
+    if (strchr (environment[i], '=') == NULL || environment[i][0] == '=')
+      {
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                     _("“%s” is not of the form KEY=VALUE"), environment[i]);
+        return FALSE;
+      }
+
+  g_strfreev (target->environment);
+  target->environment = g_strdupv ((char **) environment);
+  return TRUE;
+}
+
+/**
+ * ly_process_manager_set_working_directory:
+ * @self: a #LyProcessManager
+ * @name: a target
+ * @directory: (type filename) (nullable): the directory its processes
+ *   start in, or %NULL for the hub's
+ * @error: return location for a #GError
+ *
+ * Sets the working directory of a target, for its next start.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+ly_process_manager_set_working_directory (LyProcessManager  *self,
+                                          const char        *name,
+                                          const char        *directory,
+                                          GError           **error)
+{
+  Target *target;
+
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+
+  if ((target = lookup_target (self, name, error)) == NULL)
+    return FALSE;
+
+  g_free (target->working_directory);
+  target->working_directory = g_strdup (directory);
+  return TRUE;
+}
+
+/**
+ * ly_process_manager_list_targets:
+ * @self: a #LyProcessManager
+ *
+ * Returns: (transfer full) (array zero-terminated=1): the names of the
+ *   targets, in the order they were added
+ */
+char **
+ly_process_manager_list_targets (LyProcessManager *self)
+{
+  GStrvBuilder *builder;
+  char **names;
+
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), NULL);
+
+  builder = g_strv_builder_new ();
+  for (guint i = 0; i < self->order->len; i++)
+    g_strv_builder_add (builder, ((Target *) g_ptr_array_index (self->order, i))->name);
+  names = g_strv_builder_end (builder);
+  g_strv_builder_unref (builder);
+
+  return names;
+}
+
+/**
+ * ly_process_manager_start:
+ * @self: a #LyProcessManager
+ * @name: a target
+ * @error: return location for a #GError
+ *
+ * Starts a target's process.  It fails with %LY_PROCESS_ERROR_RUNNING
+ * when the process runs, and with %LY_PROCESS_ERROR_SPAWN_FAILED when it
+ * cannot be started (a program that does not exist, say).  A target
+ * waiting for a policy restart, or given up, starts at once.
+ *
+ * Returns: %TRUE if the process was started
+ */
+gboolean
+ly_process_manager_start (LyProcessManager  *self,
+                          const char        *name,
+                          GError           **error)
+{
+  Target *target;
+
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if ((target = lookup_target (self, name, error)) == NULL)
+    return FALSE;
+
+  target_settle (target);
+  if (is_running (target))
+    {
+      g_set_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_RUNNING,
+                   _("“%s” is running already (process %d)"), name, target->pid);
+      return FALSE;
+    }
+
+  target->quick_failures = 0;
+  g_queue_clear_full (&target->failure_times, g_free);
+
+  return target_spawn (target, error);
+}
+
+/**
+ * ly_process_manager_start_all:
+ * @self: a #LyProcessManager
+ * @error: return location for a #GError
+ *
+ * Starts every target that does not run, in the order they were added.
+ * On a failure, the targets started so far keep running.
+ *
+ * Returns: %TRUE if all of them were started
+ */
+gboolean
+ly_process_manager_start_all (LyProcessManager  *self,
+                              GError           **error)
+{
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  for (guint i = 0; i < self->order->len; i++)
+    {
+      Target *target = g_ptr_array_index (self->order, i);
+
+      target_settle (target);
+      if (!is_running (target) && !ly_process_manager_start (self, target->name, error))
+        return FALSE;
+    }
+
+  return TRUE;
+}
+
+/**
+ * ly_process_manager_stop_async:
+ * @self: a #LyProcessManager
+ * @name: a target
+ * @cancellable: (nullable): a #GCancellable; cancelling stops the
+ *   waiting, not the stopping
+ * @callback: called when the process exited
+ * @user_data: data for @callback
+ *
+ * Stops a target's process: a polite request over its control
+ * connection, `SIGTERM` after half of #LyProcessManager:stop-timeout,
+ * `SIGKILL` after all of it.  Emits #LyProcessManager::before-shutdown
+ * first.  The restart policy does not apply.  Stopping a target that
+ * does not run succeeds at once.
+ */
+void
+ly_process_manager_stop_async (LyProcessManager    *self,
+                               const char          *name,
+                               GCancellable        *cancellable,
+                               GAsyncReadyCallback  callback,
+                               gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  GError *error = NULL;
+  Target *target;
+
+  g_return_if_fail (LY_IS_PROCESS_MANAGER (self));
+  g_return_if_fail (name != NULL);
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, ly_process_manager_stop_async);
+
+  if ((target = lookup_target (self, name, &error)) == NULL)
+    g_task_return_error (task, error);
+  else
+    target_stop_async (target, task);
+}
+
+/**
+ * ly_process_manager_stop_finish:
+ * @self: a #LyProcessManager
+ * @result: the #GAsyncResult given to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes ly_process_manager_stop_async().
+ *
+ * Returns: %TRUE when the process is gone
+ */
+gboolean
+ly_process_manager_stop_finish (LyProcessManager  *self,
+                                GAsyncResult      *result,
+                                GError           **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * ly_process_manager_stop:
+ * @self: a #LyProcessManager
+ * @name: a target
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Stops a target's process and waits until it exited, at most
+ * #LyProcessManager:stop-timeout.  It runs the manager's main context
+ * meanwhile, as a nested main loop: call it from the thread that runs
+ * that context, or use ly_process_manager_stop_async().
+ *
+ * Returns: %TRUE when the process is gone
+ */
+gboolean
+ly_process_manager_stop (LyProcessManager  *self,
+                         const char        *name,
+                         GCancellable      *cancellable,
+                         GError           **error)
+{
+  SyncResult sync = { NULL };
+  g_autoptr(GAsyncResult) result = NULL;
+
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
+
+  ly_process_manager_stop_async (self, name, cancellable, store_result, &sync);
+  result = wait_for_result (self, &sync);
+
+  return ly_process_manager_stop_finish (self, result, error);
+}
+
+/**
+ * ly_process_manager_restart_async:
+ * @self: a #LyProcessManager
+ * @name: a target
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called when the new process started
+ * @user_data: data for @callback
+ *
+ * Restarts a target: emits #LyProcessManager::before-restart, stops the
+ * running process as ly_process_manager_stop_async() does, and starts
+ * a new one.  A target that does not run is started.
+ */
+void
+ly_process_manager_restart_async (LyProcessManager    *self,
+                                  const char          *name,
+                                  GCancellable        *cancellable,
+                                  GAsyncReadyCallback  callback,
+                                  gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  GError *error = NULL;
+  Target *target;
+
+  g_return_if_fail (LY_IS_PROCESS_MANAGER (self));
+  g_return_if_fail (name != NULL);
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, ly_process_manager_restart_async);
+
+  if ((target = lookup_target (self, name, &error)) == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  g_signal_emit (self, signals[BEFORE_RESTART], 0, target->name);
+  g_queue_push_tail (&target->restart_tasks, g_object_ref (task));
+
+  if (target_settle (target))
+    {
+      target_respawn (target);
+      return;
+    }
+
+  target->restart_after_stop = TRUE;
+  target_begin_stop (target);
+}
+
+/**
+ * ly_process_manager_restart_finish:
+ * @self: a #LyProcessManager
+ * @result: the #GAsyncResult given to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes ly_process_manager_restart_async().
+ *
+ * Returns: %TRUE when the new process started
+ */
+gboolean
+ly_process_manager_restart_finish (LyProcessManager  *self,
+                                   GAsyncResult      *result,
+                                   GError           **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * ly_process_manager_restart:
+ * @self: a #LyProcessManager
+ * @name: a target
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Restarts a target and waits until the new process started, running
+ * the manager's main context meanwhile (see ly_process_manager_stop()).
+ *
+ * Returns: %TRUE when the new process started
+ */
+gboolean
+ly_process_manager_restart (LyProcessManager  *self,
+                            const char        *name,
+                            GCancellable      *cancellable,
+                            GError           **error)
+{
+  SyncResult sync = { NULL };
+  g_autoptr(GAsyncResult) result = NULL;
+
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
+
+  ly_process_manager_restart_async (self, name, cancellable, store_result, &sync);
+  result = wait_for_result (self, &sync);
+
+  return ly_process_manager_restart_finish (self, result, error);
+}
+
+typedef struct
+{
+  guint pending;
+} StopAll;
+
+static void
+stopped_one (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  StopAll *all = g_task_get_task_data (task);
+
+  ly_process_manager_stop_finish (LY_PROCESS_MANAGER (source), result, NULL);
+  if (--all->pending == 0)
+    g_task_return_boolean (task, TRUE);
+}
+
+/**
+ * ly_process_manager_stop_all_async:
+ * @self: a #LyProcessManager
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called when every process exited
+ * @user_data: data for @callback
+ *
+ * Stops every target's process, all at once.
+ */
+void
+ly_process_manager_stop_all_async (LyProcessManager    *self,
+                                   GCancellable        *cancellable,
+                                   GAsyncReadyCallback  callback,
+                                   gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  StopAll *all = g_new0 (StopAll, 1);
+
+  g_return_if_fail (LY_IS_PROCESS_MANAGER (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, ly_process_manager_stop_all_async);
+  g_task_set_task_data (task, all, g_free);
+
+  /* one extra count, released below, so that stops completing at once
+   * do not finish the task before all have begun */
+  all->pending = 1;
+  for (guint i = 0; i < self->order->len; i++)
+    {
+      Target *target = g_ptr_array_index (self->order, i);
+
+      all->pending++;
+      ly_process_manager_stop_async (self, target->name, cancellable, stopped_one, g_object_ref (task));
+    }
+
+  if (--all->pending == 0)
+    g_task_return_boolean (task, TRUE);
+}
+
+/**
+ * ly_process_manager_stop_all_finish:
+ * @self: a #LyProcessManager
+ * @result: the #GAsyncResult given to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes ly_process_manager_stop_all_async().
+ *
+ * Returns: %TRUE when every process is gone
+ */
+gboolean
+ly_process_manager_stop_all_finish (LyProcessManager  *self,
+                                    GAsyncResult      *result,
+                                    GError           **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * ly_process_manager_stop_all:
+ * @self: a #LyProcessManager
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Stops every target's process and waits for all, running the
+ * manager's main context meanwhile (see ly_process_manager_stop()).
+ *
+ * Returns: %TRUE when every process is gone
+ */
+gboolean
+ly_process_manager_stop_all (LyProcessManager  *self,
+                             GCancellable      *cancellable,
+                             GError           **error)
+{
+  SyncResult sync = { NULL };
+  g_autoptr(GAsyncResult) result = NULL;
+
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
+
+  ly_process_manager_stop_all_async (self, cancellable, store_result, &sync);
+  result = wait_for_result (self, &sync);
+
+  return ly_process_manager_stop_all_finish (self, result, error);
+}
+
+/**
+ * ly_process_manager_is_alive:
+ * @self: a #LyProcessManager
+ * @name: a target
+ *
+ * Returns: whether the target's process runs (stopping included)
+ */
+gboolean
+ly_process_manager_is_alive (LyProcessManager *self,
+                             const char       *name)
+{
+  Target *target;
+
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+
+  target = g_hash_table_lookup (self->targets, name);
+  return target != NULL && is_running (target);
+}
+
+/**
+ * ly_process_manager_get_pid:
+ * @self: a #LyProcessManager
+ * @name: a target
+ *
+ * Returns: the process id of the target's process, or 0 when it does
+ *   not run (or there is no such target)
+ */
+GPid
+ly_process_manager_get_pid (LyProcessManager *self,
+                            const char       *name)
+{
+  Target *target;
+
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), 0);
+  g_return_val_if_fail (name != NULL, 0);
+
+  target = g_hash_table_lookup (self->targets, name);
+  return target != NULL ? target->pid : 0;
+}
+
+/**
+ * ly_process_manager_get_state:
+ * @self: a #LyProcessManager
+ * @name: a target
+ *
+ * Returns: the target's state (%LY_PROCESS_STATE_STOPPED for an unknown
+ *   target)
+ */
+LyProcessState
+ly_process_manager_get_state (LyProcessManager *self,
+                              const char       *name)
+{
+  Target *target;
+
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), LY_PROCESS_STATE_STOPPED);
+  g_return_val_if_fail (name != NULL, LY_PROCESS_STATE_STOPPED);
+
+  target = g_hash_table_lookup (self->targets, name);
+  return target != NULL ? target->state : LY_PROCESS_STATE_STOPPED;
+}
+
+/**
+ * ly_process_manager_get_restart_count:
+ * @self: a #LyProcessManager
+ * @name: a target
+ *
+ * Returns: how often the target was restarted (by a restart, by its
+ *   child, or by its policy)
+ */
+guint
+ly_process_manager_get_restart_count (LyProcessManager *self,
+                                      const char       *name)
+{
+  Target *target;
+
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), 0);
+  g_return_val_if_fail (name != NULL, 0);
+
+  target = g_hash_table_lookup (self->targets, name);
+  return target != NULL ? target->restarts : 0;
+}
+
+/**
+ * ly_process_manager_get_stop_timeout:
+ * @self: a #LyProcessManager
+ *
+ * Returns: #LyProcessManager:stop-timeout, in seconds
+ */
+double
+ly_process_manager_get_stop_timeout (LyProcessManager *self)
+{
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), 0);
+
+  return self->stop_timeout;
+}
+
+/**
+ * ly_process_manager_set_stop_timeout:
+ * @self: a #LyProcessManager
+ * @seconds: the new timeout
+ *
+ * Sets #LyProcessManager:stop-timeout.
+ */
+void
+ly_process_manager_set_stop_timeout (LyProcessManager *self,
+                                     double            seconds)
+{
+  g_return_if_fail (LY_IS_PROCESS_MANAGER (self));
+
+  g_object_set (self, "stop-timeout", seconds, NULL);
+}
+
+static void
+stopped_on_signal (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  LyProcessManager *self = LY_PROCESS_MANAGER (source);
+
+  ly_process_manager_stop_all_finish (self, result, NULL);
+  if (self->signal_loop != NULL)
+    g_main_loop_quit (self->signal_loop);
+}
+
+static gboolean
+on_unix_signal (gpointer user_data)
+{
+  LyProcessManager *self = user_data;
+
+  g_debug ("Signal received: stopping every process");
+  ly_process_manager_stop_all_async (self, NULL, stopped_on_signal, NULL);
+  return G_SOURCE_CONTINUE;
+}
+
+/**
+ * ly_process_manager_stop_on_unix_signals:
+ * @self: a #LyProcessManager
+ * @loop: (nullable): a main loop to quit once every process is gone
+ *
+ * Makes `SIGINT` and `SIGTERM` stop every target's process (as
+ * ly_process_manager_stop_all_async() does) and then quit @loop: what a
+ * hub daemon wants.  The signals are caught with g_unix_signal_add() for
+ * as long as the manager lives.
+ */
+void
+ly_process_manager_stop_on_unix_signals (LyProcessManager *self,
+                                         GMainLoop        *loop)
+{
+  const int unix_signals[2] = { SIGINT, SIGTERM };
+
+  g_return_if_fail (LY_IS_PROCESS_MANAGER (self));
+
+  g_clear_pointer (&self->signal_loop, g_main_loop_unref);
+  if (loop != NULL)
+    self->signal_loop = g_main_loop_ref (loop);
+
+  for (guint i = 0; i < G_N_ELEMENTS (unix_signals); i++)
+    if (self->signal_sources[i] == NULL)
+      {
+        self->signal_sources[i] = g_unix_signal_source_new (unix_signals[i]);
+        g_source_set_callback (self->signal_sources[i], on_unix_signal, self, NULL);
+        g_source_attach (self->signal_sources[i], self->context);
+      }
+}

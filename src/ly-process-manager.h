@@ -1,0 +1,199 @@
+/* ly-process-manager.h: the hub's supervisor of named child processes
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#if !defined(LITEYUKI_COMM_INSIDE) && !defined(LITEYUKI_COMM_COMPILATION)
+# error "Only <liteyuki-comm.h> can be included directly."
+#endif
+
+#include <gio/gio.h>
+
+#include "ly-version-macros.h"
+
+G_BEGIN_DECLS
+
+/**
+ * LY_PROCESS_ERROR:
+ *
+ * The error domain of the process manager and of the child runtime.
+ * Errors of this domain cross D-Bus as `icu.liteyuki.Comm1.Error.Process.*`.
+ */
+#define LY_PROCESS_ERROR (ly_process_error_quark ())
+
+/**
+ * LyProcessError:
+ * @LY_PROCESS_ERROR_INVALID_NAME: a target name is empty, too long, or
+ *   has characters other than ASCII letters, digits, `_`, `-` and `.`
+ * @LY_PROCESS_ERROR_EXISTS: a target of that name exists already
+ * @LY_PROCESS_ERROR_UNKNOWN_TARGET: no target has that name
+ * @LY_PROCESS_ERROR_RUNNING: the target is running already
+ * @LY_PROCESS_ERROR_SPAWN_FAILED: the process could not be started
+ * @LY_PROCESS_ERROR_NOT_A_CHILD: the call is for a process started by a
+ *   #LyProcessManager, and this one was not
+ * @LY_PROCESS_ERROR_STOPPED: the target was stopped before the operation
+ *   could complete
+ *
+ * Errors of #LY_PROCESS_ERROR.
+ */
+typedef enum
+{
+  LY_PROCESS_ERROR_INVALID_NAME,
+  LY_PROCESS_ERROR_EXISTS,
+  LY_PROCESS_ERROR_UNKNOWN_TARGET,
+  LY_PROCESS_ERROR_RUNNING,
+  LY_PROCESS_ERROR_SPAWN_FAILED,
+  LY_PROCESS_ERROR_NOT_A_CHILD,
+  LY_PROCESS_ERROR_STOPPED,
+} LyProcessError;
+
+/**
+ * LyProcessState:
+ * @LY_PROCESS_STATE_STOPPED: not running
+ * @LY_PROCESS_STATE_RUNNING: running
+ * @LY_PROCESS_STATE_STOPPING: asked to stop, not gone yet
+ * @LY_PROCESS_STATE_BACKOFF: exited, and waiting to be restarted by its
+ *   restart policy
+ * @LY_PROCESS_STATE_FAILED: restarted too often in too short a time
+ *   (#LyProcessManager:crash-loop-limit): given up until started again
+ *
+ * The state of a target.
+ */
+typedef enum
+{
+  LY_PROCESS_STATE_STOPPED,
+  LY_PROCESS_STATE_RUNNING,
+  LY_PROCESS_STATE_STOPPING,
+  LY_PROCESS_STATE_BACKOFF,
+  LY_PROCESS_STATE_FAILED,
+} LyProcessState;
+
+/**
+ * LyRestartPolicy:
+ * @LY_RESTART_NEVER: an exited process stays stopped
+ * @LY_RESTART_ON_FAILURE: restart a process that exited with a non-zero
+ *   status or was killed by a signal
+ * @LY_RESTART_ALWAYS: restart a process however it exited
+ *
+ * What happens when a process exits on its own (not by a stop).
+ */
+typedef enum
+{
+  LY_RESTART_NEVER,
+  LY_RESTART_ON_FAILURE,
+  LY_RESTART_ALWAYS,
+} LyRestartPolicy;
+
+#define LY_TYPE_PROCESS_MANAGER (ly_process_manager_get_type ())
+
+LY_AVAILABLE_IN_ALL
+G_DECLARE_FINAL_TYPE (LyProcessManager, ly_process_manager, LY, PROCESS_MANAGER, GObject)
+
+LY_AVAILABLE_IN_ALL
+GQuark            ly_process_error_quark                (void);
+
+LY_AVAILABLE_IN_ALL
+LyProcessManager *ly_process_manager_new                (void);
+LY_AVAILABLE_IN_ALL
+gboolean          ly_process_manager_add_target         (LyProcessManager     *self,
+                                                         const char           *name,
+                                                         const char * const   *argv,
+                                                         GError              **error);
+LY_AVAILABLE_IN_ALL
+gboolean          ly_process_manager_set_restart_policy (LyProcessManager     *self,
+                                                         const char           *name,
+                                                         LyRestartPolicy       policy,
+                                                         GError              **error);
+LY_AVAILABLE_IN_ALL
+gboolean          ly_process_manager_set_environment    (LyProcessManager     *self,
+                                                         const char           *name,
+                                                         const char * const   *environment,
+                                                         GError              **error);
+LY_AVAILABLE_IN_ALL
+gboolean          ly_process_manager_set_working_directory (LyProcessManager  *self,
+                                                         const char           *name,
+                                                         const char           *directory,
+                                                         GError              **error);
+LY_AVAILABLE_IN_ALL
+char            **ly_process_manager_list_targets       (LyProcessManager     *self);
+
+LY_AVAILABLE_IN_ALL
+gboolean          ly_process_manager_start              (LyProcessManager     *self,
+                                                         const char           *name,
+                                                         GError              **error);
+LY_AVAILABLE_IN_ALL
+gboolean          ly_process_manager_start_all          (LyProcessManager     *self,
+                                                         GError              **error);
+
+LY_AVAILABLE_IN_ALL
+gboolean          ly_process_manager_stop               (LyProcessManager     *self,
+                                                         const char           *name,
+                                                         GCancellable         *cancellable,
+                                                         GError              **error);
+LY_AVAILABLE_IN_ALL
+void              ly_process_manager_stop_async         (LyProcessManager     *self,
+                                                         const char           *name,
+                                                         GCancellable         *cancellable,
+                                                         GAsyncReadyCallback   callback,
+                                                         gpointer              user_data);
+LY_AVAILABLE_IN_ALL
+gboolean          ly_process_manager_stop_finish        (LyProcessManager     *self,
+                                                         GAsyncResult         *result,
+                                                         GError              **error);
+
+LY_AVAILABLE_IN_ALL
+gboolean          ly_process_manager_restart            (LyProcessManager     *self,
+                                                         const char           *name,
+                                                         GCancellable         *cancellable,
+                                                         GError              **error);
+LY_AVAILABLE_IN_ALL
+void              ly_process_manager_restart_async      (LyProcessManager     *self,
+                                                         const char           *name,
+                                                         GCancellable         *cancellable,
+                                                         GAsyncReadyCallback   callback,
+                                                         gpointer              user_data);
+LY_AVAILABLE_IN_ALL
+gboolean          ly_process_manager_restart_finish     (LyProcessManager     *self,
+                                                         GAsyncResult         *result,
+                                                         GError              **error);
+
+LY_AVAILABLE_IN_ALL
+gboolean          ly_process_manager_stop_all           (LyProcessManager     *self,
+                                                         GCancellable         *cancellable,
+                                                         GError              **error);
+LY_AVAILABLE_IN_ALL
+void              ly_process_manager_stop_all_async     (LyProcessManager     *self,
+                                                         GCancellable         *cancellable,
+                                                         GAsyncReadyCallback   callback,
+                                                         gpointer              user_data);
+LY_AVAILABLE_IN_ALL
+gboolean          ly_process_manager_stop_all_finish    (LyProcessManager     *self,
+                                                         GAsyncResult         *result,
+                                                         GError              **error);
+
+LY_AVAILABLE_IN_ALL
+gboolean          ly_process_manager_is_alive           (LyProcessManager     *self,
+                                                         const char           *name);
+LY_AVAILABLE_IN_ALL
+GPid              ly_process_manager_get_pid            (LyProcessManager     *self,
+                                                         const char           *name);
+LY_AVAILABLE_IN_ALL
+LyProcessState    ly_process_manager_get_state          (LyProcessManager     *self,
+                                                         const char           *name);
+LY_AVAILABLE_IN_ALL
+guint             ly_process_manager_get_restart_count  (LyProcessManager     *self,
+                                                         const char           *name);
+
+LY_AVAILABLE_IN_ALL
+double            ly_process_manager_get_stop_timeout   (LyProcessManager     *self);
+LY_AVAILABLE_IN_ALL
+void              ly_process_manager_set_stop_timeout   (LyProcessManager     *self,
+                                                         double                seconds);
+
+LY_AVAILABLE_IN_ALL
+void              ly_process_manager_stop_on_unix_signals (LyProcessManager   *self,
+                                                           GMainLoop          *loop);
+
+G_END_DECLS
