@@ -76,6 +76,13 @@ ly_set_channel (const char *name,
   g_mutex_unlock (&registry_mutex);
 }
 
+static int
+compare_names (gconstpointer a,
+               gconstpointer b)
+{
+  return strcmp (*(const char * const *) a, *(const char * const *) b);
+}
+
 /**
  * ly_list_channels:
  *
@@ -100,7 +107,7 @@ ly_list_channels (void)
     }
   g_mutex_unlock (&registry_mutex);
 
-  g_ptr_array_sort (names, (GCompareFunc) g_strcmp0);
+  g_ptr_array_sort (names, compare_names);
   g_ptr_array_add (names, NULL);
   return (char **) g_ptr_array_free (g_steal_pointer (&names), FALSE);
 }

@@ -1,0 +1,911 @@
+/* test-process-manager.c: the hub supervising real child processes
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+
+#include "ly-test-util.h"
+
+typedef struct
+{
+  LyProcessManager *manager;
+  char             *dir;
+  char             *output;
+  GPtrArray        *events;        /* "started NAME", "exited NAME", ... */
+  GArray           *start_times;   /* gint64, monotonic */
+  guint             n_started;
+  guint             n_exited;
+  int               last_status;
+  GPid              last_pid;
+} Fixture;
+
+static void
+on_started (LyProcessManager *manager,
+            const char       *name,
+            int               pid,
+            Fixture          *f)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  g_ptr_array_add (f->events, g_strdup_printf ("started %s", name));
+  g_array_append_val (f->start_times, now);
+  f->n_started++;
+  f->last_pid = pid;
+}
+
+static void
+on_exited (LyProcessManager *manager,
+           const char       *name,
+           int               status,
+           Fixture          *f)
+{
+  g_ptr_array_add (f->events, g_strdup_printf ("exited %s", name));
+  f->n_exited++;
+  f->last_status = status;
+}
+
+static void
+on_before_shutdown (LyProcessManager *manager,
+                    const char       *name,
+                    Fixture          *f)
+{
+  g_ptr_array_add (f->events, g_strdup_printf ("before-shutdown %s", name));
+}
+
+static void
+on_before_restart (LyProcessManager *manager,
+                   const char       *name,
+                   Fixture          *f)
+{
+  g_ptr_array_add (f->events, g_strdup_printf ("before-restart %s", name));
+}
+
+static void
+fixture_setup (Fixture       *f,
+               gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  f->dir = g_dir_make_tmp ("ly-test-XXXXXX", &error);
+  g_assert_no_error (error);
+  f->output = g_build_filename (f->dir, "output.txt", NULL);
+  f->events = g_ptr_array_new_with_free_func (g_free);
+  f->start_times = g_array_new (FALSE, FALSE, sizeof (gint64));
+  f->manager = ly_process_manager_new ();
+  g_signal_connect (f->manager, "process-started", G_CALLBACK (on_started), f);
+  g_signal_connect (f->manager, "process-exited", G_CALLBACK (on_exited), f);
+  g_signal_connect (f->manager, "before-shutdown", G_CALLBACK (on_before_shutdown), f);
+  g_signal_connect (f->manager, "before-restart", G_CALLBACK (on_before_restart), f);
+}
+
+static void
+fixture_teardown (Fixture       *f,
+                  gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *marker = g_strconcat (f->output, ".restarted", NULL);
+
+  ly_process_manager_stop_all (f->manager, NULL, &error);
+  g_assert_no_error (error);
+  g_clear_object (&f->manager);
+  g_unlink (f->output);
+  g_unlink (marker);
+  g_rmdir (f->dir);
+  g_free (f->output);
+  g_free (f->dir);
+  g_ptr_array_unref (f->events);
+  g_array_unref (f->start_times);
+}
+
+static char *
+child_path (void)
+{
+  return g_test_build_filename (G_TEST_BUILT, "ly-test-child", NULL);
+}
+
+/* Adds target @name running ly-test-child with @mode (and @arg). */
+static void
+add_c_child (Fixture    *f,
+             const char *name,
+             const char *mode,
+             const char *arg)
+{
+  g_autofree char *path = child_path ();
+  g_autofree char *env_output = g_strconcat ("LY_TEST_OUTPUT=", f->output, NULL);
+  const char *argv[] = { path, mode, arg, NULL };
+  const char *env[] = { env_output, NULL };
+  g_autoptr(GError) error = NULL;
+
+  ly_process_manager_add_target (f->manager, name, argv, &error);
+  g_assert_no_error (error);
+  ly_process_manager_set_environment (f->manager, name, env, &error);
+  g_assert_no_error (error);
+}
+
+static void
+add_script_child (Fixture    *f,
+                  const char *name,
+                  const char *interpreter_variable,
+                  const char *flag,
+                  const char *script)
+{
+  g_autofree char *path = g_test_build_filename (G_TEST_DIST, script, NULL);
+  g_autofree char *env_output = g_strconcat ("LY_TEST_OUTPUT=", f->output, NULL);
+  const char *interpreter = g_getenv (interpreter_variable);
+  const char *argv[] = { interpreter, flag != NULL ? flag : path, flag != NULL ? path : NULL, NULL };
+  const char *env[] = { env_output, NULL };
+  g_autoptr(GError) error = NULL;
+
+  if (interpreter == NULL)
+    {
+      g_test_skip ("no introspection data in this build");
+      return;
+    }
+  ly_process_manager_add_target (f->manager, name, argv, &error);
+  g_assert_no_error (error);
+  ly_process_manager_set_environment (f->manager, name, env, &error);
+  g_assert_no_error (error);
+}
+
+static guint
+count_lines (Fixture    *f,
+             const char *text)
+{
+  g_autofree char *contents = NULL;
+  g_auto(GStrv) lines = NULL;
+  guint n = 0;
+
+  if (!g_file_get_contents (f->output, &contents, NULL, NULL))
+    return 0;
+
+  lines = g_strsplit (contents, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++)
+    if (strstr (lines[i], text) != NULL)
+      n++;
+
+  return n;
+}
+
+static gboolean
+tick (gpointer user_data)
+{
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+wait_msec (guint msec)
+{
+  gint64 until = g_get_monotonic_time () + msec * 1000;
+  guint id = g_timeout_add (5, tick, NULL);
+
+  while (g_get_monotonic_time () < until)
+    g_main_context_iteration (NULL, TRUE);
+  g_source_remove (id);
+}
+
+/* Runs the loop until @text appears @count times in the children's output. */
+static void
+wait_for_lines (Fixture    *f,
+                const char *text,
+                guint       count,
+                guint       timeout_sec)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_sec * G_USEC_PER_SEC;
+  guint id = g_timeout_add (10, tick, NULL);
+
+  while (count_lines (f, text) < count)
+    {
+      if (g_get_monotonic_time () > deadline)
+        g_error ("Timed out waiting for %u lines with “%s”", count, text);
+      g_main_context_iteration (NULL, TRUE);
+    }
+  g_source_remove (id);
+}
+
+static guint
+count_events (Fixture    *f,
+              const char *event)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < f->events->len; i++)
+    if (g_str_equal (g_ptr_array_index (f->events, i), event))
+      n++;
+
+  return n;
+}
+
+/* The reference document's example ---------------------------------------- */
+
+typedef struct
+{
+  guint   rounds;
+  guint   sent;
+  guint   passive_replies;
+  guint   active_replies;
+  guint   wrong_replies;
+  LyChannel *active;
+  LyChannel *passive;
+} Example;
+
+static gboolean
+example_send (gpointer user_data)
+{
+  Example *example = user_data;
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (ly_channel_send (example->passive, g_variant_new_string ("I am liteyuki main process passive"), &error));
+  g_assert_true (ly_channel_send (example->active, g_variant_new_string ("I am liteyuki main process active"), &error));
+  /* not a string: the child's filter drops it */
+  g_assert_true (ly_channel_send (example->passive, g_variant_new_int32 (42), &error));
+  g_assert_no_error (error);
+
+  return ++example->sent < example->rounds ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
+}
+
+static void
+example_reply (LyChannel *channel,
+               GVariant  *message,
+               Example   *example)
+{
+  const char *text = g_variant_get_string (message, NULL);
+
+  if (channel == example->passive && g_str_equal (text, "child passive got I am liteyuki main process passive"))
+    example->passive_replies++;
+  else if (channel == example->active && g_str_equal (text, "child active got I am liteyuki main process active"))
+    example->active_replies++;
+  else
+    example->wrong_replies++;
+}
+
+static void
+run_example (Fixture *f)
+{
+  g_autoptr(GError) error = NULL;
+  Example example = { 5, 0, 0, 0, 0, NULL, NULL };
+
+  /* the hub reaches the channels through the registry, as the original */
+  example.active = ly_get_channel ("nonebot-active");
+  example.passive = ly_get_channel ("nonebot-passive");
+  g_assert_nonnull (example.active);
+  g_assert_nonnull (example.passive);
+  g_signal_connect (example.active, "received::s", G_CALLBACK (example_reply), &example);
+  g_signal_connect (example.passive, "received::s", G_CALLBACK (example_reply), &example);
+
+  g_assert_true (ly_process_manager_start (f->manager, "nonebot", &error));
+  g_assert_no_error (error);
+  g_assert_true (ly_process_manager_is_alive (f->manager, "nonebot"));
+  g_assert_cmpint (ly_process_manager_get_pid (f->manager, "nonebot"), ==, f->last_pid);
+
+  g_timeout_add (50, example_send, &example);
+  wait_for_lines (f, "Active receive: I am liteyuki main process active", 5, 30);
+  wait_for_lines (f, "Passive receive: I am liteyuki main process passive", 5, 30);
+  ly_test_run_until_count (&example.passive_replies, 5, 30);
+  ly_test_run_until_count (&example.active_replies, 5, 30);
+
+  g_assert_cmpuint (count_lines (f, "Passive receive:"), ==, 5);
+  g_assert_cmpuint (count_lines (f, "Active receive:"), ==, 5);
+  g_assert_cmpuint (count_lines (f, "hello from nonebot"), ==, 1);
+  g_assert_cmpuint (example.wrong_replies, ==, 0);
+
+  g_signal_handlers_disconnect_by_data (example.active, &example);
+  g_signal_handlers_disconnect_by_data (example.passive, &example);
+}
+
+static void
+test_example_c (Fixture       *f,
+                gconstpointer  data)
+{
+  add_c_child (f, "nonebot", "example", NULL);
+  run_example (f);
+}
+
+static void
+test_example_python (Fixture       *f,
+                     gconstpointer  data)
+{
+  add_script_child (f, "nonebot", "LY_TEST_PYTHON", NULL, "child.py");
+  if (g_getenv ("LY_TEST_PYTHON") != NULL)
+    run_example (f);
+}
+
+static void
+test_example_gjs (Fixture       *f,
+                  gconstpointer  data)
+{
+  add_script_child (f, "nonebot", "LY_TEST_GJS", "-m", "child.js");
+  if (g_getenv ("LY_TEST_GJS") != NULL)
+    run_example (f);
+}
+
+/* Stopping ---------------------------------------------------------------- */
+
+static void
+test_stop_polite (Fixture       *f,
+                  gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  gint64 start;
+
+  add_c_child (f, "polite", "example", NULL);
+  g_assert_true (ly_process_manager_start (f->manager, "polite", &error));
+  wait_for_lines (f, "hello from polite", 1, 10);
+
+  start = g_get_monotonic_time ();
+  g_assert_true (ly_process_manager_stop (f->manager, "polite", NULL, &error));
+  g_assert_no_error (error);
+  /* the polite request ended it, long before SIGTERM (5 s) */
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 4 * G_USEC_PER_SEC);
+  g_assert_true (WIFSIGNALED (f->last_status) && WTERMSIG (f->last_status) == SIGTERM);
+  g_assert_false (ly_process_manager_is_alive (f->manager, "polite"));
+  g_assert_cmpint (ly_process_manager_get_pid (f->manager, "polite"), ==, 0);
+  g_assert_cmpuint (count_events (f, "before-shutdown polite"), ==, 1);
+  g_assert_cmpstr (g_ptr_array_index (f->events, f->events->len - 2), ==, "before-shutdown polite");
+  g_assert_cmpstr (g_ptr_array_index (f->events, f->events->len - 1), ==, "exited polite");
+
+  /* stopping a stopped target succeeds at once */
+  g_assert_true (ly_process_manager_stop (f->manager, "polite", NULL, &error));
+  g_assert_no_error (error);
+}
+
+static void
+test_stop_ignores_sigterm (Fixture       *f,
+                           gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  gint64 elapsed;
+
+  ly_process_manager_set_stop_timeout (f->manager, 1.0);
+  add_c_child (f, "stubborn", "ignore-term", NULL);
+  g_assert_true (ly_process_manager_start (f->manager, "stubborn", &error));
+  wait_for_lines (f, "hello from stubborn", 1, 10);
+
+  elapsed = g_get_monotonic_time ();
+  g_assert_true (ly_process_manager_stop (f->manager, "stubborn", NULL, &error));
+  elapsed = g_get_monotonic_time () - elapsed;
+  g_assert_no_error (error);
+
+  g_assert_cmpuint (count_lines (f, "stop ignored"), ==, 1);
+  g_assert_true (WIFSIGNALED (f->last_status) && WTERMSIG (f->last_status) == SIGKILL);
+  g_assert_cmpint (elapsed, >=, 950 * 1000);
+  g_assert_cmpint (elapsed, <, 3 * G_USEC_PER_SEC);
+}
+
+static void
+test_request_stop (Fixture       *f,
+                   gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  add_c_child (f, "quitter", "request-stop", NULL);
+  /* a stop the child asks for is not a failure: no restart */
+  ly_process_manager_set_restart_policy (f->manager, "quitter", LY_RESTART_ALWAYS, &error);
+  g_assert_true (ly_process_manager_start (f->manager, "quitter", &error));
+  ly_test_run_until_count (&f->n_exited, 1, 10);
+  g_assert_cmpuint (count_events (f, "before-shutdown quitter"), ==, 1);
+
+  wait_msec (300);
+  g_assert_cmpuint (f->n_started, ==, 1);
+  g_assert_cmpint (ly_process_manager_get_state (f->manager, "quitter"), ==, LY_PROCESS_STATE_STOPPED);
+}
+
+static void
+test_request_restart (Fixture       *f,
+                      gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  GPid first;
+
+  add_c_child (f, "phoenix", "request-restart", NULL);
+  g_assert_true (ly_process_manager_start (f->manager, "phoenix", &error));
+  first = f->last_pid;
+  ly_test_run_until_count (&f->n_started, 2, 10);
+  wait_for_lines (f, "hello from phoenix", 2, 10);
+
+  g_assert_cmpint (f->last_pid, !=, first);
+  g_assert_cmpint (ly_process_manager_get_pid (f->manager, "phoenix"), ==, f->last_pid);
+  g_assert_cmpuint (count_events (f, "before-restart phoenix"), ==, 1);
+  g_assert_cmpuint (count_events (f, "before-shutdown phoenix"), ==, 1);
+  g_assert_cmpuint (ly_process_manager_get_restart_count (f->manager, "phoenix"), ==, 1);
+  g_assert_true (ly_process_manager_is_alive (f->manager, "phoenix"));
+}
+
+/* Crashes and the restart policy ------------------------------------------ */
+
+static void
+test_crash_restarted (Fixture       *f,
+                      gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  GPid first;
+
+  g_object_set (f->manager, "restart-delay", 0.05, NULL);
+  add_c_child (f, "crasher", "abort", NULL);
+  ly_process_manager_set_restart_policy (f->manager, "crasher", LY_RESTART_ON_FAILURE, &error);
+  g_assert_true (ly_process_manager_start (f->manager, "crasher", &error));
+  first = f->last_pid;
+
+  ly_test_run_until_count (&f->n_exited, 1, 10);
+  g_assert_true (WIFSIGNALED (f->last_status));
+  g_assert_cmpint (WTERMSIG (f->last_status), ==, SIGABRT);
+
+  ly_test_run_until_count (&f->n_started, 2, 10);
+  g_assert_cmpint (f->last_pid, !=, first);
+  g_assert_cmpuint (count_events (f, "before-restart crasher"), ==, 1);
+  g_assert_cmpuint (count_events (f, "before-shutdown crasher"), ==, 0);
+}
+
+static void
+test_policy_never_and_on_failure (Fixture       *f,
+                                  gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_object_set (f->manager, "restart-delay", 0.02, NULL);
+  add_c_child (f, "three", "exit", "3");
+  add_c_child (f, "clean", "exit", "0");
+  ly_process_manager_set_restart_policy (f->manager, "clean", LY_RESTART_ON_FAILURE, &error);
+
+  /* never (the default): reported, not restarted */
+  g_assert_true (ly_process_manager_start (f->manager, "three", &error));
+  ly_test_run_until_count (&f->n_exited, 1, 10);
+  g_assert_true (WIFEXITED (f->last_status));
+  g_assert_cmpint (WEXITSTATUS (f->last_status), ==, 3);
+
+  /* on-failure: a clean exit is not a failure */
+  g_assert_true (ly_process_manager_start (f->manager, "clean", &error));
+  ly_test_run_until_count (&f->n_exited, 2, 10);
+  g_assert_true (WIFEXITED (f->last_status) && WEXITSTATUS (f->last_status) == 0);
+
+  wait_msec (300);
+  g_assert_cmpuint (f->n_started, ==, 2);
+  g_assert_cmpint (ly_process_manager_get_state (f->manager, "three"), ==, LY_PROCESS_STATE_STOPPED);
+  g_assert_cmpint (ly_process_manager_get_state (f->manager, "clean"), ==, LY_PROCESS_STATE_STOPPED);
+}
+
+static void
+test_backoff_and_crash_loop (Fixture       *f,
+                             gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_object_set (f->manager, "restart-delay", 0.05, "crash-loop-limit", 4, NULL);
+  add_c_child (f, "looper", "exit", "1");
+  ly_process_manager_set_restart_policy (f->manager, "looper", LY_RESTART_ALWAYS, &error);
+  g_assert_true (ly_process_manager_start (f->manager, "looper", &error));
+
+  g_test_expect_message ("Liteyuki", G_LOG_LEVEL_WARNING, "*“looper” exited more than 4 times within 60 s*");
+  ly_test_run_until_count (&f->n_exited, 5, 20);
+  wait_msec (200);
+  g_test_assert_expected_messages ();
+
+  /* 4 restarts tolerated within the interval, the 5th exit gives up */
+  g_assert_cmpuint (f->n_started, ==, 5);
+  g_assert_cmpint (ly_process_manager_get_state (f->manager, "looper"), ==, LY_PROCESS_STATE_FAILED);
+  g_assert_cmpuint (ly_process_manager_get_restart_count (f->manager, "looper"), ==, 4);
+
+  /* the delays double: 50, 100, 200, 400 ms (plus the process's life) */
+  for (guint i = 1; i < f->start_times->len; i++)
+    {
+      gint64 gap = g_array_index (f->start_times, gint64, i) - g_array_index (f->start_times, gint64, i - 1);
+      gint64 delay = 50 * 1000 * (1 << (i - 1));
+
+      g_test_message ("restart %u after %" G_GINT64_FORMAT " µs", i, gap);
+      g_assert_cmpint (gap, >=, delay);
+      g_assert_cmpint (gap, <, delay + 2 * G_USEC_PER_SEC);
+    }
+
+  /* a failed target starts again on demand */
+  g_assert_true (ly_process_manager_start (f->manager, "looper", &error));
+  g_assert_no_error (error);
+}
+
+/* Channels across restarts ------------------------------------------------ */
+
+static void
+collect_echo (LyChannel *channel,
+              GVariant  *message,
+              GPtrArray *got)
+{
+  g_ptr_array_add (got, g_variant_dup_string (message, NULL));
+}
+
+static void
+test_channels_survive_restarts (Fixture       *f,
+                                gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) got = g_ptr_array_new_with_free_func (g_free);
+  LyChannel *active;
+
+  add_c_child (f, "echoer", "echo", NULL);
+  active = ly_get_channel ("echoer-active");
+  g_signal_connect (active, "received::s", G_CALLBACK (collect_echo), got);
+
+  /* sent while no process runs: goes to the first one */
+  g_assert_true (ly_channel_send (active, g_variant_new_string ("before start"), &error));
+  g_assert_true (ly_process_manager_start (f->manager, "echoer", &error));
+  ly_test_run_until_count (&got->len, 1, 10);
+  g_assert_cmpstr (g_ptr_array_index (got, 0), ==, "before start");
+  g_assert_cmpint (ly_channel_get_peer_pid (active), ==, f->last_pid);
+
+  /* the same object and handler serve the next instance */
+  g_assert_true (ly_process_manager_restart (f->manager, "echoer", NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (ly_channel_send (active, g_variant_new_string ("after restart"), &error));
+  ly_test_run_until_count (&got->len, 2, 10);
+  g_assert_cmpstr (g_ptr_array_index (got, 1), ==, "after restart");
+  g_assert_false (ly_channel_is_closed (active));
+  g_assert_true (ly_get_channel ("echoer-active") == active);
+
+  /* and while stopped, sends wait for the next start */
+  g_assert_true (ly_process_manager_stop (f->manager, "echoer", NULL, &error));
+  g_assert_true (ly_channel_send (active, g_variant_new_string ("while stopped"), &error));
+  g_assert_true (ly_process_manager_start (f->manager, "echoer", &error));
+  ly_test_run_until_count (&got->len, 3, 10);
+  g_assert_cmpstr (g_ptr_array_index (got, 2), ==, "while stopped");
+}
+
+static void
+test_child_registry (Fixture       *f,
+                     gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) names = NULL;
+
+  add_c_child (f, "reg", "registry", NULL);
+  names = ly_list_channels ();
+  g_assert_true (g_strv_contains ((const char * const *) names, "reg-active"));
+  g_assert_true (g_strv_contains ((const char * const *) names, "reg-passive"));
+  g_assert_true (ly_is_main_process ());
+  g_assert_null (ly_get_process_name ());
+  g_assert_null (ly_active_channel ());
+
+  g_assert_true (ly_process_manager_start (f->manager, "reg", &error));
+  wait_for_lines (f, "registry reg-active,reg-passive active=same passive=same", 1, 10);
+}
+
+static void
+test_grandchild_environment (Fixture       *f,
+                             gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  add_c_child (f, "parent", "grandchild-env", NULL);
+  g_assert_true (ly_process_manager_start (f->manager, "parent", &error));
+  wait_for_lines (f, "grandchild sees", 1, 10);
+  g_assert_cmpuint (count_lines (f, "grandchild sees none"), ==, 1);
+}
+
+/* Errors ------------------------------------------------------------------ */
+
+static void
+test_errors (Fixture       *f,
+             gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  const char *argv[] = { "true", NULL };
+  const char *missing[] = { "/nonexistent/program", NULL };
+  const char *empty[] = { NULL };
+  const char *bad_names[] = { "", "has space", "slash/name", "ünïcode",
+                              "a-name-that-is-much-too-long-for-a-target-because-it-has-more-than-64" };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (bad_names); i++)
+    {
+      g_assert_false (ly_process_manager_add_target (f->manager, bad_names[i], argv, &error));
+      g_assert_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_INVALID_NAME);
+      g_clear_error (&error);
+    }
+
+  g_assert_false (ly_process_manager_add_target (f->manager, "empty", empty, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+
+  g_assert_true (ly_process_manager_add_target (f->manager, "ok", argv, &error));
+  g_assert_false (ly_process_manager_add_target (f->manager, "ok", argv, &error));
+  g_assert_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_EXISTS);
+  g_clear_error (&error);
+
+  g_assert_false (ly_process_manager_start (f->manager, "unknown", &error));
+  g_assert_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_UNKNOWN_TARGET);
+  g_clear_error (&error);
+  g_assert_false (ly_process_manager_stop (f->manager, "unknown", NULL, &error));
+  g_assert_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_UNKNOWN_TARGET);
+  g_clear_error (&error);
+  g_assert_false (ly_process_manager_is_alive (f->manager, "unknown"));
+  g_assert_cmpint (ly_process_manager_get_pid (f->manager, "unknown"), ==, 0);
+
+  g_assert_true (ly_process_manager_add_target (f->manager, "missing", missing, &error));
+  g_assert_false (ly_process_manager_start (f->manager, "missing", &error));
+  g_assert_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_SPAWN_FAILED);
+  g_test_message ("%s", error->message);
+  g_clear_error (&error);
+  g_assert_false (ly_process_manager_is_alive (f->manager, "missing"));
+
+  add_c_child (f, "twice", "echo", NULL);
+  g_assert_true (ly_process_manager_start (f->manager, "twice", &error));
+  g_assert_false (ly_process_manager_start (f->manager, "twice", &error));
+  g_assert_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_RUNNING);
+  g_clear_error (&error);
+
+  g_assert_false (ly_request_stop (&error));
+  g_assert_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_NOT_A_CHILD);
+  g_clear_error (&error);
+  g_assert_false (ly_request_restart (&error));
+  g_assert_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_NOT_A_CHILD);
+  g_clear_error (&error);
+
+  {
+    g_auto(GStrv) targets = ly_process_manager_list_targets (f->manager);
+    const char *expected[] = { "ok", "missing", "twice", NULL };
+
+    g_assert_cmpstrv (targets, expected);
+  }
+}
+
+/* Resources --------------------------------------------------------------- */
+
+static guint
+count_zombie_children (void)
+{
+  g_autoptr(GDir) dir = g_dir_open ("/proc", 0, NULL);
+  const char *entry;
+  guint n = 0;
+
+  while ((entry = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *path = g_build_filename ("/proc", entry, "stat", NULL);
+      g_autofree char *stat = NULL;
+      const char *end;
+      char state;
+      int ppid;
+
+      if (!g_ascii_isdigit (entry[0]) || !g_file_get_contents (path, &stat, NULL, NULL))
+        continue;
+      /* "pid (comm) S ppid ...": comm may hold spaces and parentheses */
+      end = strrchr (stat, ')');
+      if (end != NULL && sscanf (end + 1, " %c %d", &state, &ppid) == 2 &&
+          ppid == getpid () && state == 'Z')
+        n++;
+    }
+
+  return n;
+}
+
+static guint
+count_threads (void)
+{
+  g_autofree char *status = NULL;
+  const char *line;
+
+  g_assert_true (g_file_get_contents ("/proc/self/status", &status, NULL, NULL));
+  line = strstr (status, "\nThreads:");
+  g_assert_nonnull (line);
+  return (guint) atoi (line + strlen ("\nThreads:"));
+}
+
+static void
+test_start_stop_cycles (Fixture       *f,
+                        gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  guint cycles = ly_test_scaled (200);
+  guint fds_before, zombies_before;
+
+  add_c_child (f, "cycler", "echo", NULL);
+
+  /* one cycle first, so that GLib's lazily made resources exist */
+  g_assert_true (ly_process_manager_start (f->manager, "cycler", &error));
+  g_assert_true (ly_process_manager_stop (f->manager, "cycler", NULL, &error));
+  fds_before = ly_test_count_fds ();
+  zombies_before = count_zombie_children ();
+
+  for (guint i = 0; i < cycles; i++)
+    {
+      g_assert_true (ly_process_manager_start (f->manager, "cycler", &error));
+      g_assert_no_error (error);
+      g_assert_true (ly_process_manager_stop (f->manager, "cycler", NULL, &error));
+      g_assert_no_error (error);
+    }
+
+  g_assert_cmpuint (f->n_started, ==, cycles + 1);
+  g_assert_cmpuint (f->n_exited, ==, cycles + 1);
+  g_assert_cmpuint (ly_test_count_fds (), ==, fds_before);
+  g_assert_cmpuint (count_zombie_children (), ==, zombies_before);
+  g_assert_cmpuint (count_zombie_children (), ==, 0);
+}
+
+#define N_MANY 32
+
+typedef struct
+{
+  guint next[N_MANY];
+  guint total;
+} ManyEchoes;
+
+static void
+many_echo (LyChannel  *channel,
+           GVariant   *message,
+           ManyEchoes *echoes)
+{
+  guint child, seq;
+
+  g_variant_get (message, "(uu)", &child, &seq);
+  g_assert_cmpuint (child, <, N_MANY);
+  g_assert_cmpuint (seq, ==, echoes->next[child]);
+  echoes->next[child]++;
+  echoes->total++;
+}
+
+static void
+test_many_children (Fixture       *f,
+                    gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  guint per_child = ly_test_scaled (10000);
+  ManyEchoes echoes = { { 0, }, 0 };
+  guint threads_with_one;
+
+  for (guint i = 0; i < N_MANY; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("echo%02u", i);
+      g_autofree char *channel_name = g_strdup_printf ("echo%02u-active", i);
+
+      add_c_child (f, name, "echo", NULL);
+      g_signal_connect (ly_get_channel (channel_name), "received::(uu)", G_CALLBACK (many_echo), &echoes);
+    }
+
+  g_assert_true (ly_process_manager_start (f->manager, "echo00", &error));
+  wait_for_lines (f, "hello from echo00", 1, 10);
+  threads_with_one = count_threads ();
+
+  g_assert_true (ly_process_manager_start_all (f->manager, &error));
+  g_assert_no_error (error);
+  wait_for_lines (f, "hello from echo", N_MANY, 30);
+  g_assert_cmpuint (count_threads (), ==, threads_with_one);
+  g_test_message ("threads with 1 child: %u, with %u: %u", threads_with_one, N_MANY, count_threads ());
+
+  for (guint seq = 0; seq < per_child; seq++)
+    for (guint i = 0; i < N_MANY; i++)
+      {
+        g_autofree char *channel_name = g_strdup_printf ("echo%02u-active", i);
+
+        ly_test_send_waiting (ly_get_channel (channel_name), g_variant_new ("(uu)", i, seq));
+      }
+
+  ly_test_run_until_count (&echoes.total, per_child * N_MANY, 120);
+  for (guint i = 0; i < N_MANY; i++)
+    g_assert_cmpuint (echoes.next[i], ==, per_child);
+  g_assert_cmpuint (count_threads (), ==, threads_with_one);
+}
+
+/* The hub itself killed or signalled -------------------------------------- */
+
+static gboolean
+process_gone (GPid pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", pid);
+  g_autofree char *stat = NULL;
+  const char *end;
+
+  if (!g_file_get_contents (path, &stat, NULL, NULL))
+    return TRUE;
+  /* a zombie waiting for its new parent to reap it is gone too */
+  end = strrchr (stat, ')');
+  return end != NULL && (end[2] == 'Z' || end[2] == 'X');
+}
+
+static GArray *
+spawn_hub (GSubprocess **hub,
+           guint         n)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = g_test_build_filename (G_TEST_BUILT, "ly-test-hub", NULL);
+  g_autofree char *count = g_strdup_printf ("%u", n);
+  g_autoptr(GDataInputStream) out = NULL;
+  GArray *pids = g_array_new (FALSE, FALSE, sizeof (GPid));
+
+  *hub = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error, path, count, NULL);
+  g_assert_no_error (error);
+  out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (*hub));
+  /* the pipe must stay open: the hub's later output would get SIGPIPE */
+  g_filter_input_stream_set_close_base_stream (G_FILTER_INPUT_STREAM (out), FALSE);
+
+  while (pids->len < n)
+    {
+      g_autofree char *line = g_data_input_stream_read_line (out, NULL, NULL, &error);
+      GPid pid;
+
+      g_assert_no_error (error);
+      g_assert_nonnull (line);
+      /* debug messages share stdout when G_MESSAGES_DEBUG is set */
+      if (sscanf (line, "pid %d", &pid) != 1)
+        continue;
+      g_assert_cmpint (pid, >, 0);
+      g_assert_false (process_gone (pid));
+      g_array_append_val (pids, pid);
+    }
+
+  return pids;
+}
+
+static void
+assert_all_gone (GArray *pids)
+{
+  for (guint i = 0; i < pids->len; i++)
+    {
+      GPid pid = g_array_index (pids, GPid, i);
+      gint64 deadline = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+
+      while (!process_gone (pid) && g_get_monotonic_time () < deadline)
+        g_usleep (10 * 1000);
+      if (!process_gone (pid))
+        g_error ("child %d outlived its hub", pid);
+    }
+}
+
+static void
+test_hub_killed (void)
+{
+  g_autoptr(GSubprocess) hub = NULL;
+  g_autoptr(GArray) pids = spawn_hub (&hub, 3);
+
+  g_subprocess_force_exit (hub);
+  g_subprocess_wait (hub, NULL, NULL);
+  assert_all_gone (pids);
+}
+
+static void
+test_hub_sigterm (void)
+{
+  g_autoptr(GSubprocess) hub = NULL;
+  g_autoptr(GArray) pids = spawn_hub (&hub, 3);
+  g_autoptr(GError) error = NULL;
+
+  g_subprocess_send_signal (hub, SIGTERM);
+  g_assert_true (g_subprocess_wait (hub, NULL, &error));
+  g_test_message ("hub status %d", g_subprocess_get_status (hub));
+  g_assert_true (g_subprocess_get_if_exited (hub));
+  g_assert_cmpint (g_subprocess_get_exit_status (hub), ==, 0);
+  assert_all_gone (pids);
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+  signal (SIGPIPE, SIG_IGN);
+
+#define MANAGER_TEST(path, func) \
+  g_test_add ("/process-manager/" path, Fixture, NULL, fixture_setup, func, fixture_teardown)
+
+  MANAGER_TEST ("example/c", test_example_c);
+  MANAGER_TEST ("example/python", test_example_python);
+  MANAGER_TEST ("example/gjs", test_example_gjs);
+  MANAGER_TEST ("stop/polite", test_stop_polite);
+  MANAGER_TEST ("stop/ignores-sigterm", test_stop_ignores_sigterm);
+  MANAGER_TEST ("request-stop", test_request_stop);
+  MANAGER_TEST ("request-restart", test_request_restart);
+  MANAGER_TEST ("crash-restarted", test_crash_restarted);
+  MANAGER_TEST ("policy-never-and-on-failure", test_policy_never_and_on_failure);
+  MANAGER_TEST ("backoff-and-crash-loop", test_backoff_and_crash_loop);
+  MANAGER_TEST ("channels-survive-restarts", test_channels_survive_restarts);
+  MANAGER_TEST ("child-registry", test_child_registry);
+  MANAGER_TEST ("grandchild-environment", test_grandchild_environment);
+  MANAGER_TEST ("errors", test_errors);
+  MANAGER_TEST ("start-stop-cycles", test_start_stop_cycles);
+  MANAGER_TEST ("many-children", test_many_children);
+  g_test_add_func ("/process-manager/hub-killed", test_hub_killed);
+  g_test_add_func ("/process-manager/hub-sigterm", test_hub_sigterm);
+
+  return g_test_run ();
+}
