@@ -14,6 +14,7 @@
  *   abort           aborts after saying hello
  *   registry        reports what its registry holds, then waits
  *   grandchild-env  reports the LY_* variables a process it starts sees
+ *   fds             reports the file descriptors it was started with
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -44,6 +45,13 @@ report (const char *format,
   fflush (out);
   if (out != stdout)
     fclose (out);
+}
+
+static int
+compare_ints (const int *a,
+              const int *b)
+{
+  return (*a > *b) - (*a < *b);
 }
 
 static void
@@ -97,10 +105,34 @@ quit_on_closed (LyChannel    *channel,
   g_main_loop_quit (loop);
 }
 
+/* The fds open at start, before GLib opens any of its own. */
+static char *
+list_inherited_fds (void)
+{
+  GString *list = g_string_new (NULL);
+  GDir *dir = g_dir_open ("/proc/self/fd", 0, NULL);
+  g_autoptr(GArray) fds = g_array_new (FALSE, FALSE, sizeof (int));
+  const char *name;
+
+  while ((name = g_dir_read_name (dir)) != NULL)
+    {
+      int fd = atoi (name);
+      g_array_append_val (fds, fd);
+    }
+  g_dir_close (dir);
+
+  g_array_sort (fds, (GCompareFunc) compare_ints);
+  for (guint i = 0; i < fds->len; i++)
+    g_string_append_printf (list, "%s%d", i > 0 ? "," : "", g_array_index (fds, int, i));
+
+  return g_string_free (list, FALSE);
+}
+
 int
 main (int   argc,
       char *argv[])
 {
+  g_autofree char *inherited_fds = list_inherited_fds ();
   g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
   g_autoptr(GError) error = NULL;
   const char *mode = argc > 1 ? argv[1] : "";
@@ -168,6 +200,11 @@ main (int   argc,
       report ("registry %s active=%s passive=%s", joined,
               ly_get_channel (active_name) == ly_active_channel () ? "same" : "different",
               ly_get_channel (passive_name) == ly_passive_channel () ? "same" : "different");
+    }
+  else if (g_str_equal (mode, "fds"))
+    {
+      /* the listing's own directory fd is the highest one, closed since */
+      report ("fds %s", inherited_fds);
     }
   else if (g_str_equal (mode, "grandchild-env"))
     {

@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -585,6 +586,25 @@ test_grandchild_environment (Fixture       *f,
   g_assert_cmpuint (count_lines (f, "grandchild sees none"), ==, 1);
 }
 
+/* Only the three sockets (and stdin, stdout, stderr) reach a child, even
+ * though the hub holds many other fds. */
+static void
+test_child_fds (Fixture       *f,
+                gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LyChannel) a = NULL, b = NULL;
+  int extra = open ("/dev/null", O_RDONLY);   /* without O_CLOEXEC */
+
+  g_assert_cmpint (extra, >=, 0);
+  ly_channel_new_pair ("unrelated", &a, &b, &error);
+  add_c_child (f, "fds", "fds", NULL);
+  g_assert_true (ly_process_manager_start (f->manager, "fds", &error));
+  wait_for_lines (f, "fds ", 1, 10);
+  g_assert_cmpuint (count_lines (f, "fds 0,1,2,3,4,5,6"), ==, 1);
+  close (extra);
+}
+
 /* Errors ------------------------------------------------------------------ */
 
 static void
@@ -901,6 +921,7 @@ main (int   argc,
   MANAGER_TEST ("channels-survive-restarts", test_channels_survive_restarts);
   MANAGER_TEST ("child-registry", test_child_registry);
   MANAGER_TEST ("grandchild-environment", test_grandchild_environment);
+  MANAGER_TEST ("child-fds", test_child_fds);
   MANAGER_TEST ("errors", test_errors);
   MANAGER_TEST ("start-stop-cycles", test_start_stop_cycles);
   MANAGER_TEST ("many-children", test_many_children);
