@@ -37,7 +37,8 @@
  * three sockets: the two channels and a control connection, which the
  * child runtime finds by itself ([func@Ly.active_channel],
  * [func@Ly.passive_channel], [func@Ly.request_stop]).  No other file
- * descriptor of the hub reaches the child, and the child is killed if the
+ * descriptor of the hub reaches the child, its standard input is
+ * `/dev/null` and it shares the hub's standard output and error, and the child is killed if the
  * hub dies (`PR_SET_PDEATHSIG`; spawn from a thread that lives as long as
  * the hub, the main thread usually).
  *
@@ -81,9 +82,8 @@ struct _Target
   LyRestartPolicy   policy;
 
   LyProcessState    state;
-  GSubprocess      *process;
-  GPid              pid;
-  GCancellable     *wait_cancellable;
+  GPid              pid;              /* 0 when no process runs */
+  GSource          *child_watch;      /* reaps @pid: until then the pid cannot be reused */
   LyChannel        *active;
   LyChannel        *passive;
   LyControl        *control;
@@ -224,12 +224,15 @@ static void
 target_free (Target *target)
 {
   target_clear_timers (target);
-  if (target->wait_cancellable != NULL)
-    g_cancellable_cancel (target->wait_cancellable);
-  g_clear_object (&target->wait_cancellable);
-  if (target->process != NULL)
-    g_subprocess_force_exit (target->process);
-  g_clear_object (&target->process);
+  clear_source (&target->child_watch);
+  if (target->pid > 0)
+    {
+      /* no child outlives its manager: kill it, and reap it ourselves
+       * since its watch is gone */
+      kill (target->pid, SIGKILL);
+      waitpid (target->pid, NULL, 0);
+      target->pid = 0;
+    }
   g_clear_object (&target->control);
   if (ly_get_channel (ly_channel_get_name (target->active)) == target->active)
     ly_set_channel (ly_channel_get_name (target->active), NULL);
@@ -342,41 +345,51 @@ socket_pairs_open (SocketPairs  *pairs,
   return TRUE;
 }
 
-static GSubprocessLauncher *
-launcher_new (Target      *target,
-              SocketPairs *pairs)
+/* The hub's environment, the target's variables, and the runtime's. */
+static GStrv
+child_environment (Target *target)
 {
-  GSubprocessLauncher *launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
-  const int child_fds[3] = { LY_CHILD_CONTROL_FD, LY_CHILD_ACTIVE_FD, LY_CHILD_PASSIVE_FD };
+  GStrv envp = g_get_environ ();
 
-  for (guint i = 0; i < 3; i++)
+  for (guint i = 0; target->environment != NULL && target->environment[i] != NULL; i++)
     {
-      /* the child's end is blocking, as a fresh fd is expected to be */
-      g_unix_set_fd_nonblocking (pairs->child[i], FALSE, NULL);
-      g_subprocess_launcher_take_fd (launcher, pairs->child[i], child_fds[i]);
-      pairs->child[i] = -1;
+      g_auto(GStrv) pair = g_strsplit (target->environment[i], "=", 2);
+
+      envp = g_environ_setenv (envp, pair[0], pair[1], TRUE);
     }
 
-  if (target->environment != NULL)
-    for (guint i = 0; target->environment[i] != NULL; i++)
-      {
-        g_auto(GStrv) pair = g_strsplit (target->environment[i], "=", 2);
+  envp = g_environ_setenv (envp, LY_ENV_PROCESS_NAME, target->name, TRUE);
+  envp = g_environ_setenv (envp, LY_ENV_CONTROL_FD, G_STRINGIFY (LY_CHILD_CONTROL_FD), TRUE);
+  envp = g_environ_setenv (envp, LY_ENV_ACTIVE_FD, G_STRINGIFY (LY_CHILD_ACTIVE_FD), TRUE);
+  envp = g_environ_setenv (envp, LY_ENV_PASSIVE_FD, G_STRINGIFY (LY_CHILD_PASSIVE_FD), TRUE);
 
-        if (pair[0] != NULL && pair[1] != NULL)
-          g_subprocess_launcher_setenv (launcher, pair[0], pair[1], TRUE);
-      }
+  return envp;
+}
 
-  g_subprocess_launcher_setenv (launcher, LY_ENV_PROCESS_NAME, target->name, TRUE);
-  g_subprocess_launcher_setenv (launcher, LY_ENV_CONTROL_FD, G_STRINGIFY (LY_CHILD_CONTROL_FD), TRUE);
-  g_subprocess_launcher_setenv (launcher, LY_ENV_ACTIVE_FD, G_STRINGIFY (LY_CHILD_ACTIVE_FD), TRUE);
-  g_subprocess_launcher_setenv (launcher, LY_ENV_PASSIVE_FD, G_STRINGIFY (LY_CHILD_PASSIVE_FD), TRUE);
+/* Spawns without reaping: the child watch reaps, so the pid stays the
+ * child's (a zombie at worst) for as long as the hub may signal it. */
+static gboolean
+spawn_process (Target       *target,
+               SocketPairs  *pairs,
+               GError      **error)
+{
+  g_auto(GStrv) envp = child_environment (target);
+  const int target_fds[3] = { LY_CHILD_CONTROL_FD, LY_CHILD_ACTIVE_FD, LY_CHILD_PASSIVE_FD };
 
-  if (target->working_directory != NULL)
-    g_subprocess_launcher_set_cwd (launcher, target->working_directory);
+  /* the child's ends are blocking, as a fresh fd is expected to be */
+  for (guint i = 0; i < 3; i++)
+    g_unix_set_fd_nonblocking (pairs->child[i], FALSE, NULL);
 
-  g_subprocess_launcher_set_child_setup (launcher, child_setup, GINT_TO_POINTER (getpid ()), NULL);
-
-  return launcher;
+  /* Only the mapped fds reach the child: GLib closes every other one. */
+  return g_spawn_async_with_pipes_and_fds (target->working_directory,
+                                           (const char * const *) target->argv,
+                                           (const char * const *) envp,
+                                           G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD,
+                                           child_setup, GINT_TO_POINTER (getpid ()),
+                                           -1, -1, -1,
+                                           pairs->child, target_fds, 3,
+                                           &target->pid, NULL, NULL, NULL,
+                                           error);
 }
 
 static void on_control_request (LyControl  *control,
@@ -384,51 +397,54 @@ static void on_control_request (LyControl  *control,
                                 const char *method,
                                 GVariant   *args,
                                 gpointer    user_data);
-static void on_process_exited (GObject      *source,
-                               GAsyncResult *result,
-                               gpointer      user_data);
+static void on_process_exited (GPid     pid,
+                               int      wait_status,
+                               gpointer user_data);
 
 static gboolean
 target_spawn (Target  *target,
               GError **error)
 {
   LyProcessManager *self = target->manager;
-  g_autoptr(GSubprocessLauncher) launcher = NULL;
   g_autoptr(GError) spawn_error = NULL;
   g_autoptr(LyChannel) control_channel = NULL;
   SocketPairs pairs;
+  gboolean spawned;
 
   if (!socket_pairs_open (&pairs, error))
     return FALSE;
 
-  /* the control channel and the wait run in the manager's context */
-  g_main_context_push_thread_default (self->context);
-  launcher = launcher_new (target, &pairs);
-  target->process = g_subprocess_launcher_spawnv (launcher, (const char * const *) target->argv, &spawn_error);
-  /* the launcher holds the child's ends: they close in the hub now */
-  g_clear_object (&launcher);
-
-  if (target->process == NULL)
+  spawned = spawn_process (target, &pairs, &spawn_error);
+  /* the child has its ends now (or never will) */
+  for (guint i = 0; i < 3; i++)
     {
-      g_main_context_pop_thread_default (self->context);
+      g_close (pairs.child[i], NULL);
+      pairs.child[i] = -1;
+    }
+
+  if (!spawned)
+    {
       socket_pairs_close (&pairs);
       g_set_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_SPAWN_FAILED,
                    _("Could not start “%s”: %s"), target->name, spawn_error->message);
       return FALSE;
     }
 
-  target->pid = (GPid) atoi (g_subprocess_get_identifier (target->process));
   target->started_at = g_get_monotonic_time ();
   target->state = LY_PROCESS_STATE_RUNNING;
 
+  /* the control channel runs in the manager's context */
+  g_main_context_push_thread_default (self->context);
   control_channel = ly_channel_new_for_transport ("control", ly_transport_new_for_fd (pairs.hub[0], NULL));
+  g_main_context_pop_thread_default (self->context);
   target->control = ly_control_new (control_channel, on_control_request, target);
   ly_channel_attach (target->active, ly_transport_new_for_fd (pairs.hub[1], NULL));
   ly_channel_attach (target->passive, ly_transport_new_for_fd (pairs.hub[2], NULL));
 
-  target->wait_cancellable = g_cancellable_new ();
-  g_subprocess_wait_async (target->process, target->wait_cancellable, on_process_exited, target);
-  g_main_context_pop_thread_default (self->context);
+  target->child_watch = g_child_watch_source_new (target->pid);
+  g_source_set_callback (target->child_watch, (GSourceFunc) (void (*) (void)) on_process_exited, target, NULL);
+  g_source_set_static_name (target->child_watch, "[liteyuki-comm] child watch");
+  g_source_attach (target->child_watch, self->context);
 
   g_debug ("Started “%s” as process %d", target->name, target->pid);
   g_signal_emit (self, signals[PROCESS_STARTED], 0, target->name, target->pid);
@@ -534,27 +550,17 @@ start_after_backoff (Target *target)
 }
 
 static void
-on_process_exited (GObject      *source,
-                   GAsyncResult *result,
-                   gpointer      user_data)
+on_process_exited (GPid     pid,
+                   int      status,
+                   gpointer user_data)
 {
-  GSubprocess *process = G_SUBPROCESS (source);
-  g_autoptr(GError) error = NULL;
-  g_autoptr(LyProcessManager) self = NULL;
   Target *target = user_data;
-  gboolean requested;
-  int status;
+  g_autoptr(LyProcessManager) self = g_object_ref (target->manager);
+  gboolean requested = target->state == LY_PROCESS_STATE_STOPPING;
 
-  if (!g_subprocess_wait_finish (process, result, &error))
-    return;   /* cancelled: the target is being freed */
-
-  self = g_object_ref (target->manager);
-  status = g_subprocess_get_status (process);
-  requested = target->state == LY_PROCESS_STATE_STOPPING;
-
+  g_spawn_close_pid (pid);
   target_clear_timers (target);
-  g_clear_object (&target->wait_cancellable);
-  g_clear_object (&target->process);
+  g_clear_pointer (&target->child_watch, g_source_unref);
   if (target->control != NULL)
     ly_channel_close (ly_control_get_channel (target->control));
   g_clear_object (&target->control);
@@ -589,10 +595,10 @@ send_sigkill (gpointer user_data)
   Target *target = user_data;
 
   g_clear_pointer (&target->kill_source, g_source_unref);
-  if (target->process != NULL)
+  if (target->pid > 0)
     {
       g_debug ("“%s” did not stop in time: SIGKILL", target->name);
-      g_subprocess_force_exit (target->process);
+      kill (target->pid, SIGKILL);
     }
   return G_SOURCE_REMOVE;
 }
@@ -603,10 +609,10 @@ send_sigterm (gpointer user_data)
   Target *target = user_data;
 
   g_clear_pointer (&target->term_source, g_source_unref);
-  if (target->process != NULL)
+  if (target->pid > 0)
     {
       g_debug ("“%s” did not stop when asked: SIGTERM", target->name);
-      g_subprocess_send_signal (target->process, SIGTERM);
+      kill (target->pid, SIGTERM);
     }
   return G_SOURCE_REMOVE;
 }
@@ -625,7 +631,7 @@ target_begin_stop (Target *target)
   g_signal_emit (self, signals[BEFORE_SHUTDOWN], 0, target->name);
 
   /* a process gone during the handlers needs no more */
-  if (target->process == NULL)
+  if (target->pid == 0)
     return;
 
   if (target->control != NULL)
