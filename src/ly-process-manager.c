@@ -699,7 +699,20 @@ on_control_request (LyControl  *control,
     }
 }
 
-/* Waiting for an async operation, for the blocking calls ------------------ */
+/* Async plumbing ---------------------------------------------------------- */
+
+static gboolean
+finish_boolean (LyProcessManager  *self,
+                GAsyncResult      *result,
+                gpointer           source_tag,
+                GError           **error)
+{
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == source_tag, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
 
 typedef struct
 {
@@ -1293,9 +1306,7 @@ ly_process_manager_stop_finish (LyProcessManager  *self,
                                 GAsyncResult      *result,
                                 GError           **error)
 {
-  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
-
-  return g_task_propagate_boolean (G_TASK (result), error);
+  return finish_boolean (self, result, ly_process_manager_stop_async, error);
 }
 
 /**
@@ -1392,9 +1403,7 @@ ly_process_manager_restart_finish (LyProcessManager  *self,
                                    GAsyncResult      *result,
                                    GError           **error)
 {
-  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
-
-  return g_task_propagate_boolean (G_TASK (result), error);
+  return finish_boolean (self, result, ly_process_manager_restart_async, error);
 }
 
 /**
@@ -1498,9 +1507,7 @@ ly_process_manager_stop_all_finish (LyProcessManager  *self,
                                     GAsyncResult      *result,
                                     GError           **error)
 {
-  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
-
-  return g_task_propagate_boolean (G_TASK (result), error);
+  return finish_boolean (self, result, ly_process_manager_stop_all_async, error);
 }
 
 /**
