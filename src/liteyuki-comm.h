@@ -14,5 +14,6 @@
 #include "ly-channel.h"
 #include "ly-process-manager.h"
 #include "ly-registry.h"
+#include "ly-storage.h"
 
 #undef LITEYUKI_COMM_INSIDE

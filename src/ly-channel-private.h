@@ -29,5 +29,6 @@ gboolean   ly_channel_wait_until        (LyChannel     *self,
                                          GCancellable  *cancellable,
                                          GError       **error);
 void       ly_channel_wake              (LyChannel   *self);
+GMainContext *ly_channel_get_context    (LyChannel   *self);
 
 G_END_DECLS

@@ -1151,6 +1151,12 @@ ly_channel_wait_until (LyChannel     *self,
   return channel_wait (self, external_done_locked, &wait, deadline, cancellable, error);
 }
 
+GMainContext *
+ly_channel_get_context (LyChannel *self)
+{
+  return self->context;
+}
+
 void
 ly_channel_wake (LyChannel *self)
 {

@@ -41,6 +41,12 @@ typedef void (*LyControlRequestFunc) (LyControl  *control,
                                       GVariant   *args,
                                       gpointer    user_data);
 
+/* Called with the reply of ly_control_call(), in the channel's context
+ * (or at once, with an error, when the request could not be sent). */
+typedef void (*LyControlReplyFunc) (GVariant     *result,
+                                    const GError *error,
+                                    gpointer      user_data);
+
 LyControl *ly_control_new          (LyChannel             *channel,
                                     LyControlRequestFunc   func,
                                     gpointer               user_data);
@@ -55,6 +61,11 @@ gboolean   ly_control_notify       (LyControl             *self,
                                     const char            *method,
                                     GVariant              *args,
                                     GError               **error);
+void       ly_control_call         (LyControl             *self,
+                                    const char            *method,
+                                    GVariant              *args,
+                                    LyControlReplyFunc     func,
+                                    gpointer               user_data);
 void       ly_control_call_async   (LyControl             *self,
                                     const char            *method,
                                     GVariant              *args,

@@ -12,14 +12,17 @@
 #define REQUEST_TYPE "(usv)"
 #define REPLY_TYPE   "(ubv)"
 
-/* A call waiting for its reply: asynchronous (@task) or blocking (the
- * other fields, read by the blocked thread under the control's mutex). */
+/* A call waiting for its reply: with a callback (@func), asynchronous
+ * (@task) or blocking (the other fields, read by the blocked thread under
+ * the control's mutex). */
 typedef struct
 {
-  GTask    *task;
-  gboolean  done;
-  GVariant *result;
-  GError   *error;
+  LyControlReplyFunc  func;
+  gpointer            func_data;
+  GTask              *task;
+  gboolean            done;
+  GVariant           *result;
+  GError             *error;
 } Call;
 
 struct _LyControl
@@ -45,6 +48,14 @@ call_complete (LyControl *self,
                GVariant  *result,
                GError    *error)
 {
+  if (call->func != NULL)
+    {
+      call->func (result, error, call->func_data);
+      g_clear_error (&error);
+      g_free (call);
+      return;
+    }
+
   if (call->task != NULL)
     {
       if (error != NULL)
@@ -336,6 +347,28 @@ start_call (LyControl   *self,
   return TRUE;
 }
 
+/* The lightest call: no GTask, the reply goes to @func. */
+void
+ly_control_call (LyControl          *self,
+                 const char         *method,
+                 GVariant           *args,
+                 LyControlReplyFunc  func,
+                 gpointer            user_data)
+{
+  g_autoptr(GError) error = NULL;
+  Call *call = g_new0 (Call, 1);
+  guint32 serial;
+
+  call->func = func;
+  call->func_data = user_data;
+
+  if (!start_call (self, call, method, args, &serial, &error))
+    {
+      g_free (call);
+      func (NULL, error, user_data);
+    }
+}
+
 void
 ly_control_call_async (LyControl           *self,
                        const char          *method,
@@ -398,7 +431,7 @@ ly_control_call_sync (LyControl     *self,
                       GCancellable  *cancellable,
                       GError       **error)
 {
-  Call call = { NULL, FALSE, NULL, NULL };
+  Call call = { NULL, NULL, NULL, FALSE, NULL, NULL };
   SyncWait wait = { self, &call };
   gint64 deadline = timeout_msec < 0 ? -1 : g_get_monotonic_time () + (gint64) timeout_msec * 1000;
   guint32 serial;

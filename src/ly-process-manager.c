@@ -23,6 +23,7 @@
 #include "ly-process-manager.h"
 #include "ly-registry.h"
 #include "ly-runtime-private.h"
+#include "ly-storage-private.h"
 #include "ly-transport-private.h"
 
 /**
@@ -233,6 +234,8 @@ target_free (Target *target)
       waitpid (target->pid, NULL, 0);
       target->pid = 0;
     }
+  if (target->control != NULL)
+    ly_storage_remove_peer (ly_storage_get_default (), target->control);
   g_clear_object (&target->control);
   if (ly_get_channel (ly_channel_get_name (target->active)) == target->active)
     ly_set_channel (ly_channel_get_name (target->active), NULL);
@@ -438,6 +441,7 @@ target_spawn (Target  *target,
   control_channel = ly_channel_new_for_transport ("control", ly_transport_new_for_fd (pairs.hub[0], NULL));
   g_main_context_pop_thread_default (self->context);
   target->control = ly_control_new (control_channel, on_control_request, target);
+  ly_storage_add_peer (ly_storage_get_default (), target->control);
   ly_channel_attach (target->active, ly_transport_new_for_fd (pairs.hub[1], NULL));
   ly_channel_attach (target->passive, ly_transport_new_for_fd (pairs.hub[2], NULL));
 
@@ -562,7 +566,10 @@ on_process_exited (GPid     pid,
   target_clear_timers (target);
   g_clear_pointer (&target->child_watch, g_source_unref);
   if (target->control != NULL)
-    ly_channel_close (ly_control_get_channel (target->control));
+    {
+      ly_storage_remove_peer (ly_storage_get_default (), target->control);
+      ly_channel_close (ly_control_get_channel (target->control));
+    }
   g_clear_object (&target->control);
   ly_channel_detach (target->active);
   ly_channel_detach (target->passive);
@@ -678,6 +685,9 @@ on_control_request (LyControl  *control,
                     gpointer    user_data)
 {
   Target *target = user_data;
+
+  if (ly_storage_handle_request (ly_storage_get_default (), control, serial, method, args))
+    return;
 
   if (g_str_equal (method, "RequestStop"))
     {

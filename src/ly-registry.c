@@ -15,6 +15,7 @@
 #include "ly-process-manager.h"
 #include "ly-registry.h"
 #include "ly-runtime-private.h"
+#include "ly-storage-private.h"
 
 /* The registry ------------------------------------------------------------ */
 
@@ -161,6 +162,7 @@ typedef struct
   LyChannel      *active;
   LyChannel      *passive;
   LyControl      *control;
+  LyStorage      *storage;          /* made on first use */
 
   GMutex          mutex;
   LyStopFunc      stop_func;
@@ -229,6 +231,19 @@ on_hub_request (LyControl  *control,
                 gpointer    user_data)
 {
   ChildRuntime *runtime = user_data;
+  LyStorage *storage;
+
+  g_mutex_lock (&runtime->mutex);
+  storage = runtime->storage;
+  g_mutex_unlock (&runtime->mutex);
+
+  /* notifications for a storage nobody asked for have no listener */
+  if (g_str_has_prefix (method, "Storage") && serial == 0)
+    {
+      if (storage != NULL)
+        ly_storage_handle_notification (storage, method, args);
+      return;
+    }
 
   if (g_str_equal (method, "Stop"))
     {
@@ -284,6 +299,24 @@ ensure_child_runtime (void)
         }
       g_once_init_leave (&initialized, 1);
     }
+}
+
+LyStorage *
+ly_runtime_storage (void)
+{
+  LyStorage *storage = NULL;
+
+  ensure_child_runtime ();
+  if (child_runtime == NULL || child_runtime->control == NULL)
+    return NULL;
+
+  g_mutex_lock (&child_runtime->mutex);
+  if (child_runtime->storage == NULL)
+    child_runtime->storage = ly_storage_new_proxy (child_runtime->control);
+  storage = child_runtime->storage;
+  g_mutex_unlock (&child_runtime->mutex);
+
+  return storage;
 }
 
 /**

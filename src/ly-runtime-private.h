@@ -25,4 +25,10 @@ G_BEGIN_DECLS
 /* How long a child's blocking request to the hub may take. */
 #define LY_CONTROL_TIMEOUT_MSEC (10 * 1000)
 
+typedef struct _LyStorage LyStorage;
+
+/* The storage proxy of a managed child, made on first use; NULL in any
+ * other process. */
+LyStorage *ly_runtime_storage (void);
+
 G_END_DECLS

@@ -3,7 +3,10 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#include <string.h>
 #include <sys/socket.h>
+
+#include <glib/gstdio.h>
 
 #include "ly-test-util.h"
 
@@ -132,4 +135,110 @@ ly_test_send_waiting (LyChannel *channel,
       ly_channel_flush (channel, NULL, &error);
       g_assert_no_error (error);
     }
+}
+
+static gboolean
+tick (gpointer user_data)
+{
+  return G_SOURCE_CONTINUE;
+}
+
+void
+ly_test_wait_msec (guint msec)
+{
+  gint64 until = g_get_monotonic_time () + msec * 1000;
+  guint id = g_timeout_add (5, tick, NULL);
+
+  while (g_get_monotonic_time () < until)
+    g_main_context_iteration (NULL, TRUE);
+  g_source_remove (id);
+}
+
+LyTestOutput *
+ly_test_output_new (void)
+{
+  g_autoptr(GError) error = NULL;
+  LyTestOutput *output = g_new0 (LyTestOutput, 1);
+
+  output->dir = g_dir_make_tmp ("ly-test-XXXXXX", &error);
+  g_assert_no_error (error);
+  output->path = g_build_filename (output->dir, "output.txt", NULL);
+
+  return output;
+}
+
+void
+ly_test_output_free (LyTestOutput *output)
+{
+  g_autoptr(GDir) dir = g_dir_open (output->dir, 0, NULL);
+  const char *name;
+
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *path = g_build_filename (output->dir, name, NULL);
+      g_unlink (path);
+    }
+  g_rmdir (output->dir);
+  g_free (output->path);
+  g_free (output->dir);
+  g_free (output);
+}
+
+guint
+ly_test_output_count (LyTestOutput *output,
+                      const char   *text)
+{
+  g_autofree char *contents = NULL;
+  g_auto(GStrv) lines = NULL;
+  guint n = 0;
+
+  if (!g_file_get_contents (output->path, &contents, NULL, NULL))
+    return 0;
+
+  lines = g_strsplit (contents, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++)
+    if (strstr (lines[i], text) != NULL)
+      n++;
+
+  return n;
+}
+
+void
+ly_test_output_wait (LyTestOutput *output,
+                     const char   *text,
+                     guint         count,
+                     guint         timeout_sec)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_sec * G_USEC_PER_SEC;
+  guint id = g_timeout_add (10, tick, NULL);
+
+  while (ly_test_output_count (output, text) < count)
+    {
+      if (g_get_monotonic_time () > deadline)
+        {
+          g_autofree char *contents = NULL;
+
+          g_file_get_contents (output->path, &contents, NULL, NULL);
+          g_error ("Timed out waiting for %u lines with “%s”; the output is:\n%s",
+                   count, text, contents != NULL ? contents : "(none)");
+        }
+      g_main_context_iteration (NULL, TRUE);
+    }
+  g_source_remove (id);
+}
+
+void
+ly_test_add_target (LyProcessManager   *manager,
+                    const char         *name,
+                    const char * const *argv,
+                    LyTestOutput       *output)
+{
+  g_autofree char *variable = g_strconcat ("LY_TEST_OUTPUT=", output->path, NULL);
+  const char *environment[] = { variable, NULL };
+  g_autoptr(GError) error = NULL;
+
+  ly_process_manager_add_target (manager, name, argv, &error);
+  g_assert_no_error (error);
+  ly_process_manager_set_environment (manager, name, environment, &error);
+  g_assert_no_error (error);
 }

@@ -31,4 +31,30 @@ GSubprocess *ly_test_spawn_peer (const char  *channel_name,
 void     ly_test_send_waiting   (LyChannel     *channel,
                                  GVariant      *message);
 
+/* Runs the thread-default context for @msec milliseconds. */
+void     ly_test_wait_msec      (guint          msec);
+
+/* A file that child processes append report lines to (LY_TEST_OUTPUT). */
+typedef struct
+{
+  char *dir;
+  char *path;
+} LyTestOutput;
+
+LyTestOutput *ly_test_output_new   (void);
+void          ly_test_output_free  (LyTestOutput *output);
+guint         ly_test_output_count (LyTestOutput *output,
+                                    const char   *text);
+void          ly_test_output_wait  (LyTestOutput *output,
+                                    const char   *text,
+                                    guint         count,
+                                    guint         timeout_sec);
+/* Adds a target whose processes report to @output. */
+void          ly_test_add_target   (LyProcessManager   *manager,
+                                    const char         *name,
+                                    const char * const *argv,
+                                    LyTestOutput       *output);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LyTestOutput, ly_test_output_free)
+
 G_END_DECLS
