@@ -12,6 +12,7 @@
 #include "ly-version.h"
 #include "ly-enums.h"
 #include "ly-channel.h"
+#include "ly-dbus.h"
 #include "ly-process-manager.h"
 #include "ly-registry.h"
 #include "ly-storage.h"

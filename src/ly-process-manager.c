@@ -132,6 +132,7 @@ enum {
 };
 
 enum {
+  STATE_CHANGED,
   PROCESS_STARTED,
   PROCESS_EXITED,
   BEFORE_SHUTDOWN,
@@ -169,6 +170,17 @@ ly_process_error_quark (void)
 G_DEFINE_FINAL_TYPE (LyProcessManager, ly_process_manager, G_TYPE_OBJECT)
 
 static void start_after_backoff (Target *target);
+
+static void
+target_set_state (Target         *target,
+                  LyProcessState  state)
+{
+  if (target->state == state)
+    return;
+
+  target->state = state;
+  g_signal_emit (target->manager, signals[STATE_CHANGED], 0, target->name, state);
+}
 
 /* Targets ----------------------------------------------------------------- */
 
@@ -434,7 +446,7 @@ target_spawn (Target  *target,
     }
 
   target->started_at = g_get_monotonic_time ();
-  target->state = LY_PROCESS_STATE_RUNNING;
+  target_set_state (target, LY_PROCESS_STATE_RUNNING);
 
   /* the control channel runs in the manager's context */
   g_main_context_push_thread_default (self->context);
@@ -470,7 +482,7 @@ target_respawn (Target *target)
     }
 
   g_warning ("%s", error->message);
-  target->state = LY_PROCESS_STATE_FAILED;
+  target_set_state (target, LY_PROCESS_STATE_FAILED);
   complete_tasks (&target->restart_tasks, error);
 }
 
@@ -534,13 +546,13 @@ schedule_policy_restart (Target *target)
     {
       g_warning ("“%s” exited more than %u times within %.0f s: not restarting it",
                  target->name, self->crash_loop_limit, self->crash_loop_interval);
-      target->state = LY_PROCESS_STATE_FAILED;
+      target_set_state (target, LY_PROCESS_STATE_FAILED);
       return;
     }
 
   delay = MIN (self->restart_delay * (1u << MIN (target->quick_failures, 20u)), self->restart_delay_max);
   target->quick_failures++;
-  target->state = LY_PROCESS_STATE_BACKOFF;
+  target_set_state (target, LY_PROCESS_STATE_BACKOFF);
   g_debug ("Restarting “%s” in %.3f s", target->name, delay);
   target->backoff_source = timer_new (target, (guint) (delay * 1000), backoff_done,
                                       "[liteyuki-comm] restart back-off");
@@ -574,7 +586,7 @@ on_process_exited (GPid     pid,
   ly_channel_detach (target->active);
   ly_channel_detach (target->passive);
   target->pid = 0;
-  target->state = LY_PROCESS_STATE_STOPPED;
+  target_set_state (target, LY_PROCESS_STATE_STOPPED);
 
   g_debug ("“%s” exited with wait status %d", target->name, status);
   g_signal_emit (self, signals[PROCESS_EXITED], 0, target->name, status);
@@ -634,7 +646,7 @@ target_begin_stop (Target *target)
   if (target->state == LY_PROCESS_STATE_STOPPING)
     return;
 
-  target->state = LY_PROCESS_STATE_STOPPING;
+  target_set_state (target, LY_PROCESS_STATE_STOPPING);
   g_signal_emit (self, signals[BEFORE_SHUTDOWN], 0, target->name);
 
   /* a process gone during the handlers needs no more */
@@ -655,7 +667,7 @@ target_settle (Target *target)
   if (target->state == LY_PROCESS_STATE_BACKOFF)
     {
       clear_source (&target->backoff_source);
-      target->state = LY_PROCESS_STATE_STOPPED;
+      target_set_state (target, LY_PROCESS_STATE_STOPPED);
     }
 
   return !is_running (target);
@@ -914,6 +926,18 @@ ly_process_manager_class_init (LyProcessManagerClass *klass)
                          (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /**
+   * LyProcessManager::state-changed:
+   * @self: the manager
+   * @name: the target
+   * @state: its new state
+   *
+   * A target's state changed.
+   */
+  signals[STATE_CHANGED] =
+    g_signal_new ("state-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING, LY_TYPE_PROCESS_STATE);
 
   /**
    * LyProcessManager::process-started:

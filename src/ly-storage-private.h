@@ -32,7 +32,19 @@ G_BEGIN_DECLS
  * of every publication (StoragePublished (sv)).
  */
 
+typedef void (*LyStorageMonitor) (LyStorage  *storage,
+                                  gboolean    publication,
+                                  const char *name,
+                                  GVariant   *value,
+                                  gpointer    user_data);
+
 LyStorage *ly_storage_new_proxy            (LyControl  *control);
+void       ly_storage_add_monitor          (LyStorage        *self,
+                                            LyStorageMonitor  func,
+                                            gpointer          data);
+void       ly_storage_remove_monitor       (LyStorage        *self,
+                                            LyStorageMonitor  func,
+                                            gpointer          data);
 void       ly_storage_add_peer             (LyStorage  *self,
                                             LyControl  *control);
 void       ly_storage_remove_peer          (LyStorage  *self,

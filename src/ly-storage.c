@@ -52,7 +52,14 @@ typedef struct
   EventKind  kind;
   char      *name;
   GVariant  *value;    /* NULL for a deleted key */
+  gboolean   emit;     /* FALSE: a publication only the monitors see */
 } Event;
+
+typedef struct
+{
+  LyStorageMonitor func;
+  gpointer         data;
+} Monitor;
 
 /* A child connected to the authoritative store. */
 typedef struct
@@ -77,6 +84,7 @@ struct _LyStorage
   GHashTable   *values;              /* key → GVariant */
   GHashTable   *subscriptions;       /* topics this process subscribed to */
   GPtrArray    *peers;               /* of Peer* */
+  GArray       *monitors;            /* of Monitor */
 
   /* a child's proxy */
   LyControl    *control;
@@ -100,9 +108,10 @@ static guint signals[N_SIGNALS];
 static const GDBusErrorEntry storage_error_entries[] = {
   { LY_STORAGE_ERROR_INVALID_KEY, "icu.liteyuki.Comm1.Error.Storage.InvalidKey" },
   { LY_STORAGE_ERROR_TOO_LARGE,   "icu.liteyuki.Comm1.Error.Storage.TooLarge" },
+  { LY_STORAGE_ERROR_NO_SUCH_KEY, "icu.liteyuki.Comm1.Error.Storage.NoSuchKey" },
 };
 
-G_STATIC_ASSERT (G_N_ELEMENTS (storage_error_entries) == LY_STORAGE_ERROR_TOO_LARGE + 1);
+G_STATIC_ASSERT (G_N_ELEMENTS (storage_error_entries) == LY_STORAGE_ERROR_NO_SUCH_KEY + 1);
 
 GQuark
 ly_storage_error_quark (void)
@@ -132,14 +141,69 @@ static void
 queue_event_locked (LyStorage  *self,
                     EventKind   kind,
                     const char *name,
-                    GVariant   *value)
+                    GVariant   *value,
+                    gboolean    emit)
 {
-  Event *event = g_new0 (Event, 1);
+  Event *event;
 
+  if (!emit && self->monitors->len == 0)
+    return;
+
+  event = g_new0 (Event, 1);
   event->kind = kind;
   event->name = g_strdup (name);
   event->value = value != NULL ? g_variant_ref (value) : NULL;
+  event->emit = emit;
   g_queue_push_tail (&self->events, event);
+}
+
+/* Monitors (the D-Bus surface) see every change and every publication,
+ * subscribed or not, in the storage's context. */
+void
+ly_storage_add_monitor (LyStorage        *self,
+                        LyStorageMonitor  func,
+                        gpointer          data)
+{
+  Monitor monitor = { func, data };
+
+  g_mutex_lock (&self->mutex);
+  g_array_append_val (self->monitors, monitor);
+  g_mutex_unlock (&self->mutex);
+}
+
+void
+ly_storage_remove_monitor (LyStorage        *self,
+                           LyStorageMonitor  func,
+                           gpointer          data)
+{
+  g_mutex_lock (&self->mutex);
+  for (guint i = 0; i < self->monitors->len; i++)
+    {
+      Monitor *monitor = &g_array_index (self->monitors, Monitor, i);
+
+      if (monitor->func == func && monitor->data == data)
+        {
+          g_array_remove_index (self->monitors, i);
+          break;
+        }
+    }
+  g_mutex_unlock (&self->mutex);
+}
+
+static void
+call_monitors_locked (LyStorage *self,
+                      Event     *event)
+{
+  g_autoptr(GArray) monitors = g_array_copy (self->monitors);
+
+  g_mutex_unlock (&self->mutex);
+  for (guint i = 0; i < monitors->len; i++)
+    {
+      Monitor *monitor = &g_array_index (monitors, Monitor, i);
+
+      monitor->func (self, event->kind == EVENT_PUBLISHED, event->name, event->value, monitor->data);
+    }
+  g_mutex_lock (&self->mutex);
 }
 
 /* Emits the queued events, in order.  A handler that changes the storage
@@ -163,11 +227,17 @@ drain_events (LyStorage *self)
        * a handler's detail made its quark already */
       GQuark detail = g_quark_try_string (event->name);
 
-      g_mutex_unlock (&self->mutex);
-      g_signal_emit (self, signals[event->kind == EVENT_CHANGED ? CHANGED : PUBLISHED],
-                     detail, event->name, event->value);
+      if (self->monitors->len > 0)
+        call_monitors_locked (self, event);
+
+      if (event->emit)
+        {
+          g_mutex_unlock (&self->mutex);
+          g_signal_emit (self, signals[event->kind == EVENT_CHANGED ? CHANGED : PUBLISHED],
+                         detail, event->name, event->value);
+          g_mutex_lock (&self->mutex);
+        }
       event_free (event);
-      g_mutex_lock (&self->mutex);
     }
 
   self->draining = FALSE;
@@ -337,7 +407,7 @@ apply_set_locked (LyStorage  *self,
   else
     g_hash_table_remove (self->values, key);
 
-  queue_event_locked (self, EVENT_CHANGED, key, value);
+  queue_event_locked (self, EVENT_CHANGED, key, value, TRUE);
   notify_peers_locked (self, origin, "StorageChanged",
                        g_variant_new ("(s@mv)", key, g_variant_new_maybe (G_VARIANT_TYPE_VARIANT,
                                                                            value != NULL ? g_variant_new_variant (value) : NULL)),
@@ -360,8 +430,8 @@ apply_publish_locked (LyStorage  *self,
                       const char *topic,
                       GVariant   *value)
 {
-  if (g_hash_table_contains (self->subscriptions, topic))
-    queue_event_locked (self, EVENT_PUBLISHED, topic, value);
+  queue_event_locked (self, EVENT_PUBLISHED, topic, value,
+                      g_hash_table_contains (self->subscriptions, topic));
   notify_peers_locked (self, NULL, "StoragePublished", g_variant_new ("(sv)", topic, value), topic);
 }
 
@@ -595,7 +665,7 @@ ly_storage_handle_notification (LyStorage  *self,
       g_variant_get (args, "(&s@mv)", &key, &maybe);
       value = unmaybe (maybe);
       g_mutex_lock (&self->mutex);
-      queue_event_locked (self, EVENT_CHANGED, key, value);
+      queue_event_locked (self, EVENT_CHANGED, key, value, TRUE);
       g_mutex_unlock (&self->mutex);
     }
   else if (g_str_equal (method, "StoragePublished") && g_variant_is_of_type (args, G_VARIANT_TYPE ("(sv)")))
@@ -605,8 +675,8 @@ ly_storage_handle_notification (LyStorage  *self,
 
       g_variant_get (args, "(&sv)", &topic, &value);
       g_mutex_lock (&self->mutex);
-      if (g_hash_table_contains (self->subscriptions, topic))
-        queue_event_locked (self, EVENT_PUBLISHED, topic, value);
+      queue_event_locked (self, EVENT_PUBLISHED, topic, value,
+                          g_hash_table_contains (self->subscriptions, topic));
       g_mutex_unlock (&self->mutex);
     }
   else
@@ -634,7 +704,7 @@ proxy_changed (LyStorage  *self,
                GVariant   *value)
 {
   g_mutex_lock (&self->mutex);
-  queue_event_locked (self, EVENT_CHANGED, key, value);
+  queue_event_locked (self, EVENT_CHANGED, key, value, TRUE);
   g_mutex_unlock (&self->mutex);
   flush_events (self);
 }
@@ -652,6 +722,7 @@ ly_storage_finalize (GObject *object)
   g_hash_table_unref (self->values);
   g_hash_table_unref (self->subscriptions);
   g_ptr_array_unref (self->peers);
+  g_array_unref (self->monitors);
   g_clear_object (&self->control);
   g_main_context_unref (self->context);
   g_mutex_clear (&self->mutex);
@@ -755,6 +826,7 @@ ly_storage_init (LyStorage *self)
   self->values = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_variant_unref);
   self->subscriptions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->peers = g_ptr_array_new_with_free_func ((GDestroyNotify) peer_free);
+  self->monitors = g_array_new (FALSE, FALSE, sizeof (Monitor));
 }
 
 static void

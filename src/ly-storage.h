@@ -30,6 +30,8 @@ G_BEGIN_DECLS
  *   %LY_STORAGE_MAX_KEY_LENGTH bytes, or not valid UTF-8
  * @LY_STORAGE_ERROR_TOO_LARGE: a value is larger than
  *   #LyStorage:max-value-size
+ * @LY_STORAGE_ERROR_NO_SUCH_KEY: the key does not exist (only D-Bus's
+ *   Get says so: ly_storage_get() returns %NULL)
  *
  * Errors of #LY_STORAGE_ERROR.
  */
@@ -37,6 +39,7 @@ typedef enum
 {
   LY_STORAGE_ERROR_INVALID_KEY,
   LY_STORAGE_ERROR_TOO_LARGE,
+  LY_STORAGE_ERROR_NO_SUCH_KEY,
 } LyStorageError;
 
 /**

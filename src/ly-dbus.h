@@ -1,0 +1,61 @@
+/* ly-dbus.h: the hub on D-Bus
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#if !defined(LITEYUKI_COMM_INSIDE) && !defined(LITEYUKI_COMM_COMPILATION)
+# error "Only <liteyuki-comm.h> can be included directly."
+#endif
+
+#include <gio/gio.h>
+
+#include "ly-process-manager.h"
+#include "ly-storage.h"
+#include "ly-version-macros.h"
+
+G_BEGIN_DECLS
+
+/**
+ * LY_DBUS_NAME:
+ *
+ * The default well-known name of a hub on the session bus.
+ */
+#define LY_DBUS_NAME "icu.liteyuki.Comm1"
+
+/**
+ * LY_DBUS_STORAGE_PATH:
+ *
+ * The object path of `icu.liteyuki.Comm1.Storage`.
+ */
+#define LY_DBUS_STORAGE_PATH "/icu/liteyuki/Comm1/Storage"
+
+/**
+ * LY_DBUS_MANAGER_PATH:
+ *
+ * The object path of `icu.liteyuki.Comm1.Manager`.
+ */
+#define LY_DBUS_MANAGER_PATH "/icu/liteyuki/Comm1/Manager"
+
+LY_AVAILABLE_IN_ALL
+gboolean     ly_storage_export           (LyStorage         *self,
+                                          GDBusConnection   *connection,
+                                          GError           **error);
+LY_AVAILABLE_IN_ALL
+void         ly_storage_unexport         (LyStorage         *self,
+                                          GDBusConnection   *connection);
+LY_AVAILABLE_IN_ALL
+gboolean     ly_process_manager_export   (LyProcessManager  *self,
+                                          GDBusConnection   *connection,
+                                          GError           **error);
+LY_AVAILABLE_IN_ALL
+void         ly_process_manager_unexport (LyProcessManager  *self,
+                                          GDBusConnection   *connection);
+LY_AVAILABLE_IN_ALL
+GDBusServer *ly_dbus_server_new          (const char        *address,
+                                          LyProcessManager  *manager,
+                                          LyStorage         *storage,
+                                          GError           **error);
+
+G_END_DECLS
