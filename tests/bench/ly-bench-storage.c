@@ -1,0 +1,374 @@
+/* ly-bench-storage.c: a child's storage get round trip and pipelined
+ * async set throughput, against, in the same run, a raw C socketpair
+ * round trip, a GDBus peer-to-peer method call, and redis-benchmark
+ * against a local redis-server (when installed).
+ *
+ * Usage: ly-bench-storage [--quick]
+ *
+ * The child writes its figures into the storage it measures; the hub
+ * reads them when the child is done.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <liteyuki-comm.h>
+
+#define ENV_DBUS_ADDRESS "LY_BENCH_DBUS_ADDRESS"
+#define ENV_COUNT        "LY_BENCH_COUNT"
+
+/* The child -------------------------------------------------------------- */
+
+typedef struct
+{
+  guint pending;
+  guint done;
+} Pipeline;
+
+static void
+set_done (GObject      *source,
+          GAsyncResult *result,
+          gpointer      user_data)
+{
+  Pipeline *pipeline = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!ly_storage_set_finish (LY_STORAGE (source), result, &error))
+    g_error ("set: %s", error->message);
+  pipeline->pending--;
+  pipeline->done++;
+}
+
+static double
+child_get_rtt (LyStorage *storage,
+               guint      count)
+{
+  g_autoptr(GError) error = NULL;
+  gint64 start;
+
+  ly_storage_set (storage, "bench.key", g_variant_new_string ("0123456789abcdef0123456789abcdef"), &error);
+  g_assert_no_error (error);
+
+  start = g_get_monotonic_time ();
+  for (guint i = 0; i < count; i++)
+    {
+      g_autoptr(GVariant) value = ly_storage_get (storage, "bench.key", &error);
+
+      g_assert_no_error (error);
+      g_assert_nonnull (value);
+    }
+
+  return (g_get_monotonic_time () - start) / (double) count;
+}
+
+typedef struct
+{
+  LyStorage *storage;
+  GVariant  *value;
+  guint      count;
+  guint      issued;
+  Pipeline   pipeline;
+} Feeder;
+
+/* Issues sets from the main loop, as an application does, keeping up to
+ * 4096 in flight: they leave in batches, not one write each. */
+static gboolean
+issue_sets (gpointer user_data)
+{
+  Feeder *feeder = user_data;
+
+  while (feeder->issued < feeder->count && feeder->pipeline.pending < 4096)
+    {
+      char key[32];
+
+      g_snprintf (key, sizeof key, "bench.set.%u", feeder->issued % 1000);
+      ly_storage_set_async (feeder->storage, key, feeder->value, NULL, set_done, &feeder->pipeline);
+      feeder->pipeline.pending++;
+      feeder->issued++;
+    }
+
+  return feeder->issued < feeder->count ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
+}
+
+/* Returns sets per second. */
+static double
+child_pipelined_sets (LyStorage *storage,
+                      guint      count)
+{
+  g_autoptr(GVariant) value = g_variant_ref_sink (g_variant_new_string ("0123456789abcdef0123456789abcdef"));
+  Feeder feeder = { storage, value, count, 0, { 0, 0 } };
+  gint64 start = g_get_monotonic_time ();
+
+  g_idle_add (issue_sets, &feeder);
+  while (feeder.pipeline.done < count)
+    g_main_context_iteration (NULL, TRUE);
+
+  return count / ((g_get_monotonic_time () - start) / 1e6);
+}
+
+static double
+child_dbus_rtt (guint count)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GDBusConnection) connection = NULL;
+  gint64 start;
+
+  connection = g_dbus_connection_new_for_address_sync (g_getenv (ENV_DBUS_ADDRESS),
+                                                       G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT,
+                                                       NULL, NULL, &error);
+  g_assert_no_error (error);
+
+  start = g_get_monotonic_time ();
+  for (guint i = 0; i < count; i++)
+    {
+      g_autoptr(GVariant) reply = g_dbus_connection_call_sync (connection, NULL, "/bench", "bench.Peer", "Get",
+                                                               g_variant_new ("(s)", "bench.key"), G_VARIANT_TYPE ("(v)"),
+                                                               G_DBUS_CALL_FLAGS_NONE, -1, NULL, &error);
+      g_assert_no_error (error);
+    }
+
+  return (g_get_monotonic_time () - start) / (double) count;
+}
+
+static int
+run_child (void)
+{
+  LyStorage *storage = ly_storage_get_default ();
+  guint count = (guint) atoi (g_getenv (ENV_COUNT));
+  g_autoptr(GError) error = NULL;
+  double get_rtt, sets, dbus_rtt;
+
+  /* warm up both paths */
+  child_get_rtt (storage, 200);
+  child_dbus_rtt (200);
+
+  get_rtt = child_get_rtt (storage, count);
+  dbus_rtt = child_dbus_rtt (count / 4);
+  sets = child_pipelined_sets (storage, count * 10);
+
+  ly_storage_set (storage, "bench.result", g_variant_new ("(ddd)", get_rtt, dbus_rtt, sets), &error);
+  g_assert_no_error (error);
+  return 0;
+}
+
+/* The hub side ----------------------------------------------------------- */
+
+static const char peer_xml[] =
+  "<node><interface name='bench.Peer'>"
+  "<method name='Get'><arg type='s' direction='in'/><arg type='v' direction='out'/></method>"
+  "</interface></node>";
+
+/* The GDBus peer: what a naive design would put between child and hub. */
+static void
+peer_method_call (GDBusConnection       *connection,
+                  const char            *sender,
+                  const char            *object_path,
+                  const char            *interface_name,
+                  const char            *method_name,
+                  GVariant              *parameters,
+                  GDBusMethodInvocation *invocation,
+                  gpointer               user_data)
+{
+  const char *key;
+  g_autoptr(GVariant) value = NULL;
+
+  g_variant_get (parameters, "(&s)", &key);
+  value = ly_storage_get (ly_storage_get_default (), key, NULL);
+  g_dbus_method_invocation_return_value (invocation,
+                                         g_variant_new ("(v)", value != NULL ? value : g_variant_new_string ("")));
+}
+
+static gboolean
+on_peer_connection (GDBusServer     *server,
+                    GDBusConnection *connection,
+                    GDBusNodeInfo   *info)
+{
+  static const GDBusInterfaceVTable vtable = { peer_method_call, NULL, NULL, { 0 } };
+
+  g_dbus_connection_register_object (connection, "/bench", info->interfaces[0], &vtable, NULL, NULL, NULL);
+  g_object_set_data_full (G_OBJECT (server), "connection", g_object_ref (connection), g_object_unref);
+  return TRUE;
+}
+
+static double
+raw_rtt (guint count)
+{
+  int fds[2];
+  char buffer[36] = { 0, };
+  gint64 start;
+  pid_t pid;
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
+  pid = fork ();
+  if (pid == 0)
+    {
+      close (fds[0]);
+      while (read (fds[1], buffer, sizeof buffer) == sizeof buffer)
+        if (write (fds[1], buffer, sizeof buffer) != sizeof buffer)
+          break;
+      _exit (0);
+    }
+  close (fds[1]);
+
+  start = g_get_monotonic_time ();
+  for (guint i = 0; i < count; i++)
+    {
+      g_assert_cmpint (write (fds[0], buffer, sizeof buffer), ==, sizeof buffer);
+      g_assert_cmpint (read (fds[0], buffer, sizeof buffer), ==, sizeof buffer);
+    }
+  start = g_get_monotonic_time () - start;
+  close (fds[0]);
+  waitpid (pid, NULL, 0);
+
+  return start / (double) count;
+}
+
+/* redis-benchmark's SET requests per second, or 0 when redis is absent. */
+static double
+redis_sets (guint16     port,
+            guint       count,
+            const char *pipeline)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *port_s = g_strdup_printf ("%u", port);
+  g_autofree char *count_s = g_strdup_printf ("%u", count);
+  const char *argv[] = { "redis-benchmark", "-h", "127.0.0.1", "-p", port_s, "-t", "set",
+                         "-n", count_s, "-c", "1", "-P", pipeline, "-d", "32", "-q", NULL };
+  const char *found;
+
+  if (!g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL,
+                     NULL, NULL, &out, NULL, NULL, NULL))
+    return 0;
+
+  /* "SET: 123456.79 requests per second, p50=..." (the last report) */
+  found = g_strrstr (out, "SET: ");
+  return found != NULL ? g_ascii_strtod (found + 5, NULL) : 0;
+}
+
+static double
+median3 (double a, double b, double c)
+{
+  return MAX (MIN (a, b), MIN (MAX (a, b), c));
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  gboolean quick = FALSE;
+  GOptionEntry entries[] = {
+    { "quick", 'q', 0, G_OPTION_ARG_NONE, &quick, "Fewer operations (a smoke run)", NULL },
+    { NULL }
+  };
+  g_autoptr(GOptionContext) context = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GDBusNodeInfo) info = NULL;
+  g_autoptr(GDBusServer) server = NULL;
+  g_autofree char *self_path = NULL;
+  g_autofree char *guid = g_dbus_generate_guid ();
+  g_autofree char *redis_server = g_find_program_in_path ("redis-server");
+  guint count;
+  double get_rtt[3], dbus_rtt[3], sets[3], raw[3];
+  double redis_p1 = 0, redis_p64 = 0;
+  GPid redis_pid = 0;
+  guint16 redis_port = 16379;
+
+  if (argc > 1 && g_str_equal (argv[1], "child"))
+    return run_child ();
+
+  context = g_option_context_new ("— storage round trip and pipelined sets");
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    {
+      g_printerr ("%s\n", error->message);
+      return 2;
+    }
+
+  signal (SIGPIPE, SIG_IGN);
+  count = quick ? 2000 : 20000;
+  self_path = g_file_read_link ("/proc/self/exe", NULL);
+
+  info = g_dbus_node_info_new_for_xml (peer_xml, &error);
+  g_assert_no_error (error);
+  server = g_dbus_server_new_sync ("unix:tmpdir=/tmp", G_DBUS_SERVER_FLAGS_NONE, guid, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_signal_connect (server, "new-connection", G_CALLBACK (on_peer_connection), info);
+  g_dbus_server_start (server);
+  g_setenv (ENV_DBUS_ADDRESS, g_dbus_server_get_client_address (server), TRUE);
+
+  for (guint run = 0; run < 3; run++)
+    {
+      g_autoptr(LyProcessManager) manager = ly_process_manager_new ();
+      g_autoptr(GVariant) result = NULL;
+      g_autofree char *count_s = g_strdup_printf ("%u", count);
+      const char *child_argv[] = { self_path, "child", NULL };
+      const char *child_env[] = { NULL, NULL };
+      g_autofree char *env_count = g_strconcat (ENV_COUNT "=", count_s, NULL);
+
+      child_env[0] = env_count;
+      ly_storage_delete (ly_storage_get_default (), "bench.result", NULL);
+      ly_process_manager_add_target (manager, "bench", child_argv, &error);
+      g_assert_no_error (error);
+      ly_process_manager_set_environment (manager, "bench", child_env, &error);
+      ly_process_manager_start (manager, "bench", &error);
+      g_assert_no_error (error);
+
+      while ((result = ly_storage_get (ly_storage_get_default (), "bench.result", NULL)) == NULL)
+        g_main_context_iteration (NULL, TRUE);
+      g_variant_get (result, "(ddd)", &get_rtt[run], &dbus_rtt[run], &sets[run]);
+      ly_process_manager_stop_all (manager, NULL, NULL);
+
+      raw[run] = raw_rtt (count);
+    }
+
+  if (redis_server != NULL)
+    {
+      g_autofree char *port_s = g_strdup_printf ("%u", redis_port);
+      const char *redis_argv[] = { redis_server, "--port", port_s, "--bind", "127.0.0.1",
+                                   "--save", "", "--appendonly", "no", NULL };
+
+      if (g_spawn_async (NULL, (char **) redis_argv, NULL,
+                         G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &redis_pid, &error))
+        {
+          g_usleep (300 * 1000);
+          redis_p1 = redis_sets (redis_port, count * 5, "1");
+          redis_p64 = redis_sets (redis_port, count * 50, "64");
+          kill (redis_pid, SIGTERM);
+          waitpid (redis_pid, NULL, 0);
+        }
+    }
+
+  {
+    double get_us = median3 (get_rtt[0], get_rtt[1], get_rtt[2]);
+    double dbus_us = median3 (dbus_rtt[0], dbus_rtt[1], dbus_rtt[2]);
+    double raw_us = median3 (raw[0], raw[1], raw[2]);
+    double sets_s = median3 (sets[0], sets[1], sets[2]);
+
+    g_print ("liteyuki-comm storage benchmark (medians of 3 runs, one child, 32-byte values)\n\n");
+    g_print ("round trip                                   µs\n");
+    g_print ("  raw C socketpair, 36 bytes           %8.1f\n", raw_us);
+    g_print ("  child ly_storage_get()               %8.1f   (%.2fx raw; bar <= 1.5x)\n", get_us, get_us / raw_us);
+    g_print ("  child GDBus peer-to-peer call        %8.1f   (get is %.1fx faster; bar >= 3x)\n\n",
+             dbus_us, dbus_us / get_us);
+    g_print ("throughput                                   ops/s\n");
+    g_print ("  child ly_storage_set_async, pipelined %10.0f\n", sets_s);
+    if (redis_p64 > 0)
+      {
+        g_print ("  redis-benchmark SET -c 1 -P 1         %10.0f\n", redis_p1);
+        g_print ("  redis-benchmark SET -c 1 -P 64        %10.0f   (sets are %.2fx; bar >= 1x)\n",
+                 redis_p64, sets_s / redis_p64);
+      }
+    else
+      g_print ("  redis-server is not installed: no redis comparison\n");
+  }
+
+  return 0;
+}
