@@ -17,6 +17,7 @@
 #include <glib/gstdio.h>
 
 #include "ly-channel-private.h"
+#include "ly-context-private.h"
 #include "ly-enums.h"
 #include "ly-i18n-private.h"
 #include "ly-wire-private.h"
@@ -345,26 +346,6 @@ static gboolean
 dispatching_own_source (LyChannel *self)
 {
   return self->source != NULL && g_main_current_source () == self->source;
-}
-
-/* Whether the channel's context will run our source soon: this thread is
- * dispatching it, or another thread owns it.  When nobody runs it, sends
- * are written at once instead of waiting for a batch. */
-static gboolean
-context_will_dispatch (LyChannel *self)
-{
-  GSource *current = g_main_current_source ();
-
-  if (current != NULL && g_source_get_context (current) == self->context)
-    return TRUE;
-
-  if (g_main_context_acquire (self->context))
-    {
-      g_main_context_release (self->context);
-      return FALSE;
-    }
-
-  return TRUE;
 }
 
 /* Arms the source for what only a dispatch can do: emit, complete
@@ -2125,7 +2106,7 @@ kick_writer_locked (LyChannel *self)
 
   if (!self->write_blocked &&
       (queued >= LY_WIRE_LARGE_MESSAGE ||
-       ((self->interest & G_IO_OUT) == 0 && !context_will_dispatch (self))))
+       ((self->interest & G_IO_OUT) == 0 && !ly_context_will_dispatch (self->context))))
     write_locked (self);
 
   update_interest_locked (self);

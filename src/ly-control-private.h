@@ -18,6 +18,8 @@ G_BEGIN_DECLS
  *
  *     (usv)  request       serial > 0, method, arguments
  *     (usv)  notification  serial 0, method, arguments: no reply
+ *     (ust)  payload request  serial > 0, method, and the size of the `ay`
+ *                          frame that follows at once: the argument
  *     (ubv)  reply         serial of the request, success, and the result,
  *                          or on failure (ss): the D-Bus name of the
  *                          GError (its registered domain and code) and
@@ -64,6 +66,11 @@ gboolean   ly_control_notify       (LyControl             *self,
 void       ly_control_call         (LyControl             *self,
                                     const char            *method,
                                     GVariant              *args,
+                                    LyControlReplyFunc     func,
+                                    gpointer               user_data);
+void       ly_control_call_payload (LyControl             *self,
+                                    const char            *method,
+                                    GBytes                *payload,
                                     LyControlReplyFunc     func,
                                     gpointer               user_data);
 void       ly_control_call_async   (LyControl             *self,

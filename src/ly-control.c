@@ -9,8 +9,9 @@
 #include "ly-control-private.h"
 #include "ly-i18n-private.h"
 
-#define REQUEST_TYPE "(usv)"
-#define REPLY_TYPE   "(ubv)"
+#define REQUEST_TYPE         "(usv)"
+#define REPLY_TYPE           "(ubv)"
+#define PAYLOAD_REQUEST_TYPE "(ust)"
 
 /* A call waiting for its reply: with a callback (@func), asynchronous
  * (@task) or blocking (the other fields, read by the blocked thread under
@@ -37,6 +38,14 @@ struct _LyControl
   GHashTable           *calls;       /* serial → Call* */
   guint32               next_serial;
   gboolean              ended;
+
+  /* a request and its payload leave together */
+  GMutex                send_mutex;
+
+  /* a payload request waiting for its payload frame */
+  guint32               payload_serial;
+  char                 *payload_method;
+  guint64               payload_length;
 };
 
 G_DEFINE_FINAL_TYPE (LyControl, ly_control, G_TYPE_OBJECT)
@@ -151,6 +160,21 @@ on_received (LyChannel *channel,
     {
       handle_reply (self, message);
     }
+  else if (g_str_equal (type, PAYLOAD_REQUEST_TYPE) && self->payload_method == NULL)
+    {
+      const char *method;
+
+      g_variant_get (message, "(u&st)", &self->payload_serial, &method, &self->payload_length);
+      self->payload_method = g_strdup (method);
+    }
+  else if (g_str_equal (type, "ay") && self->payload_method != NULL &&
+           g_variant_get_size (message) == self->payload_length)
+    {
+      g_autofree char *method = g_steal_pointer (&self->payload_method);
+
+      if (self->func != NULL)
+        self->func (self, self->payload_serial, method, message, self->user_data);
+    }
   else
     {
       /* The peer speaks something else: this connection is useless and
@@ -217,7 +241,9 @@ ly_control_finalize (GObject *object)
   LyControl *self = LY_CONTROL (object);
 
   g_hash_table_unref (self->calls);
+  g_free (self->payload_method);
   g_mutex_clear (&self->mutex);
+  g_mutex_clear (&self->send_mutex);
 
   G_OBJECT_CLASS (ly_control_parent_class)->finalize (object);
 }
@@ -238,6 +264,7 @@ static void
 ly_control_init (LyControl *self)
 {
   g_mutex_init (&self->mutex);
+  g_mutex_init (&self->send_mutex);
   self->calls = g_hash_table_new (NULL, NULL);
   self->next_serial = 1;
 }
@@ -270,9 +297,14 @@ send_or_warn (LyControl *self,
               GVariant  *message)
 {
   g_autoptr(GError) error = NULL;
+  gboolean sent;
+
+  g_mutex_lock (&self->send_mutex);
+  sent = ly_channel_send (self->channel, message, &error);
+  g_mutex_unlock (&self->send_mutex);
 
   /* a reply that cannot be sent has no one to tell: the peer is gone */
-  if (!ly_channel_send (self->channel, message, &error))
+  if (!sent)
     g_debug ("Control of “%s”: %s", ly_channel_get_name (self->channel), error->message);
 }
 
@@ -308,21 +340,61 @@ ly_control_notify (LyControl   *self,
                    GError     **error)
 {
   g_autoptr(GVariant) owned = g_variant_ref_sink (args != NULL ? args : g_variant_new ("()"));
+  gboolean sent;
 
-  return ly_channel_send (self->channel, g_variant_new (REQUEST_TYPE, 0, method, owned), error);
+  g_mutex_lock (&self->send_mutex);
+  sent = ly_channel_send (self->channel, g_variant_new (REQUEST_TYPE, 0, method, owned), error);
+  g_mutex_unlock (&self->send_mutex);
+
+  return sent;
 }
 
-/* Registers @call and sends the request; FALSE with @error when it
- * could not be sent. */
+static void
+request_sent (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  /* a request that could not be written is failed with all the others
+   * when the channel closes */
+  ly_channel_send_finish (LY_CHANNEL (source), result, NULL);
+}
+
+/* A request waits for room rather than fail: a burst of pipelined calls
+ * must not lose any.  Later requests queue behind it, in order. */
+static gboolean
+send_request (LyControl  *self,
+              GVariant   *request,
+              GError    **error)
+{
+  g_autoptr(GVariant) owned = g_variant_ref_sink (request);
+  g_autoptr(GError) local_error = NULL;
+
+  if (ly_channel_send (self->channel, owned, &local_error))
+    return TRUE;
+
+  if (!g_error_matches (local_error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_FULL))
+    {
+      g_propagate_error (error, g_steal_pointer (&local_error));
+      return FALSE;
+    }
+
+  ly_channel_send_async (self->channel, owned, NULL, request_sent, NULL);
+  return TRUE;
+}
+
+/* Registers @call and sends the request (and @payload, if any, in the
+ * frame right after it); FALSE with @error when it could not be sent. */
 static gboolean
 start_call (LyControl   *self,
             Call        *call,
             const char  *method,
             GVariant    *args,
+            GBytes      *payload,
             guint32     *serial,
             GError     **error)
 {
   g_autoptr(GVariant) owned = g_variant_ref_sink (args != NULL ? args : g_variant_new ("()"));
+  gboolean sent;
 
   g_mutex_lock (&self->mutex);
   if (self->ended)
@@ -338,7 +410,16 @@ start_call (LyControl   *self,
   g_hash_table_insert (self->calls, GUINT_TO_POINTER (*serial), call);
   g_mutex_unlock (&self->mutex);
 
-  if (!ly_channel_send (self->channel, g_variant_new (REQUEST_TYPE, *serial, method, owned), error))
+  g_mutex_lock (&self->send_mutex);
+  if (payload == NULL)
+    sent = send_request (self, g_variant_new (REQUEST_TYPE, *serial, method, owned), error);
+  else
+    sent = send_request (self, g_variant_new (PAYLOAD_REQUEST_TYPE, *serial, method,
+                                              (guint64) g_bytes_get_size (payload)), error) &&
+           send_request (self, g_variant_new_from_bytes (G_VARIANT_TYPE_BYTESTRING, payload, TRUE), error);
+  g_mutex_unlock (&self->send_mutex);
+
+  if (!sent)
     {
       steal_call (self, *serial);
       return FALSE;
@@ -362,7 +443,31 @@ ly_control_call (LyControl          *self,
   call->func = func;
   call->func_data = user_data;
 
-  if (!start_call (self, call, method, args, &serial, &error))
+  if (!start_call (self, call, method, args, NULL, &serial, &error))
+    {
+      g_free (call);
+      func (NULL, error, user_data);
+    }
+}
+
+/* A call whose argument is a large byte string: it travels as a frame of
+ * its own, which the reader checks at memory speed (a byte string inside
+ * a tuple is checked byte by byte).  The handler gets the `ay`. */
+void
+ly_control_call_payload (LyControl          *self,
+                         const char         *method,
+                         GBytes             *payload,
+                         LyControlReplyFunc  func,
+                         gpointer            user_data)
+{
+  g_autoptr(GError) error = NULL;
+  Call *call = g_new0 (Call, 1);
+  guint32 serial;
+
+  call->func = func;
+  call->func_data = user_data;
+
+  if (!start_call (self, call, method, NULL, payload, &serial, &error))
     {
       g_free (call);
       func (NULL, error, user_data);
@@ -385,7 +490,7 @@ ly_control_call_async (LyControl           *self,
   g_task_set_source_tag (task, ly_control_call_async);
   call->task = g_object_ref (task);
 
-  if (!start_call (self, call, method, args, &serial, &error))
+  if (!start_call (self, call, method, args, NULL, &serial, &error))
     {
       g_object_unref (call->task);
       g_free (call);
@@ -436,7 +541,7 @@ ly_control_call_sync (LyControl     *self,
   gint64 deadline = timeout_msec < 0 ? -1 : g_get_monotonic_time () + (gint64) timeout_msec * 1000;
   guint32 serial;
 
-  if (!start_call (self, &call, method, args, &serial, error))
+  if (!start_call (self, &call, method, args, NULL, &serial, error))
     return NULL;
 
   if (!ly_channel_wait_until (self->channel, sync_call_done, &wait, deadline, cancellable, error))

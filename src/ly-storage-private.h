@@ -18,6 +18,10 @@ G_BEGIN_DECLS
  * which applies it to the authoritative store, in one order for all.
  *
  *     StorageSet (sv)                  → (b) whether it changed the value
+ *     StorageSetMany ay (a payload)    → (aba(us)) changed flags, and the
+ *                                        sets refused (index, message);
+ *                                        the ay holds wire frames (see
+ *                                        ly-wire-private.h): key (s), value
  *     StorageGet (s)                   → (mv)
  *     StorageDelete (s)                → (b) whether the key existed
  *     StorageContains (s)              → (b)

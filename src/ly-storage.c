@@ -8,10 +8,12 @@
 #include <string.h>
 
 #include "ly-channel-private.h"
+#include "ly-context-private.h"
 #include "ly-i18n-private.h"
 #include "ly-registry.h"
 #include "ly-runtime-private.h"
 #include "ly-storage-private.h"
+#include "ly-wire-private.h"
 
 /**
  * LyStorage:
@@ -88,6 +90,10 @@ struct _LyStorage
 
   /* a child's proxy */
   LyControl    *control;
+  LyWireWriter *batch;               /* async sets not sent yet: key and value frames */
+  GPtrArray    *batch_calls;         /* their SetCall*, NULL for no callback */
+  gsize         batch_bytes;
+  GSource      *batch_source;        /* sends the batch at the next iteration */
 };
 
 enum {
@@ -518,6 +524,61 @@ unmaybe (GVariant *maybe)
   return inner != NULL ? g_variant_get_variant (inner) : NULL;
 }
 
+/* A batch of sets, in order: the changed flags, and the sets refused
+ * (index and message) — the others are applied all the same.  The batch
+ * is one `ay` of wire frames, key (`s`) then value, checked as strictly
+ * as anything read from a connection. */
+static GVariant *
+apply_set_many (LyStorage   *self,
+                LyControl   *origin,
+                GVariant    *args,
+                GError     **error)
+{
+  g_autoptr(GPtrArray) frames = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+  g_autofree guint8 *changed = NULL;
+  GVariantBuilder failures;
+  const guint8 *data;
+  gsize size, n;
+
+  if (!check_args ("StorageSetMany", args, "ay", error))
+    return NULL;
+
+  data = g_variant_get_fixed_array (args, &size, 1);
+  if (!ly_wire_decode_messages (data, size, self->max_value_size + 64 * 1024, frames, error))
+    return NULL;
+
+  n = frames->len / 2;
+  for (gsize i = 0; i < frames->len; i += 2)
+    if (i + 1 >= frames->len ||
+        !g_variant_is_of_type (g_ptr_array_index (frames, i), G_VARIANT_TYPE_STRING))
+      {
+        g_set_error_literal (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                             _("A batch of sets is not made of key and value pairs"));
+        return NULL;
+      }
+
+  changed = g_malloc0 (MAX (n, 1));
+  g_variant_builder_init (&failures, G_VARIANT_TYPE ("a(us)"));
+
+  g_mutex_lock (&self->mutex);
+  for (gsize i = 0; i < n; i++)
+    {
+      const char *key = g_variant_get_string (g_ptr_array_index (frames, 2 * i), NULL);
+      GVariant *value = g_ptr_array_index (frames, 2 * i + 1);
+      g_autoptr(GError) set_error = NULL;
+
+      if (check_key (key, &set_error) && check_value (self, value, &set_error))
+        changed[i] = apply_set_locked (self, origin, key, value);
+      else
+        g_variant_builder_add (&failures, "(us)", (guint32) i, set_error->message);
+    }
+  g_mutex_unlock (&self->mutex);
+
+  return g_variant_new ("(@ab@a(us))",
+                        g_variant_new_fixed_array (G_VARIANT_TYPE_BOOLEAN, changed, n, 1),
+                        g_variant_builder_end (&failures));
+}
+
 /* Applies one request of a child; the reply, or NULL with @error. */
 static GVariant *
 apply_request (LyStorage   *self,
@@ -530,6 +591,9 @@ apply_request (LyStorage   *self,
   g_autoptr(GVariant) expected = NULL;
   GVariant *reply = NULL;
   const char *name = NULL;
+
+  if (g_str_equal (method, "StorageSetMany"))
+    return apply_set_many (self, origin, args, error);
 
   if (g_str_equal (method, "StorageSet") || g_str_equal (method, "StoragePublish"))
     {
@@ -688,12 +752,15 @@ ly_storage_handle_notification (LyStorage  *self,
 
 /* The proxy --------------------------------------------------------------- */
 
+static void send_batch (LyStorage *self);
+
 static GVariant *
 proxy_call (LyStorage   *self,
             const char  *method,
             GVariant    *args,
             GError     **error)
 {
+  send_batch (self);
   return ly_control_call_sync (self->control, method, args, LY_CONTROL_TIMEOUT_MSEC, NULL, error);
 }
 
@@ -709,6 +776,161 @@ proxy_changed (LyStorage  *self,
   flush_events (self);
 }
 
+/* Pipelined sets ------------------------------------------------------------
+ *
+ * A child's async sets made in one main loop iteration travel as one
+ * StorageSetMany request, applied by the hub in order, answered by one
+ * reply: per set, a message and a dispatch less on both sides.  Any other
+ * request sends the pending batch first, so order holds. */
+
+#define BATCH_MAX_SETS  4096
+#define BATCH_MAX_BYTES (1024 * 1024)
+
+typedef struct
+{
+  char     *key;
+  GVariant *value;
+  GTask    *task;      /* NULL: nobody waits for this one */
+} SetCall;
+
+static void
+set_call_free (SetCall *call)
+{
+  g_free (call->key);
+  g_variant_unref (call->value);
+  g_clear_object (&call->task);
+  g_free (call);
+}
+
+typedef struct
+{
+  LyStorage *storage;
+  GPtrArray *calls;
+} Batch;
+
+static void
+batch_replied (GVariant     *reply,
+               const GError *error,
+               gpointer      user_data)
+{
+  Batch *batch = user_data;
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(GVariant) changed = NULL;
+  g_autoptr(GVariant) failures = NULL;
+  const guint8 *flags = NULL;
+  gsize n_flags = 0;
+
+  if (error == NULL && !g_variant_is_of_type (reply, G_VARIANT_TYPE ("(aba(us))")))
+    error = local_error = g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                                       _("The hub answered a storage request with “%s”"),
+                                       g_variant_get_type_string (reply));
+  if (error == NULL)
+    {
+      g_variant_get (reply, "(@ab@a(us))", &changed, &failures);
+      flags = g_variant_get_fixed_array (changed, &n_flags, 1);
+      if (n_flags != batch->calls->len)
+        error = local_error = g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                                           _("The hub answered %zu sets with %zu results"),
+                                           (gsize) batch->calls->len, n_flags);
+    }
+
+  for (guint i = 0; i < batch->calls->len; i++)
+    {
+      SetCall *call = g_ptr_array_index (batch->calls, i);
+      g_autoptr(GError) call_error = error != NULL ? g_error_copy (error) : NULL;
+      gboolean was_changed = error == NULL && flags[i];
+
+      if (call_error == NULL && failures != NULL)
+        for (gsize j = 0; j < g_variant_n_children (failures); j++)
+          {
+            const char *message;
+            guint32 index;
+
+            g_variant_get_child (failures, j, "(u&s)", &index, &message);
+            if (index == i)
+              call_error = g_error_new_literal (LY_STORAGE_ERROR, LY_STORAGE_ERROR_TOO_LARGE, message);
+          }
+
+      if (was_changed)
+        proxy_changed (batch->storage, call->key, call->value);
+
+      if (call->task != NULL && call_error != NULL)
+        g_task_return_error (call->task, g_steal_pointer (&call_error));
+      else if (call->task != NULL)
+        g_task_return_boolean (call->task, TRUE);
+      else if (call_error != NULL)
+        g_warning ("A set of “%s” without a callback failed: %s", call->key, call_error->message);
+    }
+
+  g_object_unref (batch->storage);
+  g_ptr_array_unref (batch->calls);
+  g_free (batch);
+}
+
+/* Sends the pending sets; the caller holds the storage's mutex, so that
+ * batches leave in the order they were made. */
+static void
+send_batch_locked (LyStorage *self)
+{
+  g_autoptr(GBytes) packed = NULL;
+  Batch *batch;
+
+  if (self->batch == NULL)
+    return;
+
+  batch = g_new0 (Batch, 1);
+  batch->storage = g_object_ref (self);
+  batch->calls = g_steal_pointer (&self->batch_calls);
+  self->batch_bytes = 0;
+  packed = ly_wire_writer_steal_bytes (self->batch);
+  g_clear_pointer (&self->batch, ly_wire_writer_free);
+  ly_control_call_payload (self->control, "StorageSetMany", packed, batch_replied, batch);
+}
+
+static void
+send_batch (LyStorage *self)
+{
+  g_mutex_lock (&self->mutex);
+  send_batch_locked (self);
+  g_mutex_unlock (&self->mutex);
+}
+
+static gboolean
+on_batch_source (gpointer user_data)
+{
+  send_batch (user_data);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+queue_set (LyStorage  *self,
+           const char *key,
+           GVariant   *value,
+           GTask      *task)
+{
+  SetCall *call = g_new0 (SetCall, 1);
+
+  call->key = g_strdup (key);
+  call->value = g_variant_ref (value);
+  call->task = task != NULL ? g_object_ref (task) : NULL;
+
+  g_mutex_lock (&self->mutex);
+  if (self->batch == NULL)
+    {
+      self->batch = ly_wire_writer_new ();
+      self->batch_calls = g_ptr_array_new_with_free_func ((GDestroyNotify) set_call_free);
+      g_source_set_ready_time (self->batch_source, 0);
+    }
+  self->batch_bytes += ly_wire_writer_append_string (self->batch, key);
+  self->batch_bytes += ly_wire_writer_append (self->batch, LY_WIRE_KIND_MESSAGE, value);
+  g_ptr_array_add (self->batch_calls, call);
+  /* nobody would run the batch source: no batching then */
+  if (self->batch_calls->len >= BATCH_MAX_SETS || self->batch_bytes >= BATCH_MAX_BYTES ||
+      !ly_context_will_dispatch (self->context))
+    send_batch_locked (self);
+  g_mutex_unlock (&self->mutex);
+}
+
 /* GObject ----------------------------------------------------------------- */
 
 static void
@@ -718,6 +940,13 @@ ly_storage_finalize (GObject *object)
 
   g_source_destroy (self->event_source);
   g_source_unref (self->event_source);
+  if (self->batch_source != NULL)
+    {
+      g_source_destroy (self->batch_source);
+      g_source_unref (self->batch_source);
+    }
+  g_clear_pointer (&self->batch, ly_wire_writer_free);
+  g_clear_pointer (&self->batch_calls, g_ptr_array_unref);
   g_queue_clear_full (&self->events, (GDestroyNotify) event_free);
   g_hash_table_unref (self->values);
   g_hash_table_unref (self->subscriptions);
@@ -866,6 +1095,10 @@ ly_storage_new_proxy (LyControl *control)
 
   self->control = g_object_ref (control);
   attach_event_source (self, ly_channel_get_context (ly_control_get_channel (control)));
+  self->batch_source = g_source_new (&event_source_funcs, sizeof (GSource));
+  g_source_set_callback (self->batch_source, on_batch_source, self, NULL);
+  g_source_set_static_name (self->batch_source, "[liteyuki-comm] storage sets");
+  g_source_attach (self->batch_source, self->context);
   return self;
 }
 
@@ -964,59 +1197,20 @@ ly_storage_set (LyStorage   *self,
   return TRUE;
 }
 
-typedef struct
-{
-  LyStorage *storage;
-  char      *key;
-  GVariant  *value;
-  GTask     *task;
-} SetCall;
-
-static void
-set_call_free (SetCall *call)
-{
-  g_free (call->key);
-  g_clear_pointer (&call->value, g_variant_unref);
-  g_object_unref (call->task);
-  g_free (call);
-}
-
-static void
-set_replied (GVariant     *reply,
-             const GError *error,
-             gpointer      user_data)
-{
-  SetCall *call = user_data;
-  gboolean changed = FALSE;
-
-  if (error != NULL)
-    g_task_return_error (call->task, g_error_copy (error));
-  else if (!g_variant_is_of_type (reply, G_VARIANT_TYPE ("(b)")))
-    g_task_return_new_error (call->task, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
-                             _("The hub answered a storage request with “%s”"),
-                             g_variant_get_type_string (reply));
-  else
-    {
-      g_variant_get (reply, "(b)", &changed);
-      if (changed)
-        proxy_changed (call->storage, call->key, call->value);
-      g_task_return_boolean (call->task, TRUE);
-    }
-
-  set_call_free (call);
-}
-
 /**
  * ly_storage_set_async:
  * @self: a #LyStorage
  * @key: the key
  * @value: the value; a floating reference is sunk
  * @cancellable: (nullable): a #GCancellable
- * @callback: called once the hub applied the set
+ * @callback: (nullable): called once the hub applied the set, or %NULL
+ *   when nobody waits for it (a failure is then logged)
  * @user_data: data for @callback
  *
- * Sets @key to @value without waiting: many sets from one child travel
- * together and are applied in the order they were made.
+ * Sets @key to @value without waiting.  In a child, the sets made in one
+ * main loop iteration travel to the hub together, as one request, and
+ * are applied in the order they were made, before any later request of
+ * this process: a ly_storage_get() after them sees them.
  */
 void
 ly_storage_set_async (LyStorage           *self,
@@ -1029,31 +1223,37 @@ ly_storage_set_async (LyStorage           *self,
   g_autoptr(GTask) task = NULL;
   g_autoptr(GVariant) owned = NULL;
   GError *error = NULL;
-  SetCall *call;
 
   g_return_if_fail (LY_IS_STORAGE (self));
   g_return_if_fail (key != NULL);
   g_return_if_fail (value != NULL);
 
   owned = g_variant_ref_sink (value);
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, ly_storage_set_async);
+
+  /* Without a callback nobody waits: no GTask, the cheapest pipelining. */
+  if (callback != NULL)
+    {
+      task = g_task_new (self, cancellable, callback, user_data);
+      g_task_set_source_tag (task, ly_storage_set_async);
+    }
 
   if (self->control == NULL || !check_key (key, &error) || !check_value (self, owned, &error))
     {
-      if (error == NULL && ly_storage_set (self, key, owned, &error))
-        g_task_return_boolean (task, TRUE);
-      else
+      if (error == NULL)
+        ly_storage_set (self, key, owned, &error);
+      if (task != NULL && error != NULL)
         g_task_return_error (task, error);
+      else if (task != NULL)
+        g_task_return_boolean (task, TRUE);
+      else if (error != NULL)
+        {
+          g_warning ("A set of “%s” without a callback failed: %s", key, error->message);
+          g_error_free (error);
+        }
       return;
     }
 
-  call = g_new0 (SetCall, 1);
-  call->storage = self;
-  call->key = g_strdup (key);
-  call->value = g_variant_ref (owned);
-  call->task = g_steal_pointer (&task);
-  ly_control_call (self->control, "StorageSet", g_variant_new ("(sv)", key, owned), set_replied, call);
+  queue_set (self, key, owned, task);
 }
 
 /**
@@ -1189,8 +1389,11 @@ ly_storage_get_async (LyStorage           *self,
   else if (self->control == NULL)
     get_inline (task, self, (gpointer) key, cancellable);
   else
-    ly_control_call (self->control, "StorageGet", g_variant_new ("(s)", key),
-                     get_replied, g_steal_pointer (&task));
+    {
+      send_batch (self);
+      ly_control_call (self->control, "StorageGet", g_variant_new ("(s)", key),
+                       get_replied, g_steal_pointer (&task));
+    }
 }
 
 /**
@@ -1530,6 +1733,7 @@ ly_storage_compare_and_set_async (LyStorage           *self,
       return;
     }
 
+  send_batch (self);
   ly_control_call (self->control, "StorageCompareAndSet",
                    g_variant_new ("(s@mv@mv)", key, maybe_variant (data->expected), maybe_variant (data->value)),
                    cas_replied, g_steal_pointer (&task));
@@ -1668,6 +1872,7 @@ ly_storage_publish_async (LyStorage           *self,
       return;
     }
 
+  send_batch (self);
   ly_control_call (self->control, "StoragePublish", g_variant_new ("(sv)", topic, owned),
                    publish_replied, g_steal_pointer (&task));
 }

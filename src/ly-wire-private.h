@@ -94,6 +94,11 @@ LyWireReader *ly_wire_reader_new         (gsize          max_message_size);
 void          ly_wire_reader_free        (LyWireReader  *reader);
 void          ly_wire_reader_set_max_message_size (LyWireReader *reader,
                                                    gsize         max_message_size);
+gboolean      ly_wire_decode_messages    (const guint8  *data,
+                                          gsize          size,
+                                          gsize          max_message_size,
+                                          GPtrArray     *messages,
+                                          GError       **error);
 guint8       *ly_wire_reader_get_space   (LyWireReader  *reader,
                                           gsize         *size);
 void          ly_wire_reader_commit      (LyWireReader  *reader,
@@ -112,6 +117,9 @@ void          ly_wire_writer_free         (LyWireWriter        *writer);
 gsize         ly_wire_writer_append       (LyWireWriter        *writer,
                                            LyWireKind           kind,
                                            GVariant            *value);
+gsize         ly_wire_writer_append_string (LyWireWriter       *writer,
+                                           const char          *string);
+GBytes       *ly_wire_writer_steal_bytes  (LyWireWriter        *writer);
 gsize         ly_wire_writer_get_vectors  (LyWireWriter        *writer,
                                            GOutputVector       *vectors,
                                            gsize                n_vectors);

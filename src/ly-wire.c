@@ -279,6 +279,49 @@ ly_wire_writer_append (LyWireWriter *writer,
   return head_size + data_length + padding;
 }
 
+/* A MESSAGE frame of type `s`, without making a GVariant of @string. */
+gsize
+ly_wire_writer_append_string (LyWireWriter *writer,
+                              const char   *string)
+{
+  gsize data_length = strlen (string) + 1;
+  gsize head_size = LY_WIRE_HEADER_SIZE + ly_wire_pad (2);
+  gsize total = head_size + ly_wire_pad (data_length);
+  guint8 *dest = writer_reserve (writer, total);
+
+  memset (dest, 0, total);
+  write_header (dest, LY_WIRE_KIND_MESSAGE, 1, data_length);
+  dest[LY_WIRE_HEADER_SIZE] = 's';
+  memcpy (dest + head_size, string, data_length);
+
+  writer->queued += total;
+  writer->enqueued_total += total;
+  return total;
+}
+
+/* Everything queued, as one buffer; the writer is empty afterwards. */
+GBytes *
+ly_wire_writer_steal_bytes (LyWireWriter *writer)
+{
+  guint8 *data = g_malloc (MAX (writer->queued, 1));
+  gsize offset = 0;
+  Segment *segment;
+
+  while ((segment = g_queue_pop_head (&writer->segments)) != NULL)
+    {
+      gsize skip = offset == 0 ? writer->head_offset : 0;
+
+      memcpy (data + offset, segment->data + skip, segment->length - skip);
+      offset += segment->length - skip;
+      segment_free (segment);
+    }
+  writer->written_total += writer->queued;
+  writer->head_offset = 0;
+  writer->queued = 0;
+
+  return g_bytes_new_take (data, offset);
+}
+
 gsize
 ly_wire_writer_get_vectors (LyWireWriter  *writer,
                             GOutputVector *vectors,
@@ -718,4 +761,63 @@ ly_wire_reader_next (LyWireReader  *reader,
   }
 
   return *value != NULL ? LY_WIRE_FRAME : LY_WIRE_ERROR;
+}
+
+/* Decodes a buffer that holds MESSAGE frames only (no hello), such as a
+ * batch inside a control request, into @messages.  Untrusted, like any
+ * input: the same checks as on a connection. */
+gboolean
+ly_wire_decode_messages (const guint8  *data,
+                         gsize          size,
+                         gsize          max_message_size,
+                         GPtrArray     *messages,
+                         GError       **error)
+{
+  g_autoptr(LyWireReader) reader = ly_wire_reader_new (max_message_size);
+  gsize offset = 0;
+
+  for (;;)
+    {
+      GVariant *value = NULL;
+      LyWireKind kind;
+
+      switch (ly_wire_reader_next (reader, &kind, &value, error))
+        {
+        case LY_WIRE_FRAME:
+          if (kind != LY_WIRE_KIND_MESSAGE)
+            {
+              g_clear_pointer (&value, g_variant_unref);
+              g_set_error_literal (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                                   _("A batch holds a frame that is not a message"));
+              return FALSE;
+            }
+          g_ptr_array_add (messages, value);
+          break;
+
+        case LY_WIRE_NEED_MORE:
+          {
+            gsize space_size;
+            guint8 *space;
+
+            if (offset == size)
+              {
+                if (!ly_wire_reader_has_partial (reader))
+                  return TRUE;
+                g_set_error_literal (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                                     _("A batch ends in the middle of a frame"));
+                return FALSE;
+              }
+            space = ly_wire_reader_get_space (reader, &space_size);
+            space_size = MIN (space_size, size - offset);
+            memcpy (space, data + offset, space_size);
+            ly_wire_reader_commit (reader, space_size);
+            offset += space_size;
+          }
+          break;
+
+        case LY_WIRE_ERROR:
+        default:
+          return FALSE;
+        }
+    }
 }
