@@ -146,6 +146,7 @@ struct _LyChannel
   guint         ended : 1;          /* the transport is gone */
   guint         closed_emitted : 1;
   guint         poller_active : 1;
+  guint         wakeup_signaled : 1; /* @wakeup_fd was written since drained */
   guint         write_blocked : 1;  /* the last write met a full socket */
   guint         dispatching : 1;    /* in channel_source_dispatch(), maybe nested */
   guint         persistent : 1;     /* outlives its connections (a hub's channel) */
@@ -300,6 +301,7 @@ wake_waiters_locked (LyChannel *self)
       if (write (self->wakeup_fd, &one, sizeof one) < 0 && errno != EAGAIN)
         g_warning ("Could not wake a thread waiting on channel “%s”: %s",
                    self->name, g_strerror (errno));
+      self->wakeup_signaled = TRUE;
     }
 }
 
@@ -647,6 +649,32 @@ read_locked (LyChannel *self)
     wake_waiters_locked (self);
 }
 
+/* Bytes read outside the reader (a blocking read): 0 is end of stream. */
+static void
+take_bytes_locked (LyChannel    *self,
+                   const guint8 *data,
+                   gsize         size)
+{
+  if (size == 0)
+    {
+      read_eof_locked (self);
+      return;
+    }
+
+  while (size > 0 && !self->ended)
+    {
+      gsize space_size;
+      guint8 *space = ly_wire_reader_get_space (self->reader, &space_size);
+      gsize n = MIN (space_size, size);
+
+      memcpy (space, data, n);
+      ly_wire_reader_commit (self->reader, n);
+      decode_locked (self);
+      data += n;
+      size -= n;
+    }
+}
+
 static void
 do_io_locked (LyChannel    *self,
               GIOCondition  ready)
@@ -820,25 +848,21 @@ deliver (LyChannel *self,
     }
 }
 
-static gboolean
-channel_source_dispatch (GSource     *source,
-                         GSourceFunc  callback,
-                         gpointer     user_data)
+/* One round of the channel's work: the I/O that @ready allows, then the
+ * delivery of what arrived.  Runs in the channel's context: from its
+ * source, or inline from a blocking call of the thread that owns the
+ * context. */
+static void
+channel_process (LyChannel    *self,
+                 GIOCondition  ready)
 {
-  ChannelSource *channel_source = (ChannelSource *) source;
-  g_autoptr(LyChannel) self = g_weak_ref_get (&channel_source->channel);
   Delivery delivery = { G_QUEUE_INIT, G_QUEUE_INIT, G_QUEUE_INIT, G_QUEUE_INIT, };
 
   g_queue_init (&delivery.lost_ops);
 
-  if (self == NULL)
-    return G_SOURCE_CONTINUE;
-
-  g_source_set_ready_time (source, -1);
-
   g_mutex_lock (&self->mutex);
   if (self->transport != NULL)
-    do_io_locked (self, ly_transport_query (self->transport, source) | G_IO_OUT);
+    do_io_locked (self, ready);
 
   /* A handler that runs a nested main loop brings us back here: do the
    * I/O, but deliver nothing until the outer dispatch has delivered
@@ -846,7 +870,7 @@ channel_source_dispatch (GSource     *source,
   if (self->dispatching)
     {
       g_mutex_unlock (&self->mutex);
-      return G_SOURCE_CONTINUE;
+      return;
     }
   self->dispatching = TRUE;
 
@@ -869,7 +893,28 @@ channel_source_dispatch (GSource     *source,
   self->dispatching = FALSE;
   schedule_needed_dispatch_locked (self);
   g_mutex_unlock (&self->mutex);
+}
 
+static gboolean
+channel_source_dispatch (GSource     *source,
+                         GSourceFunc  callback,
+                         gpointer     user_data)
+{
+  ChannelSource *channel_source = (ChannelSource *) source;
+  g_autoptr(LyChannel) self = g_weak_ref_get (&channel_source->channel);
+  GIOCondition ready = 0;
+
+  if (self == NULL)
+    return G_SOURCE_CONTINUE;
+
+  g_source_set_ready_time (source, -1);
+
+  g_mutex_lock (&self->mutex);
+  if (self->transport != NULL)
+    ready = ly_transport_query (self->transport, source);
+  g_mutex_unlock (&self->mutex);
+
+  channel_process (self, ready | G_IO_OUT);
   return G_SOURCE_CONTINUE;
 }
 
@@ -922,12 +967,13 @@ ensure_wakeup_fd_locked (LyChannel  *self,
           return FALSE;
         }
     }
-  else
+  else if (self->wakeup_signaled)
     {
       guint64 count;
 
       /* drain: the poll below must sleep until the next wake-up */
       (void) read (self->wakeup_fd, &count, sizeof count);
+      self->wakeup_signaled = FALSE;
     }
 
   return TRUE;
@@ -1116,6 +1162,62 @@ external_done_locked (LyChannel  *self,
   return WAIT_AGAIN;
 }
 
+/* The fast way to wait for the reply of a request, when nobody else runs
+ * the channel's context: poll this channel only and deliver what arrives
+ * here, without a round of the whole context (the reply comes in tens of
+ * microseconds; the other sources wait that long).  Gives up, and lets
+ * channel_wait() do the general waiting, after one slice or on anything
+ * unusual. */
+static gboolean
+wait_inline (LyChannel     *self,
+             ExternalWait  *wait,
+             gint64         deadline,
+             GCancellable  *cancellable)
+{
+  gint64 until = g_get_monotonic_time () + WAIT_SLICE_USEC;
+  gboolean done = FALSE;
+
+  if (cancellable != NULL || dispatching_own_source (self) || !g_main_context_acquire (self->context))
+    return FALSE;
+
+  if (deadline >= 0)
+    until = MIN (until, deadline);
+
+  g_mutex_lock (&self->mutex);
+  while (!(done = wait->done (wait->data)) && self->transport != NULL && !self->poller_active &&
+         g_get_monotonic_time () < until && ensure_wakeup_fd_locked (self, NULL))
+    {
+      g_autoptr(LyTransport) transport = ly_transport_ref (self->transport);
+      gboolean writing = ly_wire_writer_get_queued (self->writer) > 0;
+      guint8 buffer[16 * 1024];
+      gssize n = -1;
+
+      self->poller_active = TRUE;
+      g_mutex_unlock (&self->mutex);
+
+      /* Nothing to write: block in recv() itself, one syscall instead of
+       * poll() and recv() (bounded by the socket's receive timeout). */
+      if (writing || (n = ly_transport_read_blocking (transport, buffer, sizeof buffer)) == -2)
+        ly_transport_wait (transport, G_IO_IN | (writing ? G_IO_OUT : 0), self->wakeup_fd, until);
+
+      g_mutex_lock (&self->mutex);
+      self->poller_active = FALSE;
+      if (n >= 0 && self->transport == transport)
+        take_bytes_locked (self, buffer, n);
+      if (self->n_waiters > 0)
+        g_cond_broadcast (&self->cond);
+      g_mutex_unlock (&self->mutex);
+
+      /* a short blocking read drained the socket: no read to try again */
+      channel_process (self, (n >= 0 && (gsize) n < sizeof buffer) ? G_IO_OUT : (G_IO_IN | G_IO_OUT));
+      g_mutex_lock (&self->mutex);
+    }
+  g_mutex_unlock (&self->mutex);
+
+  g_main_context_release (self->context);
+  return done;
+}
+
 /* Blocks until @done says so, driving the channel as ly_channel_receive()
  * does; whoever makes @done true calls ly_channel_wake().  For calls
  * whose answer arrives through a passive channel's handlers. */
@@ -1128,6 +1230,9 @@ ly_channel_wait_until (LyChannel     *self,
                        GError       **error)
 {
   ExternalWait wait = { done, data };
+
+  if (wait_inline (self, &wait, deadline, cancellable))
+    return TRUE;
 
   return channel_wait (self, external_done_locked, &wait, deadline, cancellable, error);
 }
@@ -1682,9 +1787,8 @@ prepare_socket_fd (int      fd,
       return FALSE;
     }
 
-  if (!g_unix_set_fd_nonblocking (fd, TRUE, error))
-    return FALSE;
-
+  /* The fd stays blocking: every read and write of a channel says
+   * MSG_DONTWAIT, and a blocked caller may read with one syscall. */
   if (fcntl (fd, F_SETFD, FD_CLOEXEC) < 0)
     {
       int saved_errno = errno;
@@ -1705,8 +1809,9 @@ prepare_socket_fd (int      fd,
  * @error: return location for a #GError
  *
  * Creates a channel over @fd, which it owns from now on, and closes when
- * the channel ends, even when this fails.  The fd is made non-blocking
- * and close-on-exec.  Signals are emitted in the thread-default main
+ * the channel ends, even when this fails.  The fd is made close-on-exec;
+ * whether it blocks does not matter (the channel never blocks on it
+ * unless asked to).  Signals are emitted in the thread-default main
  * context of the calling thread.
  *
  * Returns: (transfer full): the new channel, or %NULL with @error set
@@ -1793,7 +1898,7 @@ ly_channel_new_pair (const char  *name,
   g_return_val_if_fail (first != NULL && second != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) < 0)
+  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
     {
       int saved_errno = errno;
 

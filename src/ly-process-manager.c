@@ -344,7 +344,7 @@ socket_pairs_open (SocketPairs  *pairs,
       int fds[2];
 
       /* close-on-exec: only what take_fd() maps reaches the child */
-      if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) < 0)
+      if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
         {
           int saved_errno = errno;
 
@@ -390,10 +390,6 @@ spawn_process (Target       *target,
 {
   g_auto(GStrv) envp = child_environment (target);
   const int target_fds[3] = { LY_CHILD_CONTROL_FD, LY_CHILD_ACTIVE_FD, LY_CHILD_PASSIVE_FD };
-
-  /* the child's ends are blocking, as a fresh fd is expected to be */
-  for (guint i = 0; i < 3; i++)
-    g_unix_set_fd_nonblocking (pairs->child[i], FALSE, NULL);
 
   /* Only the mapped fds reach the child: GLib closes every other one. */
   return g_spawn_async_with_pipes_and_fds (target->working_directory,

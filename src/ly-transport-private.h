@@ -30,6 +30,9 @@ gssize       ly_transport_read           (LyTransport   *transport,
                                           void          *buffer,
                                           gsize          size,
                                           GError       **error);
+gssize       ly_transport_read_blocking  (LyTransport   *transport,
+                                          void          *buffer,
+                                          gsize          size);
 gssize       ly_transport_writev         (LyTransport   *transport,
                                           GOutputVector *vectors,
                                           gsize          n_vectors,

@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,6 +29,7 @@ struct _LyTransport
    * is the GSocketConnection the fd belongs to and closes it. */
   int        fd;
   gpointer   fd_tag;
+  gboolean   can_block;
 
   /* stream transport */
   GIOStream *stream;
@@ -45,15 +47,26 @@ is_fd_transport (LyTransport *transport)
   return transport->fd >= 0;
 }
 
+/* How long one blocking read may wait: callers check their deadline and
+ * cancellation in between. */
+#define BLOCKING_READ_SLICE_USEC (250 * 1000)
+
 LyTransport *
 ly_transport_new_for_fd (int        fd,
                          GIOStream *owner)
 {
   LyTransport *transport = g_new0 (LyTransport, 1);
+  struct timeval slice = { 0, BLOCKING_READ_SLICE_USEC };
+  int flags = fcntl (fd, F_GETFL);
 
   g_atomic_ref_count_init (&transport->ref_count);
   transport->fd = fd;
   transport->owner = owner != NULL ? g_object_ref (owner) : NULL;
+
+  /* Every other read says MSG_DONTWAIT: only ly_transport_read_blocking()
+   * blocks, on a blocking fd, for one slice at most. */
+  transport->can_block = flags >= 0 && (flags & O_NONBLOCK) == 0 &&
+                         setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof slice) == 0;
 
   return transport;
 }
@@ -148,6 +161,26 @@ ly_transport_read (LyTransport  *transport,
     set_errno_error (error, errno);
 
   return n;
+}
+
+/* Waits for bytes and reads them in one syscall: the count, 0 at end of
+ * stream, -1 when a slice passed with nothing (or on an error, which the
+ * next non-blocking read reports), -2 when this transport cannot block. */
+gssize
+ly_transport_read_blocking (LyTransport *transport,
+                            void        *buffer,
+                            gsize        size)
+{
+  gssize n;
+
+  if (!is_fd_transport (transport) || !transport->can_block)
+    return -2;
+
+  do
+    n = recv (transport->fd, buffer, size, 0);
+  while (n < 0 && errno == EINTR);
+
+  return n < 0 ? -1 : n;
 }
 
 gssize
