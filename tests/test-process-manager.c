@@ -493,7 +493,8 @@ test_backoff_and_crash_loop (Fixture       *f,
   g_assert_cmpint (ly_process_manager_get_state (f->manager, "looper"), ==, LY_PROCESS_STATE_FAILED);
   g_assert_cmpuint (ly_process_manager_get_restart_count (f->manager, "looper"), ==, 4);
 
-  /* the delays double: 50, 100, 200, 400 ms (plus the process's life) */
+  /* the delays double: 50, 100, 200, 400 ms, plus the process's life
+   * (no upper bound: a loaded machine stretches any time) */
   for (guint i = 1; i < f->start_times->len; i++)
     {
       gint64 gap = g_array_index (f->start_times, gint64, i) - g_array_index (f->start_times, gint64, i - 1);
@@ -501,7 +502,6 @@ test_backoff_and_crash_loop (Fixture       *f,
 
       g_test_message ("restart %u after %" G_GINT64_FORMAT " µs", i, gap);
       g_assert_cmpint (gap, >=, delay);
-      g_assert_cmpint (gap, <, delay + 2 * G_USEC_PER_SEC);
     }
 
   /* a failed target starts again on demand */
