@@ -155,6 +155,29 @@ def test_worker_thread_without_main_loop():
     assert got == list(range(1000)), got[:10]
 
 
+def test_storage_in_the_hub():
+    storage = Ly.Storage.get_default()
+    assert not storage.is_proxy()
+    changes = []
+    storage.connect('changed::counter', lambda s, key, value: changes.append(
+        value.unpack() if value is not None else None))
+    storage.set('counter', GLib.Variant('u', 1))
+    storage.set('counter', GLib.Variant('u', 1))   # equal: no change
+    assert storage.get('counter').unpack() == 1
+    assert storage.get('missing') is None
+    assert storage.compare_and_set('counter', GLib.Variant('u', 1), GLib.Variant('u', 2))
+    assert not storage.compare_and_set('counter', GLib.Variant('u', 1), GLib.Variant('u', 3))
+    assert storage.compare_and_set('fresh', None, GLib.Variant('s', 'x'))
+    assert storage.compare_and_set('fresh', GLib.Variant('s', 'x'), None)
+    storage.delete('counter')
+    assert changes == [1, 2, None], changes
+    try:
+        storage.set('', GLib.Variant('i', 1))
+        raise AssertionError('an empty key was accepted')
+    except GLib.Error as error:
+        assert error.matches(Ly.storage_error_quark(), Ly.StorageError.INVALID_KEY), error
+
+
 def main():
     tests = [(name, func) for name, func in globals().items() if name.startswith('test_')]
     print('1..%d' % len(tests))

@@ -336,6 +336,9 @@ test_stop_polite (Fixture       *f,
   g_autoptr(GError) error = NULL;
   gint64 start;
 
+  /* SIGTERM would come after 30 s: an exit well before is the polite
+   * request's doing, however loaded the machine */
+  ly_process_manager_set_stop_timeout (f->manager, 60.0);
   add_c_child (f, "polite", "example", NULL);
   g_assert_true (ly_process_manager_start (f->manager, "polite", &error));
   wait_for_lines (f, "hello from polite", 1, 10);
@@ -343,8 +346,7 @@ test_stop_polite (Fixture       *f,
   start = g_get_monotonic_time ();
   g_assert_true (ly_process_manager_stop (f->manager, "polite", NULL, &error));
   g_assert_no_error (error);
-  /* the polite request ended it, long before SIGTERM (5 s) */
-  g_assert_cmpint (g_get_monotonic_time () - start, <, 4 * G_USEC_PER_SEC);
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 20 * G_USEC_PER_SEC);
   g_assert_true (WIFSIGNALED (f->last_status) && WTERMSIG (f->last_status) == SIGTERM);
   g_assert_false (ly_process_manager_is_alive (f->manager, "polite"));
   g_assert_cmpint (ly_process_manager_get_pid (f->manager, "polite"), ==, 0);
@@ -377,7 +379,8 @@ test_stop_ignores_sigterm (Fixture       *f,
   g_assert_cmpuint (count_lines (f, "stop ignored"), ==, 1);
   g_assert_true (WIFSIGNALED (f->last_status) && WTERMSIG (f->last_status) == SIGKILL);
   g_assert_cmpint (elapsed, >=, 950 * 1000);
-  g_assert_cmpint (elapsed, <, 3 * G_USEC_PER_SEC);
+  /* well before the polite request could be blamed: it was ignored */
+  g_assert_cmpint (elapsed, <, 20 * G_USEC_PER_SEC);
 }
 
 static void
