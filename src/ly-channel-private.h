@@ -15,6 +15,13 @@ G_BEGIN_DECLS
  * that never reads must not keep the fd forever. */
 #define LY_CHANNEL_LINGER_USEC (10 * G_USEC_PER_SEC)
 
+typedef void (*LyChannelMessageFunc) (LyChannel *channel,
+                                      GVariant  *message,
+                                      gpointer   user_data);
+
+void       ly_channel_set_message_func  (LyChannel            *self,
+                                         LyChannelMessageFunc  func,
+                                         gpointer              user_data);
 LyChannel *ly_channel_new_for_transport (const char  *name,
                                          LyTransport *transport);
 LyChannel *ly_channel_new_persistent    (const char  *name);

@@ -150,6 +150,10 @@ struct _LyChannel
   guint         write_blocked : 1;  /* the last write met a full socket */
   guint         dispatching : 1;    /* in channel_source_dispatch(), maybe nested */
   guint         persistent : 1;     /* outlives its connections (a hub's channel) */
+
+  /* the library's own reader of a passive channel, instead of signals */
+  LyChannelMessageFunc message_func;
+  gpointer      message_data;
   guint         mode_changed : 1;
   guint         warned_mixed : 1;
 };
@@ -718,7 +722,7 @@ collect_mode_locked (LyChannel *self,
 {
   if (self->mode == LY_CHANNEL_MODE_UNSET && !g_queue_is_empty (&self->incoming))
     {
-      if (has_received_handler (self))
+      if (self->message_func != NULL || has_received_handler (self))
         {
           self->mode = LY_CHANNEL_MODE_PASSIVE;
           self->mode_changed = TRUE;
@@ -820,9 +824,11 @@ deliver (LyChannel *self,
 
   while ((message = g_queue_pop_head (&delivery->messages)) != NULL)
     {
-      GQuark detail = g_quark_try_string (g_variant_get_type_string (message));
-
-      g_signal_emit (self, signals[RECEIVED], detail, message);
+      if (self->message_func != NULL)
+        self->message_func (self, message, self->message_data);
+      else
+        g_signal_emit (self, signals[RECEIVED],
+                       g_quark_try_string (g_variant_get_type_string (message)), message);
       g_variant_unref (message);
     }
 
@@ -1235,6 +1241,24 @@ ly_channel_wait_until (LyChannel     *self,
     return TRUE;
 
   return channel_wait (self, external_done_locked, &wait, deadline, cancellable, error);
+}
+
+/* Gives every message of a passive channel to @func, in the channel's
+ * context, instead of emitting `received`: for the library's own
+ * protocols, where a signal emission per message is a cost worth
+ * saving.  Set before the first message. */
+void
+ly_channel_set_message_func (LyChannel            *self,
+                             LyChannelMessageFunc  func,
+                             gpointer              user_data)
+{
+  g_mutex_lock (&self->mutex);
+  self->message_func = func;
+  self->message_data = user_data;
+  if (func != NULL && self->mode == LY_CHANNEL_MODE_UNSET)
+    self->mode = LY_CHANNEL_MODE_PASSIVE;
+  schedule_needed_dispatch_locked (self);
+  g_mutex_unlock (&self->mutex);
 }
 
 GMainContext *

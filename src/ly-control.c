@@ -227,6 +227,7 @@ ly_control_dispose (GObject *object)
 
   if (self->channel != NULL)
     {
+      ly_channel_set_message_func (self->channel, NULL, NULL);
       g_signal_handlers_disconnect_by_data (self->channel, self);
       fail_all_calls (self, NULL);
       g_clear_object (&self->channel);
@@ -280,7 +281,7 @@ ly_control_new (LyChannel            *channel,
   self->channel = g_object_ref (channel);
   self->func = func;
   self->user_data = user_data;
-  g_signal_connect (channel, "received", G_CALLBACK (on_received), self);
+  ly_channel_set_message_func (channel, (LyChannelMessageFunc) on_received, self);
   g_signal_connect (channel, "closed", G_CALLBACK (on_closed), self);
 
   return self;
