@@ -54,7 +54,11 @@ test_local_operations (void)
   g_assert_no_error (error);
 
   value = ly_storage_get (storage, "b", &error);
-  g_assert_true (g_variant_equal (value, g_variant_new_parsed ("{'x': <1>}")));
+  {
+    g_autoptr(GVariant) expected = g_variant_ref_sink (g_variant_new_parsed ("{'x': <1>}"));
+
+    g_assert_true (g_variant_equal (value, expected));
+  }
   g_assert_true (ly_storage_contains (storage, "a", &error));
   keys = ly_storage_list_keys (storage, &error);
   g_assert_cmpstrv (keys, expected_keys);
