@@ -429,13 +429,13 @@ start_call (LyControl   *self,
   return TRUE;
 }
 
-/* The lightest call: no GTask, the reply goes to @func. */
-void
-ly_control_call (LyControl          *self,
-                 const char         *method,
-                 GVariant           *args,
-                 LyControlReplyFunc  func,
-                 gpointer            user_data)
+static void
+call_with_func (LyControl          *self,
+                const char         *method,
+                GVariant           *args,
+                GBytes             *payload,
+                LyControlReplyFunc  func,
+                gpointer            user_data)
 {
   g_autoptr(GError) error = NULL;
   Call *call = g_new0 (Call, 1);
@@ -444,11 +444,22 @@ ly_control_call (LyControl          *self,
   call->func = func;
   call->func_data = user_data;
 
-  if (!start_call (self, call, method, args, NULL, &serial, &error))
+  if (!start_call (self, call, method, args, payload, &serial, &error))
     {
       g_free (call);
       func (NULL, error, user_data);
     }
+}
+
+/* The lightest call: no GTask, the reply goes to @func. */
+void
+ly_control_call (LyControl          *self,
+                 const char         *method,
+                 GVariant           *args,
+                 LyControlReplyFunc  func,
+                 gpointer            user_data)
+{
+  call_with_func (self, method, args, NULL, func, user_data);
 }
 
 /* A call whose argument is a large byte string: it travels as a frame of
@@ -461,18 +472,7 @@ ly_control_call_payload (LyControl          *self,
                          LyControlReplyFunc  func,
                          gpointer            user_data)
 {
-  g_autoptr(GError) error = NULL;
-  Call *call = g_new0 (Call, 1);
-  guint32 serial;
-
-  call->func = func;
-  call->func_data = user_data;
-
-  if (!start_call (self, call, method, NULL, payload, &serial, &error))
-    {
-      g_free (call);
-      func (NULL, error, user_data);
-    }
+  call_with_func (self, method, NULL, payload, func, user_data);
 }
 
 void

@@ -18,8 +18,7 @@
 typedef struct
 {
   LyProcessManager *manager;
-  char             *dir;
-  char             *output;
+  LyTestOutput     *output;
   GPtrArray        *events;        /* "started NAME", "exited NAME", ... */
   GArray           *start_times;   /* gint64, monotonic */
   guint             n_started;
@@ -73,11 +72,7 @@ static void
 fixture_setup (Fixture       *f,
                gconstpointer  data)
 {
-  g_autoptr(GError) error = NULL;
-
-  f->dir = g_dir_make_tmp ("ly-test-XXXXXX", &error);
-  g_assert_no_error (error);
-  f->output = g_build_filename (f->dir, "output.txt", NULL);
+  f->output = ly_test_output_new ();
   f->events = g_ptr_array_new_with_free_func (g_free);
   f->start_times = g_array_new (FALSE, FALSE, sizeof (gint64));
   f->manager = ly_process_manager_new ();
@@ -92,16 +87,11 @@ fixture_teardown (Fixture       *f,
                   gconstpointer  data)
 {
   g_autoptr(GError) error = NULL;
-  g_autofree char *marker = g_strconcat (f->output, ".restarted", NULL);
 
   ly_process_manager_stop_all (f->manager, NULL, &error);
   g_assert_no_error (error);
   g_clear_object (&f->manager);
-  g_unlink (f->output);
-  g_unlink (marker);
-  g_rmdir (f->dir);
-  g_free (f->output);
-  g_free (f->dir);
+  g_clear_pointer (&f->output, ly_test_output_free);
   g_ptr_array_unref (f->events);
   g_array_unref (f->start_times);
 }
@@ -120,15 +110,9 @@ add_c_child (Fixture    *f,
              const char *arg)
 {
   g_autofree char *path = child_path ();
-  g_autofree char *env_output = g_strconcat ("LY_TEST_OUTPUT=", f->output, NULL);
   const char *argv[] = { path, mode, arg, NULL };
-  const char *env[] = { env_output, NULL };
-  g_autoptr(GError) error = NULL;
 
-  ly_process_manager_add_target (f->manager, name, argv, &error);
-  g_assert_no_error (error);
-  ly_process_manager_set_environment (f->manager, name, env, &error);
-  g_assert_no_error (error);
+  ly_test_add_target (f->manager, name, argv, f->output);
 }
 
 static void
@@ -139,76 +123,31 @@ add_script_child (Fixture    *f,
                   const char *script)
 {
   g_autofree char *path = g_test_build_filename (G_TEST_DIST, script, NULL);
-  g_autofree char *env_output = g_strconcat ("LY_TEST_OUTPUT=", f->output, NULL);
   const char *interpreter = g_getenv (interpreter_variable);
   const char *argv[] = { interpreter, flag != NULL ? flag : path, flag != NULL ? path : NULL, NULL };
-  const char *env[] = { env_output, NULL };
-  g_autoptr(GError) error = NULL;
 
   if (interpreter == NULL)
     {
       g_test_skip ("no introspection data in this build");
       return;
     }
-  ly_process_manager_add_target (f->manager, name, argv, &error);
-  g_assert_no_error (error);
-  ly_process_manager_set_environment (f->manager, name, env, &error);
-  g_assert_no_error (error);
+  ly_test_add_target (f->manager, name, argv, f->output);
 }
 
 static guint
 count_lines (Fixture    *f,
              const char *text)
 {
-  g_autofree char *contents = NULL;
-  g_auto(GStrv) lines = NULL;
-  guint n = 0;
-
-  if (!g_file_get_contents (f->output, &contents, NULL, NULL))
-    return 0;
-
-  lines = g_strsplit (contents, "\n", -1);
-  for (guint i = 0; lines[i] != NULL; i++)
-    if (strstr (lines[i], text) != NULL)
-      n++;
-
-  return n;
+  return ly_test_output_count (f->output, text);
 }
 
-static gboolean
-tick (gpointer user_data)
-{
-  return G_SOURCE_CONTINUE;
-}
-
-static void
-wait_msec (guint msec)
-{
-  gint64 until = g_get_monotonic_time () + msec * 1000;
-  guint id = g_timeout_add (5, tick, NULL);
-
-  while (g_get_monotonic_time () < until)
-    g_main_context_iteration (NULL, TRUE);
-  g_source_remove (id);
-}
-
-/* Runs the loop until @text appears @count times in the children's output. */
 static void
 wait_for_lines (Fixture    *f,
                 const char *text,
                 guint       count,
                 guint       timeout_sec)
 {
-  gint64 deadline = g_get_monotonic_time () + timeout_sec * G_USEC_PER_SEC;
-  guint id = g_timeout_add (10, tick, NULL);
-
-  while (count_lines (f, text) < count)
-    {
-      if (g_get_monotonic_time () > deadline)
-        g_error ("Timed out waiting for %u lines with “%s”", count, text);
-      g_main_context_iteration (NULL, TRUE);
-    }
-  g_source_remove (id);
+  ly_test_output_wait (f->output, text, count, timeout_sec);
 }
 
 static guint
@@ -396,7 +335,7 @@ test_request_stop (Fixture       *f,
   ly_test_run_until_count (&f->n_exited, 1, 10);
   g_assert_cmpuint (count_events (f, "before-shutdown quitter"), ==, 1);
 
-  wait_msec (300);
+  ly_test_wait_msec (300);
   g_assert_cmpuint (f->n_started, ==, 1);
   g_assert_cmpint (ly_process_manager_get_state (f->manager, "quitter"), ==, LY_PROCESS_STATE_STOPPED);
 }
@@ -469,7 +408,7 @@ test_policy_never_and_on_failure (Fixture       *f,
   ly_test_run_until_count (&f->n_exited, 2, 10);
   g_assert_true (WIFEXITED (f->last_status) && WEXITSTATUS (f->last_status) == 0);
 
-  wait_msec (300);
+  ly_test_wait_msec (300);
   g_assert_cmpuint (f->n_started, ==, 2);
   g_assert_cmpint (ly_process_manager_get_state (f->manager, "three"), ==, LY_PROCESS_STATE_STOPPED);
   g_assert_cmpint (ly_process_manager_get_state (f->manager, "clean"), ==, LY_PROCESS_STATE_STOPPED);
@@ -488,7 +427,7 @@ test_backoff_and_crash_loop (Fixture       *f,
 
   g_test_expect_message ("Liteyuki", G_LOG_LEVEL_WARNING, "*“looper” exited more than 4 times within 60 s*");
   ly_test_run_until_count (&f->n_exited, 5, 20);
-  wait_msec (200);
+  ly_test_wait_msec (200);
   g_test_assert_expected_messages ();
 
   /* 4 restarts tolerated within the interval, the 5th exit gives up */
