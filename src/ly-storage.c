@@ -295,32 +295,37 @@ on_event_source (gpointer user_data)
 
 /* Validation -------------------------------------------------------------- */
 
+typedef enum
+{
+  NAME_KEY,
+  NAME_TOPIC,
+} NameKind;
+
 static gboolean
 check_name (const char  *name,
-            const char  *what,
+            NameKind     kind,
             GError     **error)
 {
   gsize length = strlen (name);
+  /* translated only on failure: this runs for every operation */
+  const char *problem = NULL;
 
   if (length == 0)
+    problem = kind == NAME_KEY ? _("The key is empty") : _("The topic is empty");
+  else if (length > LY_STORAGE_MAX_KEY_LENGTH)
     {
       g_set_error (error, LY_STORAGE_ERROR, LY_STORAGE_ERROR_INVALID_KEY,
-                   _("The %s is empty"), what);
+                   kind == NAME_KEY ? _("The key is %zu bytes long; the limit is %d bytes")
+                                    : _("The topic is %zu bytes long; the limit is %d bytes"),
+                   length, LY_STORAGE_MAX_KEY_LENGTH);
       return FALSE;
     }
+  else if (!g_utf8_validate (name, length, NULL))
+    problem = kind == NAME_KEY ? _("The key is not valid UTF-8") : _("The topic is not valid UTF-8");
 
-  if (length > LY_STORAGE_MAX_KEY_LENGTH)
+  if (problem != NULL)
     {
-      g_set_error (error, LY_STORAGE_ERROR, LY_STORAGE_ERROR_INVALID_KEY,
-                   _("The %s is %zu bytes long; the limit is %d bytes"),
-                   what, length, LY_STORAGE_MAX_KEY_LENGTH);
-      return FALSE;
-    }
-
-  if (!g_utf8_validate (name, length, NULL))
-    {
-      g_set_error (error, LY_STORAGE_ERROR, LY_STORAGE_ERROR_INVALID_KEY,
-                   _("The %s is not valid UTF-8"), what);
+      g_set_error_literal (error, LY_STORAGE_ERROR, LY_STORAGE_ERROR_INVALID_KEY, problem);
       return FALSE;
     }
 
@@ -331,14 +336,14 @@ static gboolean
 check_key (const char  *key,
            GError     **error)
 {
-  return check_name (key, _("key"), error);
+  return check_name (key, NAME_KEY, error);
 }
 
 static gboolean
 check_topic (const char  *topic,
              GError     **error)
 {
-  return check_name (topic, _("topic"), error);
+  return check_name (topic, NAME_TOPIC, error);
 }
 
 static gboolean
