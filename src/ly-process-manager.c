@@ -81,6 +81,7 @@ struct _Target
   GStrv             environment;
   char             *working_directory;
   LyRestartPolicy   policy;
+  double            stop_timeout;     /* < 0: the manager's */
 
   LyProcessState    state;
   GPid              pid;              /* 0 when no process runs */
@@ -637,7 +638,8 @@ static void
 target_begin_stop (Target *target)
 {
   LyProcessManager *self = target->manager;
-  guint timeout_ms = (guint) (self->stop_timeout * 1000);
+  double seconds = target->stop_timeout >= 0 ? target->stop_timeout : self->stop_timeout;
+  guint timeout_ms = (guint) (seconds * 1000);
 
   if (target->state == LY_PROCESS_STATE_STOPPING)
     return;
@@ -1071,6 +1073,7 @@ ly_process_manager_add_target (LyProcessManager    *self,
   target->name = g_strdup (name);
   target->argv = g_strdupv ((char **) argv);
   target->policy = LY_RESTART_NEVER;
+  target->stop_timeout = -1;
 
   /* The channels are made in the manager's context, which runs them. */
   g_main_context_push_thread_default (self->context);
@@ -1116,6 +1119,37 @@ ly_process_manager_set_restart_policy (LyProcessManager  *self,
     return FALSE;
 
   target->policy = policy;
+  return TRUE;
+}
+
+/**
+ * ly_process_manager_set_target_stop_timeout:
+ * @self: a #LyProcessManager
+ * @name: a target
+ * @seconds: how long its process gets to stop (see
+ *   #LyProcessManager:stop-timeout), or a negative number for the
+ *   manager's #LyProcessManager:stop-timeout
+ * @error: return location for a #GError
+ *
+ * Gives a target a stop timeout of its own.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+ly_process_manager_set_target_stop_timeout (LyProcessManager  *self,
+                                            const char        *name,
+                                            double             seconds,
+                                            GError           **error)
+{
+  Target *target;
+
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+
+  if ((target = lookup_target (self, name, error)) == NULL)
+    return FALSE;
+
+  target->stop_timeout = seconds;
   return TRUE;
 }
 

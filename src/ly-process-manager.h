@@ -107,6 +107,11 @@ gboolean          ly_process_manager_set_restart_policy (LyProcessManager     *s
                                                          LyRestartPolicy       policy,
                                                          GError              **error);
 LY_AVAILABLE_IN_ALL
+gboolean          ly_process_manager_set_target_stop_timeout (LyProcessManager *self,
+                                                         const char           *name,
+                                                         double                seconds,
+                                                         GError              **error);
+LY_AVAILABLE_IN_ALL
 gboolean          ly_process_manager_set_environment    (LyProcessManager     *self,
                                                          const char           *name,
                                                          const char * const   *environment,
