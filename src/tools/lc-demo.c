@@ -80,6 +80,10 @@ find_python_child (void)
 {
   const char *candidates[] = { g_getenv ("LY_DEMO_DATADIR"), LC_SOURCE_DATADIR, LC_DATADIR };
 
+  /* without the typelib, Python cannot import Ly */
+  if (!LC_HAVE_INTROSPECTION)
+    return NULL;
+
   for (gsize i = 0; i < G_N_ELEMENTS (candidates); i++)
     if (candidates[i] != NULL)
       {
@@ -192,7 +196,7 @@ lc_demo_main (int    argc,
       g_strv_builder_add (names, "python");
     }
   else
-    lc_print_error (_("demo-child.py is not installed: the demo runs the C child only"));
+    lc_print_error (_("The Python child needs demo-child.py and the Ly typelib, which this build lacks: the demo runs the C child only"));
   demo.targets = g_strv_builder_end (names);
 
   ly_process_manager_stop_on_unix_signals (manager, loop);
