@@ -30,6 +30,17 @@ exports_quark (void)
   return g_quark_from_static_string ("ly-dbus-exports");
 }
 
+static void
+export_free (Export *item)
+{
+  g_signal_handler_disconnect (item->connection, item->closed_id);
+  g_dbus_interface_skeleton_unexport_from_connection (item->skeleton, item->connection);
+  g_signal_handlers_disconnect_by_data (item->skeleton, item->object);
+  g_object_unref (item->skeleton);
+  g_object_unref (item->connection);
+  g_free (item);
+}
+
 static GPtrArray *
 get_exports (GObject *object)
 {
@@ -37,7 +48,8 @@ get_exports (GObject *object)
 
   if (exports == NULL)
     {
-      exports = g_ptr_array_new ();
+      /* an object finalized while exported leaves D-Bus with it */
+      exports = g_ptr_array_new_with_free_func ((GDestroyNotify) export_free);
       g_object_set_qdata_full (object, exports_quark (), exports, (GDestroyNotify) g_ptr_array_unref);
     }
 
@@ -79,17 +91,6 @@ export (GObject                 *object,
 }
 
 static void
-export_free (Export *item)
-{
-  g_signal_handler_disconnect (item->connection, item->closed_id);
-  g_dbus_interface_skeleton_unexport_from_connection (item->skeleton, item->connection);
-  g_signal_handlers_disconnect_by_data (item->skeleton, item->object);
-  g_object_unref (item->skeleton);
-  g_object_unref (item->connection);
-  g_free (item);
-}
-
-static void
 unexport (GObject         *object,
           GDBusConnection *connection)
 {
@@ -102,7 +103,6 @@ unexport (GObject         *object,
       if (item->connection == connection)
         {
           g_ptr_array_remove_index (exports, i);
-          export_free (item);
           return;
         }
     }

@@ -13,38 +13,10 @@ name=icu.liteyuki.Comm1.Test
 storage=/icu/liteyuki/Comm1/Storage
 manager=/icu/liteyuki/Comm1/Manager
 work=$(mktemp -d)
-n=0
-failed=0
 
 trap 'kill $hub_pid $server_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
-ok () {
-  n=$((n + 1))
-  if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=1; fi
-}
-
-# check DESCRIPTION COMMAND...: passes when the command succeeds
-check () {
-  what=$1; shift
-  "$@" >"$work/out" 2>&1
-  status=$?
-  ok $status "$what"
-  [ $status = 0 ] || sed 's/^/# /' "$work/out"
-}
-
-# expect DESCRIPTION TEXT COMMAND...: passes when the output holds TEXT
-expect () {
-  what=$1; text=$2; shift 2
-  "$@" >"$work/out" 2>&1
-  if grep -qF -- "$text" "$work/out"; then ok 0 "$what"; else ok 1 "$what"; sed 's/^/# /' "$work/out"; fi
-}
-
-wait_for_line () {
-  i=0
-  while ! grep -q -- "$1" "$2" 2>/dev/null; do
-    i=$((i + 1)); [ $i -gt 200 ] && return 1; sleep 0.05
-  done
-}
+. "$(dirname "$0")/tap-lib.sh"
 
 echo "1..24"
 

@@ -166,7 +166,7 @@ command_ps (Client  *client,
       g_variant_iter_init (&iter, table);
       while (g_variant_iter_next (&iter, "(&si&su)", &name, &pid, &state, &restarts))
         {
-          g_autofree char *name_json = lc_variant_to_json (g_variant_new_string (name));
+          g_autofree char *name_json = lc_string_to_json (name);
 
           g_string_append_printf (out, "%s{\"name\":%s,\"pid\":%d,\"state\":\"%s\",\"restarts\":%u}",
                                   out->len > 1 ? "," : "", name_json, pid, state, restarts);
@@ -258,7 +258,7 @@ on_signal (GDBusConnection *connection,
       value = g_variant_n_children (optional) > 0 ? g_variant_get_child_value (optional, 0) : NULL;
       if (client->json)
         {
-          g_autofree char *key = lc_variant_to_json (g_variant_new_string (name));
+          g_autofree char *key = lc_string_to_json (name);
           g_autofree char *text = value != NULL ? lc_variant_to_json (value) : g_strdup ("null");
 
           printf ("{\"key\":%s,\"value\":%s}\n", key, text);
@@ -438,7 +438,6 @@ lc_client_main (const char  *name,
 {
   const ClientCommand *command = NULL;
   g_autoptr(GOptionContext) context = NULL;
-  g_autofree char *parameter_string = NULL;
   g_autoptr(GError) error = NULL;
   Client client = { NULL, };
   char **args;
@@ -449,9 +448,8 @@ lc_client_main (const char  *name,
       command = &commands[i];
   g_assert (command != NULL);
 
-  parameter_string = g_strdup_printf ("%s%s%s", command->name, command->parameters[0] ? " " : "",
-                                      command->parameters[0] ? _(command->parameters) : "");
-  context = g_option_context_new (parameter_string);
+  /* the program name, set in main(), says the command */
+  context = g_option_context_new (command->parameters[0] ? _(command->parameters) : NULL);
   g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
   g_option_context_set_summary (context, _(command->summary));
   g_option_context_add_main_entries (context, client_entries, GETTEXT_PACKAGE);

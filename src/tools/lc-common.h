@@ -42,6 +42,7 @@ gboolean lc_config_load    (const char        *path,
 
 /* GVariant as JSON, for --json. */
 char    *lc_variant_to_json (GVariant *value);
+char    *lc_string_to_json  (const char *text);
 
 /* Storage kept in a file across restarts of the daemon. */
 typedef struct _LcStorageFile LcStorageFile;

@@ -256,11 +256,16 @@ active_loop (gpointer user_data)
       g_autoptr(GError) error = NULL;
       g_autoptr(GVariant) message = ly_channel_receive (ly_active_channel (), NULL, &error);
       g_autoptr(GVariant) round = NULL;
+      g_autofree char *text = NULL;
 
       if (message == NULL)
         return NULL;
 
-      say (ly_get_process_name (), _("Active receive: %s"), g_variant_get_string (message, NULL));
+      /* anyone may send anything with `liteyuki-comm send` */
+      text = g_variant_is_of_type (message, G_VARIANT_TYPE_STRING)
+             ? g_variant_dup_string (message, NULL)
+             : g_variant_print (message, FALSE);
+      say (ly_get_process_name (), _("Active receive: %s"), text);
       round = ly_storage_get (storage, "hub.round", NULL);
       ly_storage_set (storage, key, g_variant_new_uint32 (++received), NULL);
       say (ly_get_process_name (), _("Storage: hub.round = %u, %s = %u"),

@@ -174,3 +174,13 @@ lc_variant_to_json (GVariant *value)
   append_value (out, value);
   return g_string_free (out, FALSE);
 }
+
+/* A string as a JSON string. */
+char *
+lc_string_to_json (const char *text)
+{
+  GString *out = g_string_new (NULL);
+
+  append_string (out, text);
+  return g_string_free (out, FALSE);
+}

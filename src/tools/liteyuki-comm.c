@@ -85,6 +85,12 @@ main (int   argc,
       return 0;
     }
 
+  /* --help of a command reads “liteyuki-comm COMMAND [OPTION…]” */
+  {
+    g_autofree char *prgname = g_strdup_printf ("liteyuki-comm %s", command);
+    g_set_prgname (prgname);
+  }
+
   if (g_str_equal (command, "run"))
     return lc_run_main (argc, argv);
   if (g_str_equal (command, "demo"))
