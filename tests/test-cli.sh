@@ -2,7 +2,7 @@
 # test-cli.sh: `liteyuki-comm run` with a C and a Python target, and every
 # client subcommand against it.  Run under dbus-run-session.
 #
-# Usage: test-cli.sh LITEYUKI-COMM TYPELIB-DIR DATA-DIR
+# Usage: test-cli.sh LITEYUKI-COMM TYPELIB-DIR DATA-DIR DATA-BUILD-DIR
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 set -u
@@ -10,6 +10,7 @@ set -u
 tool=$1
 typelib_dir=$2
 data_dir=$3
+data_build_dir=$4
 work=$(mktemp -d)
 hub_pid=
 
@@ -114,6 +115,14 @@ bad_config "a missing directory" "key “WorkingDirectory” of [target a]: “/
   '[target a]\nExec=true\nWorkingDirectory=/nonexistent\n'
 bad_config "bad quoting in Exec" "bad.conf:2: key “Exec” of [target a]" '[target a]\nExec=echo "unterminated\n'
 expect_failure "a missing config file" 1 "$work/missing.conf" lc run "$work/missing.conf"
+check "the example configuration passes --check" lc run --check "$data_dir/hub.conf.example"
+expect_failure "--check reports a bad configuration" 1 "bad.conf:2: key “Exec” of [target a]" \
+  lc run --check "$work/bad.conf"
+mkdir -p "$work/config/liteyuki-comm"
+printf '[target a]\nExec=true\n' >"$work/config/liteyuki-comm/hub.conf"
+check "without CONFIG, run reads ~/.config/liteyuki-comm/hub.conf" env XDG_CONFIG_HOME="$work/config" "$tool" run --check
+expect_failure "…and names it when it is missing" 1 "$work/nowhere/liteyuki-comm/hub.conf" \
+  env XDG_CONFIG_HOME="$work/nowhere" "$tool" run --check
 
 # the hub on the session bus -----------------------------------------------
 
@@ -154,6 +163,18 @@ check "set from gdbus" gdbus call --session --dest icu.liteyuki.Comm1 --object-p
   --method icu.liteyuki.Comm1.Storage.Set from-gdbus "<(1, 'one')>"
 expect_output "storage get reads what gdbus set" "(1, 'one')" lc storage get from-gdbus
 expect_output "storage get --json of a tuple" '[1,"one"]' lc storage get from-gdbus --json
+
+# bash completion ----------------------------------------------------------
+
+completes () { bash "$(dirname "$0")/complete.bash" "$data_dir/liteyuki-comm.bash" "$tool" "$@" | tr '\n' ' '; }
+expect_output "completion: commands" "start stop storage " completes st
+expect_output "completion: targets from the hub" "$(echo $targets | tr ' ' '\n' | sort | tr '\n' ' ')" completes restart ""
+expect_output "completion: channels from the hub" "c-active c-passive " completes send c
+expect_output "completion: storage commands" "delete " completes storage d
+expect_output "completion: keys from the hub" "c.received " completes storage get c
+expect_output "completion: options of run" "--storage-file " completes run --st
+expect_output "completion: --count for watch" "--count " completes storage watch --co
+expect_output "completion: nothing after the last argument" "" completes stop c ""
 
 # storage ------------------------------------------------------------------
 
@@ -286,6 +307,44 @@ ok $? "--address serves at the given address even with a session bus"
 expect "ps at that address" "running" lc ps --address "unix:path=$work/hub.socket"
 stop_hub
 ok $hub_status "that hub exits 0"
+
+# D-Bus activation ---------------------------------------------------------
+
+# a bus of its own whose only service is the one data/ installs, with
+# the hub's binary from this build
+mkdir -p "$work/services"
+sed "s|^Exec=[^ ]*|Exec=$tool|" "$data_build_dir/icu.liteyuki.Comm1.service" \
+  >"$work/services/icu.liteyuki.Comm1.service"
+cp "$work/hub.conf" "$work/config/liteyuki-comm/hub.conf"
+cat >"$work/session.conf" <<END
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:tmpdir=$work</listen>
+  <auth>EXTERNAL</auth>
+  <servicedir>$work/services</servicedir>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+END
+cat >"$work/activation.sh" <<'END'
+tool=$1
+"$tool" ps >"$work/activated-ps" 2>&1 || exit 1
+# the activated hub outlives this bus unless it is stopped
+hub=$(gdbus call --session --dest org.freedesktop.DBus --object-path /org/freedesktop/DBus \
+        --method org.freedesktop.DBus.GetConnectionUnixProcessID icu.liteyuki.Comm1 |
+      sed -n 's/.*uint32 \([0-9]*\).*/\1/p')
+kill -TERM "$hub"
+while kill -0 "$hub" 2>/dev/null; do sleep 0.05; done
+END
+work=$work XDG_CONFIG_HOME="$work/config" timeout 60 \
+  dbus-run-session --config-file="$work/session.conf" -- sh "$work/activation.sh" "$tool" 2>"$work/activation.err"
+ok $? "the D-Bus service file starts the hub when a client calls it"
+expect "the activated hub runs the targets of ~/.config/liteyuki-comm/hub.conf" "running" cat "$work/activated-ps"
 
 echo "1..$n"
 exit $failed

@@ -39,6 +39,7 @@ gboolean lc_parse_options (GOptionContext *context,
 gboolean lc_config_load    (const char        *path,
                             LyProcessManager  *manager,
                             GError           **error);
+char    *lc_default_config_path (void);
 
 /* GVariant as JSON, for --json. */
 char    *lc_variant_to_json (GVariant *value);

@@ -255,3 +255,11 @@ lc_config_load (const char        *path,
 
   return TRUE;
 }
+
+/* Where `run` looks when it is given no configuration: the file the
+ * systemd unit and the D-Bus service start the hub with. */
+char *
+lc_default_config_path (void)
+{
+  return g_build_filename (g_get_user_config_dir (), "liteyuki-comm", "hub.conf", NULL);
+}

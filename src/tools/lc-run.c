@@ -70,7 +70,9 @@ lc_run_main (int    argc,
   g_autofree char *bus_name = NULL;
   g_autofree char *address = NULL;
   g_autofree char *storage_path = NULL;
+  g_autofree char *config_path = NULL;
   gboolean verbose = FALSE;
+  gboolean check = FALSE;
   GOptionEntry entries[] = {
     { "bus-name", 0, 0, G_OPTION_ARG_STRING, &bus_name,
       N_("Name to own on the session bus (default icu.liteyuki.Comm1)"), N_("NAME") },
@@ -79,9 +81,10 @@ lc_run_main (int    argc,
     { "storage-file", 0, 0, G_OPTION_ARG_FILENAME, &storage_path,
       N_("Keep the storage in this file across restarts"), N_("PATH") },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, N_("Log every process event"), NULL },
+    { "check", 0, 0, G_OPTION_ARG_NONE, &check, N_("Check the configuration and exit"), NULL },
     { NULL }
   };
-  g_autoptr(GOptionContext) context = g_option_context_new (_("CONFIG — run the hub as a daemon"));
+  g_autoptr(GOptionContext) context = g_option_context_new (_("[CONFIG] — run the hub as a daemon"));
   g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
   g_autoptr(LyProcessManager) manager = ly_process_manager_new ();
   g_autoptr(GDBusConnection) bus = NULL;
@@ -95,22 +98,26 @@ lc_run_main (int    argc,
   g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
   g_option_context_set_summary (context, _("Starts the targets of CONFIG and serves the storage and the process table on D-Bus until SIGINT or SIGTERM."));
+  g_option_context_set_description (context, _("CONFIG is ~/.config/liteyuki-comm/hub.conf when not given."));
   if (!lc_parse_options (context, &argc, &argv))
     return LC_EXIT_USAGE;
-  if (argc != 3)
+  if (argc > 3)
     {
       lc_print_error (_("run takes one configuration file; see “liteyuki-comm run --help”"));
       return LC_EXIT_USAGE;
     }
+  config_path = argc == 3 ? g_strdup (argv[2]) : lc_default_config_path ();
 
   if (verbose)
     g_setenv ("G_MESSAGES_DEBUG", G_LOG_DOMAIN, TRUE);
 
-  if (!lc_config_load (argv[2], manager, &error))
+  if (!lc_config_load (config_path, manager, &error))
     {
       lc_print_error ("%s", error->message);
       return LC_EXIT_FAILURE;
     }
+  if (check)
+    return 0;
 
   if (storage_path != NULL && (storage_file = lc_storage_file_open (storage_path, storage, &error)) == NULL)
     {
