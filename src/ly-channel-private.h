@@ -22,9 +22,11 @@ typedef void (*LyChannelMessageFunc) (LyChannel *channel,
 void       ly_channel_set_message_func  (LyChannel            *self,
                                          LyChannelMessageFunc  func,
                                          gpointer              user_data);
-LyChannel *ly_channel_new_for_transport (const char  *name,
-                                         LyTransport *transport);
-LyChannel *ly_channel_new_persistent    (const char  *name);
+LyChannel *ly_channel_new_for_transport (const char   *name,
+                                         LyTransport  *transport,
+                                         GMainContext *context);
+LyChannel *ly_channel_new_persistent    (const char   *name,
+                                         GMainContext *context);
 void       ly_channel_attach            (LyChannel   *self,
                                          LyTransport *transport);
 void       ly_channel_detach            (LyChannel   *self);

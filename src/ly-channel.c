@@ -1372,13 +1372,32 @@ detach_connection_locked (LyChannel *self,
   schedule_dispatch_locked (self, 0);
 }
 
-LyChannel *
-ly_channel_new_for_transport (const char  *name,
-                              LyTransport *transport)
+/* A channel that runs in @context (or the thread-default one, when %NULL):
+ * the hub's channels run in its manager's context, whichever thread makes
+ * them and whether or not another thread is running that context. */
+static LyChannel *
+channel_new_in (const char   *name,
+                GMainContext *context)
 {
   LyChannel *self = g_object_new (LY_TYPE_CHANNEL, "name", name, NULL);
 
+  if (context != NULL && context != self->context)
+    {
+      g_main_context_unref (self->context);
+      self->context = g_main_context_ref (context);
+    }
   create_source (self);
+
+  return self;
+}
+
+LyChannel *
+ly_channel_new_for_transport (const char   *name,
+                              LyTransport  *transport,
+                              GMainContext *context)
+{
+  LyChannel *self = channel_new_in (name, context);
+
   g_mutex_lock (&self->mutex);
   queue_hello_locked (self);
   attach_locked (self, transport);
@@ -1391,11 +1410,11 @@ ly_channel_new_for_transport (const char  *name,
  * the hub's end of a child's channel.  Messages sent while it has none
  * wait (within max-queued-bytes) for the next one. */
 LyChannel *
-ly_channel_new_persistent (const char *name)
+ly_channel_new_persistent (const char   *name,
+                           GMainContext *context)
 {
-  LyChannel *self = g_object_new (LY_TYPE_CHANNEL, "name", name, NULL);
+  LyChannel *self = channel_new_in (name, context);
 
-  create_source (self);
   g_mutex_lock (&self->mutex);
   self->persistent = TRUE;
   queue_hello_locked (self);
@@ -1856,7 +1875,7 @@ ly_channel_new_for_fd (const char  *name,
       return NULL;
     }
 
-  return ly_channel_new_for_transport (name, ly_transport_new_for_fd (fd, NULL));
+  return ly_channel_new_for_transport (name, ly_transport_new_for_fd (fd, NULL), NULL);
 }
 
 /**
@@ -1894,7 +1913,7 @@ ly_channel_new_for_stream (const char *name,
       transport = ly_transport_new_for_stream (stream);
     }
 
-  return ly_channel_new_for_transport (name, transport);
+  return ly_channel_new_for_transport (name, transport, NULL);
 }
 
 /**
@@ -1931,8 +1950,8 @@ ly_channel_new_pair (const char  *name,
       return FALSE;
     }
 
-  *first = ly_channel_new_for_transport (name, ly_transport_new_for_fd (fds[0], NULL));
-  *second = ly_channel_new_for_transport (name, ly_transport_new_for_fd (fds[1], NULL));
+  *first = ly_channel_new_for_transport (name, ly_transport_new_for_fd (fds[0], NULL), NULL);
+  *second = ly_channel_new_for_transport (name, ly_transport_new_for_fd (fds[1], NULL), NULL);
 
   return TRUE;
 }

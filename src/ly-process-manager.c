@@ -446,9 +446,8 @@ target_spawn (Target  *target,
   target_set_state (target, LY_PROCESS_STATE_RUNNING);
 
   /* the control channel runs in the manager's context */
-  g_main_context_push_thread_default (self->context);
-  control_channel = ly_channel_new_for_transport ("control", ly_transport_new_for_fd (pairs.hub[0], NULL));
-  g_main_context_pop_thread_default (self->context);
+  control_channel = ly_channel_new_for_transport ("control", ly_transport_new_for_fd (pairs.hub[0], NULL),
+                                                  self->context);
   target->control = ly_control_new (control_channel, on_control_request, target);
   ly_storage_add_peer (ly_storage_get_default (), target->control);
   ly_channel_attach (target->active, ly_transport_new_for_fd (pairs.hub[1], NULL));
@@ -736,7 +735,10 @@ finish_boolean (LyProcessManager  *self,
 
 typedef struct
 {
+  GMutex        mutex;
+  GCond         cond;
   GAsyncResult *result;
+  gboolean      owner;      /* this thread runs the manager's context */
 } SyncResult;
 
 static void
@@ -746,21 +748,56 @@ store_result (GObject      *source,
 {
   SyncResult *sync = user_data;
 
+  g_mutex_lock (&sync->mutex);
   sync->result = g_object_ref (result);
+  g_cond_signal (&sync->cond);
+  g_mutex_unlock (&sync->mutex);
 }
 
-/* Runs the manager's context until the operation completes: a nested
- * main loop, so call this from the thread that runs that context. */
-static GAsyncResult *
-wait_for_result (LyProcessManager *self,
-                 SyncResult       *sync)
+/* The synchronous calls: sync_begin(), the _async() call with
+ * store_result(), then sync_end() for the result.
+ *
+ * A thread that can acquire the manager's context runs it (a nested main
+ * loop) until the operation completes; the completion comes to that
+ * context.  Else another thread runs it (a Python or GJS program may run
+ * GLib in a thread of its own), and this one waits for that thread to
+ * complete the operation. */
+static void
+sync_begin (LyProcessManager *self,
+            SyncResult       *sync)
 {
-  g_main_context_push_thread_default (self->context);
-  while (sync->result == NULL)
-    g_main_context_iteration (self->context, TRUE);
-  g_main_context_pop_thread_default (self->context);
+  g_mutex_init (&sync->mutex);
+  g_cond_init (&sync->cond);
+  sync->result = NULL;
+  sync->owner = g_main_context_acquire (self->context);
+  if (sync->owner)
+    g_main_context_push_thread_default (self->context);
+}
 
-  return sync->result;
+static GAsyncResult *
+sync_end (LyProcessManager *self,
+          SyncResult       *sync)
+{
+  GAsyncResult *result;
+
+  if (sync->owner)
+    {
+      while (g_atomic_pointer_get (&sync->result) == NULL)
+        g_main_context_iteration (self->context, TRUE);
+      g_main_context_pop_thread_default (self->context);
+      g_main_context_release (self->context);
+    }
+
+  g_mutex_lock (&sync->mutex);
+  while (sync->result == NULL)
+    g_cond_wait (&sync->cond, &sync->mutex);
+  result = sync->result;
+  g_mutex_unlock (&sync->mutex);
+
+  g_mutex_clear (&sync->mutex);
+  g_cond_clear (&sync->cond);
+
+  return result;
 }
 
 /* GObject ----------------------------------------------------------------- */
@@ -1075,13 +1112,11 @@ ly_process_manager_add_target (LyProcessManager    *self,
   target->policy = LY_RESTART_NEVER;
   target->stop_timeout = -1;
 
-  /* The channels are made in the manager's context, which runs them. */
-  g_main_context_push_thread_default (self->context);
+  /* The channels run in the manager's context. */
   active_name = g_strdup_printf ("%s-active", name);
   passive_name = g_strdup_printf ("%s-passive", name);
-  target->active = ly_channel_new_persistent (active_name);
-  target->passive = ly_channel_new_persistent (passive_name);
-  g_main_context_pop_thread_default (self->context);
+  target->active = ly_channel_new_persistent (active_name, self->context);
+  target->passive = ly_channel_new_persistent (passive_name, self->context);
 
   ly_set_channel (active_name, target->active);
   ly_set_channel (passive_name, target->passive);
@@ -1382,8 +1417,8 @@ ly_process_manager_stop_finish (LyProcessManager  *self,
  *
  * Stops a target's process and waits until it exited, at most
  * #LyProcessManager:stop-timeout.  It runs the manager's main context
- * meanwhile, as a nested main loop: call it from the thread that runs
- * that context, or use ly_process_manager_stop_async().
+ * meanwhile, as a nested main loop, when no other thread is running it;
+ * when one is, that thread completes the stop while this one waits.
  *
  * Returns: %TRUE when the process is gone
  */
@@ -1393,13 +1428,14 @@ ly_process_manager_stop (LyProcessManager  *self,
                          GCancellable      *cancellable,
                          GError           **error)
 {
-  SyncResult sync = { NULL };
+  SyncResult sync;
   g_autoptr(GAsyncResult) result = NULL;
 
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
 
+  sync_begin (self, &sync);
   ly_process_manager_stop_async (self, name, cancellable, store_result, &sync);
-  result = wait_for_result (self, &sync);
+  result = sync_end (self, &sync);
 
   return ly_process_manager_stop_finish (self, result, error);
 }
@@ -1488,13 +1524,14 @@ ly_process_manager_restart (LyProcessManager  *self,
                             GCancellable      *cancellable,
                             GError           **error)
 {
-  SyncResult sync = { NULL };
+  SyncResult sync;
   g_autoptr(GAsyncResult) result = NULL;
 
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
 
+  sync_begin (self, &sync);
   ly_process_manager_restart_async (self, name, cancellable, store_result, &sync);
-  result = wait_for_result (self, &sync);
+  result = sync_end (self, &sync);
 
   return ly_process_manager_restart_finish (self, result, error);
 }
@@ -1590,13 +1627,14 @@ ly_process_manager_stop_all (LyProcessManager  *self,
                              GCancellable      *cancellable,
                              GError           **error)
 {
-  SyncResult sync = { NULL };
+  SyncResult sync;
   g_autoptr(GAsyncResult) result = NULL;
 
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
 
+  sync_begin (self, &sync);
   ly_process_manager_stop_all_async (self, cancellable, store_result, &sync);
-  result = wait_for_result (self, &sync);
+  result = sync_end (self, &sync);
 
   return ly_process_manager_stop_all_finish (self, result, error);
 }

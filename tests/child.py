@@ -36,11 +36,11 @@ passive_channel.connect('received::s', on_passive_receive)
 def active_loop():
     while True:
         try:
-            data = active_channel.receive(None)
+            data = active_channel.receive()     # a Python value: the override
         except GLib.Error:
             return
-        log('Active receive: %s' % data.unpack())
-        active_channel.send(GLib.Variant('s', 'child active got %s' % data.unpack()))
+        log('Active receive: %s' % data)
+        active_channel.send('child active got %s' % data)
 
 
 threading.Thread(target=active_loop, daemon=True).start()

@@ -19,7 +19,7 @@ assert storage.is_proxy()
 retries = 0
 for _ in range(n):
     while True:
-        current = storage.get(key)
+        current = storage.get_variant(key)   # compare_and_set compares variants
         value = current.get_uint32() if current is not None else 0
         if storage.compare_and_set(key, current, GLib.Variant('u', value + 1)):
             break

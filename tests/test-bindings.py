@@ -39,8 +39,8 @@ def test_pair_and_values_both_ways():
         a.send(value)
         b.send(value)
     for value in values:
-        got_b = b.receive(None)
-        got_a = a.receive(None)
+        got_b = b.receive_variant(None)
+        got_a = a.receive_variant(None)
         assert got_b.get_type_string() == value.get_type_string()
         assert got_b.unpack() == value.unpack(), (got_b, value)
         assert got_a.unpack() == value.unpack()
@@ -95,11 +95,11 @@ def test_errors_are_gerrors():
         assert error.matches(Ly.channel_error_quark(), Ly.ChannelError.TYPE_MISMATCH), error
         assert 'py' in error.message
     a.send(GLib.Variant('s', 'ok'))
-    assert b.receive(None).unpack() == 'ok'
+    assert b.receive_variant(None).unpack() == 'ok'
     b.close()
     assert b.props.closed
     try:
-        b.receive(None)
+        b.receive_variant(None)
         raise AssertionError('receive after close succeeded')
     except GLib.Error as error:
         assert error.matches(Ly.channel_error_quark(), Ly.ChannelError.CLOSED), error
@@ -113,7 +113,7 @@ def test_closed_signal_and_drain():
     a.close()
     run_until(lambda: closed)
     assert closed == [None]
-    assert b.receive(None).unpack() == 7
+    assert b.receive_variant(None).unpack() == 7
 
 
 def test_worker_thread_receive():
@@ -124,7 +124,7 @@ def test_worker_thread_receive():
 
     def worker():
         for _ in range(1000):
-            got.append(b.receive(None).unpack())
+            got.append(b.receive_variant(None).unpack())
         GLib.idle_add(loop.quit)
 
     thread = threading.Thread(target=worker)
@@ -144,7 +144,7 @@ def test_worker_thread_without_main_loop():
 
     def worker():
         for _ in range(1000):
-            got.append(b.receive(None).unpack())
+            got.append(b.receive_variant(None).unpack())
 
     thread = threading.Thread(target=worker)
     thread.start()
@@ -163,8 +163,8 @@ def test_storage_in_the_hub():
         value.unpack() if value is not None else None))
     storage.set('counter', GLib.Variant('u', 1))
     storage.set('counter', GLib.Variant('u', 1))   # equal: no change
-    assert storage.get('counter').unpack() == 1
-    assert storage.get('missing') is None
+    assert storage.get_variant('counter').unpack() == 1
+    assert storage.get_variant('missing') is None
     assert storage.compare_and_set('counter', GLib.Variant('u', 1), GLib.Variant('u', 2))
     assert not storage.compare_and_set('counter', GLib.Variant('u', 1), GLib.Variant('u', 3))
     assert storage.compare_and_set('fresh', None, GLib.Variant('s', 'x'))

@@ -43,7 +43,7 @@ END
 
 [target py]
 Exec=/usr/bin/python3 $data_dir/demo-child.py
-Environment=GI_TYPELIB_PATH=$typelib_dir LD_LIBRARY_PATH=$typelib_dir
+Environment=GI_TYPELIB_PATH=$typelib_dir LD_LIBRARY_PATH=$typelib_dir PYTHONPATH=$data_dir/../src
 WorkingDirectory=$work
 END
   esac

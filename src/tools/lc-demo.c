@@ -96,30 +96,33 @@ find_python_child (void)
   return NULL;
 }
 
-/* The Python child finds the typelib and the library where this program
- * was built, or where it is installed (a prefix that Debian's
- * libgirepository does not search by itself). */
+/* "NAME=DIRS:$NAME": DIRS before what the environment has */
+static void
+add_search_path (GStrvBuilder *builder,
+                 const char   *name,
+                 const char   *dirs)
+{
+  const char *current = g_getenv (name);
+  g_autofree char *variable = g_strdup_printf ("%s=%s%s%s", name, dirs,
+                                               current != NULL ? ":" : "",
+                                               current != NULL ? current : "");
+
+  g_strv_builder_add (builder, variable);
+}
+
+/* The Python child finds the typelib, the library and the Ly override
+ * where this program was built, or where they are installed (a prefix
+ * that Debian's libgirepository does not search by itself). */
 static GStrv
 python_environment (void)
 {
-  const char *typelib_path = g_getenv ("GI_TYPELIB_PATH");
-  const char *library_path = g_getenv ("LD_LIBRARY_PATH");
-  GStrvBuilder *builder = g_strv_builder_new ();
-  GStrv environment;
+  g_autoptr(GStrvBuilder) builder = g_strv_builder_new ();
 
-  g_autofree char *typelib = g_strdup_printf ("GI_TYPELIB_PATH=%s:%s%s%s", LC_BUILD_LIBDIR, LC_TYPELIBDIR,
-                                              typelib_path != NULL ? ":" : "",
-                                              typelib_path != NULL ? typelib_path : "");
-  g_autofree char *library = g_strdup_printf ("LD_LIBRARY_PATH=%s%s%s", LC_BUILD_LIBDIR,
-                                              library_path != NULL ? ":" : "",
-                                              library_path != NULL ? library_path : "");
+  add_search_path (builder, "GI_TYPELIB_PATH", LC_BUILD_LIBDIR ":" LC_TYPELIBDIR);
+  add_search_path (builder, "LD_LIBRARY_PATH", LC_BUILD_LIBDIR);
+  add_search_path (builder, "PYTHONPATH", LC_SOURCE_SRCDIR);
 
-  g_strv_builder_add (builder, typelib);
-  g_strv_builder_add (builder, library);
-  environment = g_strv_builder_end (builder);
-  g_strv_builder_unref (builder);
-
-  return environment;
+  return g_strv_builder_end (builder);
 }
 
 /* Waits until every child counted the last round, or a second passes. */
