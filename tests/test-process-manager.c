@@ -298,6 +298,48 @@ test_stop_polite (Fixture       *f,
   g_assert_no_error (error);
 }
 
+static gpointer
+run_loop (gpointer loop)
+{
+  g_main_loop_run (loop);
+  return NULL;
+}
+
+/* A Python or GJS program may run GLib in a thread of its own and call
+ * the synchronous API from another: the thread that runs the manager's
+ * context completes the operation while the caller waits. */
+static void
+test_sync_from_another_thread (Fixture       *f,
+                               gconstpointer  data)
+{
+  g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
+  g_autoptr(GError) error = NULL;
+  GThread *dispatcher;
+  GPid first_pid;
+
+  add_c_child (f, "threaded", "example", NULL);
+  g_assert_true (ly_process_manager_start (f->manager, "threaded", &error));
+  wait_for_lines (f, "hello from threaded", 1, 10);
+  first_pid = ly_process_manager_get_pid (f->manager, "threaded");
+
+  dispatcher = g_thread_new ("dispatcher", run_loop, loop);
+  while (!g_main_loop_is_running (loop))
+    g_usleep (1000);
+
+  g_assert_true (ly_process_manager_restart (f->manager, "threaded", NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (ly_process_manager_is_alive (f->manager, "threaded"));
+  g_assert_cmpint (ly_process_manager_get_pid (f->manager, "threaded"), !=, first_pid);
+  g_assert_true (ly_process_manager_stop (f->manager, "threaded", NULL, &error));
+  g_assert_no_error (error);
+  g_assert_false (ly_process_manager_is_alive (f->manager, "threaded"));
+
+  g_main_loop_quit (loop);
+  g_thread_join (dispatcher);
+  g_assert_cmpuint (count_events (f, "exited threaded"), ==, 2);
+  g_assert_cmpuint (count_events (f, "started threaded"), ==, 2);
+}
+
 static void
 test_stop_ignores_sigterm (Fixture       *f,
                            gconstpointer  data)
@@ -855,6 +897,7 @@ main (int   argc,
   MANAGER_TEST ("example/gjs", test_example_gjs);
   MANAGER_TEST ("stop/polite", test_stop_polite);
   MANAGER_TEST ("stop/ignores-sigterm", test_stop_ignores_sigterm);
+  MANAGER_TEST ("sync-from-another-thread", test_sync_from_another_thread);
   MANAGER_TEST ("request-stop", test_request_stop);
   MANAGER_TEST ("request-restart", test_request_restart);
   MANAGER_TEST ("crash-restarted", test_crash_restarted);
