@@ -5,6 +5,7 @@
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
+import sys
 import time
 
 import gi
@@ -17,7 +18,9 @@ name = Ly.get_process_name()
 
 
 def say(text):
-    print('%s [%s] %s' % (time.strftime('%Y-%m-%d %H:%M:%S'), name, text), flush=True)
+    # one write a line: the C child and the hub write to the same terminal
+    sys.stdout.write('%s [%s] %s\n' % (time.strftime('%Y-%m-%d %H:%M:%S'), name, text))
+    sys.stdout.flush()
 
 
 # passive mode: called for every string (Ly runs the handlers in a thread

@@ -350,8 +350,21 @@ class _Lazy:
     def __getattr__(self, name):
         return getattr(self._target(), name)
 
+    # special methods are looked up on the type, not through __getattr__
     def __iter__(self):
         return iter(self._target())
+
+    def __getitem__(self, key):
+        return self._target()[key]
+
+    def __setitem__(self, key, value):
+        self._target()[key] = value
+
+    def __delitem__(self, key):
+        del self._target()[key]
+
+    def __contains__(self, key):
+        return key in self._target()
 
     def __repr__(self):
         return '<Ly.%s>' % self._what

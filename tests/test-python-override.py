@@ -176,6 +176,10 @@ def test_process_singletons_outside_a_child():
     shared_memory.set('key', 'value')
     assert shared_memory.get('key') == 'value'
     assert Ly.Storage.get_default().get('key') == 'value'
+    shared_memory['mapped'] = [1]
+    assert 'mapped' in shared_memory and shared_memory['mapped'] == [1]
+    del shared_memory['mapped']
+    assert 'mapped' not in shared_memory
 
 
 def test_handlers_run_while_the_main_thread_is_busy():
