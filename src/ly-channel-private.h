@@ -39,5 +39,7 @@ gboolean   ly_channel_wait_until        (LyChannel     *self,
                                          GError       **error);
 void       ly_channel_wake              (LyChannel   *self);
 GMainContext *ly_channel_get_context    (LyChannel   *self);
+void       ly_channel_set_busy_poll     (LyChannel   *self,
+                                         gint64       usec);
 
 G_END_DECLS

@@ -156,6 +156,11 @@ struct _LyChannel
   gpointer      message_data;
   guint         mode_changed : 1;
   guint         warned_mixed : 1;
+
+  /* busy polling after a reply (see ly_channel_set_busy_poll()) */
+  gint64        busy_poll_usec;
+  gint64        last_written_at;    /* when the last dispatch wrote */
+  guint64       busy_poll_written;  /* bytes written until then */
 };
 
 enum {
@@ -187,6 +192,10 @@ static guint signals[N_SIGNALS];
  * without a wake-up, so that a context that stopped running cannot
  * leave it waiting forever. */
 #define WAIT_SLICE_USEC (250 * 1000)
+
+/* The longest a channel's source busy-polls before the other sources of
+ * its context get their turn. */
+#define BUSY_POLL_BUDGET_USEC 500
 
 static const GDBusErrorEntry channel_error_entries[] = {
   { LY_CHANNEL_ERROR_CLOSED,        "icu.liteyuki.Comm1.Error.Channel.Closed" },
@@ -901,6 +910,81 @@ channel_process (LyChannel    *self,
   g_mutex_unlock (&self->mutex);
 }
 
+/* Reads what has arrived without waiting; TRUE if a message came. */
+static gboolean
+read_now (LyChannel *self)
+{
+  guint before;
+  gboolean got = FALSE;
+
+  g_mutex_lock (&self->mutex);
+  if (self->transport != NULL && !self->closed)
+    {
+      before = g_queue_get_length (&self->incoming);
+      read_locked (self);
+      got = g_queue_get_length (&self->incoming) != before;
+    }
+  g_mutex_unlock (&self->mutex);
+
+  return got;
+}
+
+/* Notes when this dispatch wrote (a reply) and says whether the peer is
+ * in a run of round trips: its request came back within the busy-poll
+ * window of our previous reply. */
+static gboolean
+in_round_trips (LyChannel *self,
+                gint64     window,
+                gint64     started)
+{
+  gint64 previous = self->last_written_at;
+  gboolean wrote;
+
+  g_mutex_lock (&self->mutex);
+  wrote = ly_wire_writer_get_written_total (self->writer) != self->busy_poll_written;
+  self->busy_poll_written = ly_wire_writer_get_written_total (self->writer);
+  g_mutex_unlock (&self->mutex);
+
+  if (!wrote)
+    return FALSE;
+  self->last_written_at = g_get_monotonic_time ();
+
+  return previous > 0 && started - previous <= window;
+}
+
+/* A peer that makes one blocking request after another (a child's
+ * ly_storage_get() in a loop) comes back tens of microseconds after
+ * each reply.  Sleeping in poll() and waking up costs about as much
+ * again, so during such a run the channel waits for the next request
+ * by reading without blocking, as an adaptive mutex spins before it
+ * sleeps: at most @window for each request, and at most
+ * BUSY_POLL_BUDGET_USEC in all before the other sources get their
+ * turn.  An isolated request never spins. */
+static void
+busy_poll (LyChannel *self,
+           gint64     window)
+{
+  gint64 started = g_get_monotonic_time ();
+  gint64 budget_end = started + BUSY_POLL_BUDGET_USEC;
+
+  if (!in_round_trips (self, window, started))
+    return;
+
+  for (;;)
+    {
+      gint64 now = g_get_monotonic_time ();
+      gint64 until = MIN (now + window, budget_end);
+
+      while (!read_now (self))
+        if ((now = g_get_monotonic_time ()) >= until)
+          return;
+
+      channel_process (self, G_IO_OUT);
+      if (!in_round_trips (self, window, now) || now >= budget_end)
+        return;
+    }
+}
+
 static gboolean
 channel_source_dispatch (GSource     *source,
                          GSourceFunc  callback,
@@ -909,6 +993,7 @@ channel_source_dispatch (GSource     *source,
   ChannelSource *channel_source = (ChannelSource *) source;
   g_autoptr(LyChannel) self = g_weak_ref_get (&channel_source->channel);
   GIOCondition ready = 0;
+  gint64 busy_poll_usec;
 
   if (self == NULL)
     return G_SOURCE_CONTINUE;
@@ -918,9 +1003,13 @@ channel_source_dispatch (GSource     *source,
   g_mutex_lock (&self->mutex);
   if (self->transport != NULL)
     ready = ly_transport_query (self->transport, source);
+  busy_poll_usec = self->busy_poll_usec;
   g_mutex_unlock (&self->mutex);
 
   channel_process (self, ready | G_IO_OUT);
+  if ((ready & G_IO_IN) != 0 && busy_poll_usec > 0)
+    busy_poll (self, busy_poll_usec);
+
   return G_SOURCE_CONTINUE;
 }
 
@@ -2868,5 +2957,17 @@ ly_channel_close (LyChannel *self)
       wake_waiters_locked (self);
       schedule_dispatch_locked (self, 0);
     }
+  g_mutex_unlock (&self->mutex);
+}
+
+/* Makes the channel's source poll for the next message, for up to @usec
+ * after each reply, when its peer is in a run of round trips (0: never).
+ * For the hub's control connections, whose peers wait for each reply. */
+void
+ly_channel_set_busy_poll (LyChannel *self,
+                          gint64     usec)
+{
+  g_mutex_lock (&self->mutex);
+  self->busy_poll_usec = MAX (usec, 0);
   g_mutex_unlock (&self->mutex);
 }

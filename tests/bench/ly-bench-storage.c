@@ -270,6 +270,32 @@ redis_sets (guint16     port,
   return found != NULL ? g_ascii_strtod (found + 5, NULL) : 0;
 }
 
+/* Runs the child under a new manager; returns its figures (dddd). */
+static GVariant *
+run_bench_child (const char *self_path,
+                 guint       count)
+{
+  g_autoptr(LyProcessManager) manager = ly_process_manager_new ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *env_count = g_strdup_printf (ENV_COUNT "=%u", count);
+  const char *child_argv[] = { self_path, "child", NULL };
+  const char *child_env[] = { env_count, NULL };
+  GVariant *result;
+
+  ly_storage_delete (ly_storage_get_default (), "bench.result", NULL);
+  ly_process_manager_add_target (manager, "bench", child_argv, &error);
+  g_assert_no_error (error);
+  ly_process_manager_set_environment (manager, "bench", child_env, &error);
+  ly_process_manager_start (manager, "bench", &error);
+  g_assert_no_error (error);
+
+  while ((result = ly_storage_get (ly_storage_get_default (), "bench.result", NULL)) == NULL)
+    g_main_context_iteration (NULL, TRUE);
+  ly_process_manager_stop_all (manager, NULL, NULL);
+
+  return result;
+}
+
 static double
 median3 (double a, double b, double c)
 {
@@ -294,6 +320,7 @@ main (int   argc,
   g_autofree char *redis_server = g_find_program_in_path ("redis-server");
   guint count;
   double get_rtt[3], dbus_rtt[3], sets[3], sets_nc[3], raw[3];
+  double get_no_busy_poll = 0;
   double redis_p1 = 0, redis_p64 = 0;
   GPid redis_pid = 0;
   guint16 redis_port = 16379;
@@ -323,28 +350,21 @@ main (int   argc,
 
   for (guint run = 0; run < 3; run++)
     {
-      g_autoptr(LyProcessManager) manager = ly_process_manager_new ();
-      g_autoptr(GVariant) result = NULL;
-      g_autofree char *count_s = g_strdup_printf ("%u", count);
-      const char *child_argv[] = { self_path, "child", NULL };
-      const char *child_env[] = { NULL, NULL };
-      g_autofree char *env_count = g_strconcat (ENV_COUNT "=", count_s, NULL);
+      g_autoptr(GVariant) result = run_bench_child (self_path, count);
 
-      child_env[0] = env_count;
-      ly_storage_delete (ly_storage_get_default (), "bench.result", NULL);
-      ly_process_manager_add_target (manager, "bench", child_argv, &error);
-      g_assert_no_error (error);
-      ly_process_manager_set_environment (manager, "bench", child_env, &error);
-      ly_process_manager_start (manager, "bench", &error);
-      g_assert_no_error (error);
-
-      while ((result = ly_storage_get (ly_storage_get_default (), "bench.result", NULL)) == NULL)
-        g_main_context_iteration (NULL, TRUE);
       g_variant_get (result, "(dddd)", &get_rtt[run], &dbus_rtt[run], &sets[run], &sets_nc[run]);
-      ly_process_manager_stop_all (manager, NULL, NULL);
-
       raw[run] = raw_rtt (count);
     }
+
+  /* the same child once more, with a hub that does not busy-poll */
+  {
+    g_autoptr(GVariant) result = NULL;
+
+    g_setenv ("LY_HUB_BUSY_POLL_USEC", "0", TRUE);
+    result = run_bench_child (self_path, count);
+    g_unsetenv ("LY_HUB_BUSY_POLL_USEC");
+    g_variant_get (result, "(dddd)", &get_no_busy_poll, NULL, NULL, NULL);
+  }
 
   if (redis_server != NULL)
     {
@@ -371,9 +391,11 @@ main (int   argc,
     double sets_nc_s = median3 (sets_nc[0], sets_nc[1], sets_nc[2]);
 
     g_print ("liteyuki-comm storage benchmark (medians of 3 runs, one child, 32-byte values)\n\n");
-    g_print ("round trip                                   µs\n");
+    g_print ("round trip                                   us\n");
     g_print ("  raw C socketpair, 36 bytes           %8.1f\n", raw_us);
     g_print ("  child ly_storage_get()               %8.1f   (%.2fx raw; bar <= 1.5x)\n", get_us, get_us / raw_us);
+    g_print ("  the same, hub not busy-polling       %8.1f   (%.2fx raw; LY_HUB_BUSY_POLL_USEC=0)\n",
+             get_no_busy_poll, get_no_busy_poll / raw_us);
     g_print ("  child GDBus peer-to-peer call        %8.1f   (get is %.1fx faster; bar >= 3x)\n\n",
              dbus_us, dbus_us / get_us);
     g_print ("throughput                                   ops/s\n");
