@@ -54,8 +54,10 @@ G_BEGIN_DECLS
 /* Messages at least this large are written from their own memory with
  * writev() instead of being copied into the send buffer. */
 #define LY_WIRE_LARGE_MESSAGE     (64 * 1024)
-/* Size of a reader's buffer: one read drains up to this much. */
+/* Size of a reader's buffer: one read drains up to this much.  It
+ * starts at the minimum and doubles while reads fill it. */
 #define LY_WIRE_READ_BUFFER_SIZE  (256 * 1024)
+#define LY_WIRE_READ_BUFFER_MIN_SIZE (8 * 1024)
 
 typedef enum
 {

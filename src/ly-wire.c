@@ -395,9 +395,11 @@ ly_wire_writer_get_written_total (LyWireWriter *writer)
 
 struct _LyWireReader
 {
-  guint8 *buffer;            /* LY_WIRE_READ_BUFFER_SIZE bytes */
+  guint8 *buffer;            /* @capacity bytes */
+  gsize   capacity;          /* up to LY_WIRE_READ_BUFFER_SIZE */
   gsize   head;              /* first byte not yet decoded */
   gsize   tail;              /* end of the bytes received */
+  gboolean filled;           /* the last read took all the space offered */
   gsize   max_message_size;
 
   /* A large frame's data is read into its own allocation, so that it
@@ -414,7 +416,8 @@ ly_wire_reader_new (gsize max_message_size)
 {
   LyWireReader *reader = g_new0 (LyWireReader, 1);
 
-  reader->buffer = g_malloc (LY_WIRE_READ_BUFFER_SIZE);
+  reader->capacity = LY_WIRE_READ_BUFFER_MIN_SIZE;
+  reader->buffer = g_malloc (reader->capacity);
   reader->max_message_size = max_message_size;
 
   return reader;
@@ -450,7 +453,7 @@ ly_wire_reader_get_space (LyWireReader *reader,
 
   if (reader->head == reader->tail)
     reader->head = reader->tail = 0;
-  else if (reader->head > 0 && LY_WIRE_READ_BUFFER_SIZE - reader->tail < LY_WIRE_READ_BUFFER_SIZE / 4)
+  else if (reader->head > 0 && reader->capacity - reader->tail < reader->capacity / 4)
     {
       /* head stays a multiple of 8, so data in the buffer stays aligned */
       memmove (reader->buffer, reader->buffer + reader->head, reader->tail - reader->head);
@@ -458,7 +461,17 @@ ly_wire_reader_get_space (LyWireReader *reader,
       reader->head = 0;
     }
 
-  *size = LY_WIRE_READ_BUFFER_SIZE - reader->tail;
+  /* A quiet connection keeps a small buffer; one that fills it (a busy
+   * sender, or a frame larger than the buffer) gets a larger one. */
+  if ((reader->filled || reader->capacity - reader->tail < reader->capacity / 4) &&
+      reader->capacity < LY_WIRE_READ_BUFFER_SIZE)
+    {
+      reader->capacity *= 2;
+      reader->buffer = g_realloc (reader->buffer, reader->capacity);
+    }
+  reader->filled = FALSE;
+
+  *size = reader->capacity - reader->tail;
   return reader->buffer + reader->tail;
 }
 
@@ -469,7 +482,10 @@ ly_wire_reader_commit (LyWireReader *reader,
   if (reader->large != NULL)
     reader->large_filled += n_read;
   else
-    reader->tail += n_read;
+    {
+      reader->filled = reader->tail + n_read == reader->capacity;
+      reader->tail += n_read;
+    }
 }
 
 /* Whether bytes of an incomplete frame are waiting: end-of-stream now

@@ -218,7 +218,6 @@ test_detail_filter (Pair          *pair,
                     gconstpointer  data)
 {
   guint n_strings = 0, n_ints = 0, n_dicts = 0, n_all = 0;
-  g_autoptr(GPtrArray) strings = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
   g_autoptr(GError) error = NULL;
   const char *texts[] = { "'one'", "1", "'two'", "['x']", "{'k': <1>}", "2", "'three'", "@mi 3" };
 
@@ -683,7 +682,6 @@ test_send_async_cancel (Pair          *pair,
                         gconstpointer  data)
 {
   g_autoptr(GCancellable) cancellable = g_cancellable_new ();
-  g_autoptr(GError) error = NULL;
   SendState state = { 0, };
 
   ly_channel_set_max_queued_bytes (pair->a, 16 * 1024);
@@ -1103,7 +1101,7 @@ static void
 test_stream_transports (void)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GSocket) s0 = NULL, s1 = NULL;
+  g_autoptr(GSocket) s0 = NULL;
   g_autoptr(GSocketConnection) c0 = NULL;
   g_autoptr(GIOStream) simple = NULL;
   g_autoptr(LyChannel) a = NULL, b = NULL;

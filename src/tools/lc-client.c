@@ -10,7 +10,6 @@
 #include "lc-common.h"
 
 #include <stdio.h>
-#include <string.h>
 
 #include <glib-unix.h>
 
@@ -120,26 +119,6 @@ print_value (Client   *client,
   fflush (stdout);
 }
 
-static GVariant *
-parse_value (const char  *text,
-             GError     **error)
-{
-  g_autoptr(GError) local_error = NULL;
-  GVariant *value = g_variant_parse (NULL, text, NULL, NULL, &local_error);
-
-  if (value == NULL)
-    {
-      /* "3-8:unknown keyword": the position is for programs, not people */
-      const char *reason = strchr (local_error->message, ':');
-
-      g_set_error (error, G_VARIANT_PARSE_ERROR, local_error->code,
-                   _("“%s” is not a GVariant text value: %s (a string needs quotes: \"'%s'\")"),
-                   text, reason != NULL ? reason + 1 : local_error->message, text);
-    }
-
-  return value;
-}
-
 /* Commands ---------------------------------------------------------------- */
 
 static gboolean
@@ -203,7 +182,7 @@ command_send (Client  *client,
               char   **args,
               GError **error)
 {
-  g_autoptr(GVariant) value = parse_value (args[1], error);
+  g_autoptr(GVariant) value = lc_parse_value (args[1], error);
   g_autoptr(GVariant) reply = NULL;
 
   if (value == NULL)
@@ -219,7 +198,7 @@ command_publish (Client  *client,
                  char   **args,
                  GError **error)
 {
-  g_autoptr(GVariant) value = parse_value (args[1], error);
+  g_autoptr(GVariant) value = lc_parse_value (args[1], error);
   g_autoptr(GVariant) reply = NULL;
 
   if (value == NULL)
@@ -338,7 +317,7 @@ command_storage (Client  *client,
       g_autoptr(GVariant) value = NULL;
 
       NEED (2);
-      if ((value = parse_value (args[2], error)) == NULL)
+      if ((value = lc_parse_value (args[2], error)) == NULL)
         return FALSE;
       reply = client_call (client, LY_DBUS_STORAGE_PATH, STORAGE_IFACE, "Set",
                            g_variant_new ("(sv)", args[1], value), NULL, error);

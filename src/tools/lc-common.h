@@ -39,7 +39,15 @@ gboolean lc_parse_options (GOptionContext *context,
 gboolean lc_config_load    (const char        *path,
                             LyProcessManager  *manager,
                             GError           **error);
+gboolean lc_config_load_data (const char        *path,
+                               const char        *text,
+                               LyProcessManager  *manager,
+                               GError           **error);
 char    *lc_default_config_path (void);
+
+/* A value given on the command line, in GVariant text format. */
+GVariant *lc_parse_value (const char  *text,
+                          GError     **error);
 
 /* GVariant as JSON, for --json. */
 char    *lc_variant_to_json (GVariant *value);
@@ -54,6 +62,11 @@ LcStorageFile *lc_storage_file_open  (const char     *path,
 gboolean       lc_storage_file_save  (LcStorageFile  *file,
                                       GError        **error);
 void           lc_storage_file_free  (LcStorageFile  *file);
+gboolean       lc_storage_file_load_data (const char  *path,
+                                          const char  *contents,
+                                          gsize        length,
+                                          LyStorage   *storage,
+                                          GError     **error);
 
 /* How long a change waits before the storage file is written: changes
  * in that time are written together. */

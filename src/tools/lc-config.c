@@ -200,17 +200,29 @@ lc_config_load (const char        *path,
                 LyProcessManager  *manager,
                 GError           **error)
 {
+  g_autofree char *text = NULL;
+
+  if (!g_file_get_contents (path, &text, NULL, error))
+    return FALSE;
+
+  return lc_config_load_data (path, text, manager, error);
+}
+
+/* The file's @text, read already; @path is for the messages.  The
+ * fuzzer feeds it arbitrary bytes. */
+gboolean
+lc_config_load_data (const char        *path,
+                     const char        *text,
+                     LyProcessManager  *manager,
+                     GError           **error)
+{
   static const char * const hub_keys[] = { "StopTimeout", NULL };
   g_autoptr(GKeyFile) file = g_key_file_new ();
-  g_autofree char *text = NULL;
   g_auto(GStrv) lines = NULL;
   g_auto(GStrv) groups = NULL;
   g_autoptr(GError) local_error = NULL;
   Config config = { path, NULL, NULL };
   guint n_targets = 0;
-
-  if (!g_file_get_contents (path, &text, NULL, error))
-    return FALSE;
 
   if (!g_key_file_load_from_data (file, text, -1, G_KEY_FILE_NONE, &local_error))
     {

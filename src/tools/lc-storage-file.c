@@ -30,12 +30,7 @@ load (const char  *path,
       GError     **error)
 {
   g_autofree char *contents = NULL;
-  g_autoptr(GVariant) all = NULL;
-  g_autoptr(GBytes) bytes = NULL;
   g_autoptr(GError) local_error = NULL;
-  GVariantIter iter;
-  const char *key;
-  GVariant *value;
   gsize length;
 
   if (!g_file_get_contents (path, &contents, &length, &local_error))
@@ -45,6 +40,25 @@ load (const char  *path,
       g_propagate_error (error, g_steal_pointer (&local_error));
       return FALSE;
     }
+
+  return lc_storage_file_load_data (path, contents, length, storage, error);
+}
+
+/* The file's @contents, read already; @path is for the messages.  The
+ * fuzzer feeds it arbitrary bytes. */
+gboolean
+lc_storage_file_load_data (const char  *path,
+                           const char  *contents,
+                           gsize        length,
+                           LyStorage   *storage,
+                           GError     **error)
+{
+  g_autoptr(GVariant) all = NULL;
+  g_autoptr(GBytes) bytes = NULL;
+  g_autoptr(GError) local_error = NULL;
+  GVariantIter iter;
+  const char *key;
+  GVariant *value;
 
   if (length < MAGIC_LENGTH || memcmp (contents, MAGIC, MAGIC_LENGTH) != 0)
     {

@@ -145,10 +145,11 @@ child_dbus_rtt (guint count)
   start = g_get_monotonic_time ();
   for (guint i = 0; i < count; i++)
     {
-      g_autoptr(GVariant) reply = g_dbus_connection_call_sync (connection, NULL, "/bench", "bench.Peer", "Get",
-                                                               g_variant_new ("(s)", "bench.key"), G_VARIANT_TYPE ("(v)"),
-                                                               G_DBUS_CALL_FLAGS_NONE, -1, NULL, &error);
+      GVariant *reply = g_dbus_connection_call_sync (connection, NULL, "/bench", "bench.Peer", "Get",
+                                                     g_variant_new ("(s)", "bench.key"), G_VARIANT_TYPE ("(v)"),
+                                                     G_DBUS_CALL_FLAGS_NONE, -1, NULL, &error);
       g_assert_no_error (error);
+      g_variant_unref (reply);
     }
 
   return (g_get_monotonic_time () - start) / (double) count;
