@@ -30,6 +30,8 @@ LyChannel *ly_channel_new_persistent    (const char   *name,
 void       ly_channel_attach            (LyChannel   *self,
                                          LyTransport *transport);
 void       ly_channel_detach            (LyChannel   *self);
+void       ly_channel_abort             (LyChannel   *self,
+                                         GError      *error);
 gboolean   ly_channel_is_connected      (LyChannel   *self);
 gboolean   ly_channel_wait_until        (LyChannel     *self,
                                          gboolean     (*done) (gpointer data),

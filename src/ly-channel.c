@@ -1543,6 +1543,20 @@ ly_channel_detach (LyChannel *self)
   g_mutex_unlock (&self->mutex);
 }
 
+/* Ends the connection now, dropping whatever was queued for it: for a
+ * peer that broke the rules of a protocol above the wire (a child that
+ * floods its control connection without reading the replies), which
+ * deserves no flush.  Takes @error, the reason, reported by `closed`. */
+void
+ly_channel_abort (LyChannel *self,
+                  GError    *error)
+{
+  g_mutex_lock (&self->mutex);
+  self->persistent = FALSE;
+  end_connection_locked (self, error);
+  g_mutex_unlock (&self->mutex);
+}
+
 gboolean
 ly_channel_is_connected (LyChannel *self)
 {

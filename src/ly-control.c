@@ -304,9 +304,28 @@ send_or_warn (LyControl *self,
   sent = ly_channel_send (self->channel, message, &error);
   g_mutex_unlock (&self->send_mutex);
 
-  /* a reply that cannot be sent has no one to tell: the peer is gone */
-  if (!sent)
-    g_debug ("Control of “%s”: %s", ly_channel_get_name (self->channel), error->message);
+  if (sent)
+    return;
+
+  /* A peer that sends requests without reading the replies has filled
+   * the queue: serving it further would take memory without bound, and
+   * a reply cannot be dropped.  Cut it; nobody else is affected. */
+  if (g_error_matches (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_FULL))
+    {
+      const char *peer = ly_channel_get_peer_process_name (self->channel);
+
+      g_warning (_("The process “%s” sends requests on its control connection without reading "
+                   "the replies (%zu bytes wait for it); the connection is cut"),
+                 peer != NULL ? peer : "?", ly_channel_get_queued_bytes (self->channel));
+      ly_channel_abort (self->channel,
+                        g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_FULL,
+                                     _("The control connection of “%s” was cut: it sent requests "
+                                       "without reading the replies"), peer != NULL ? peer : "?"));
+      return;
+    }
+
+  /* otherwise the peer is gone: a reply has nobody to reach */
+  g_debug ("Control of “%s”: %s", ly_channel_get_name (self->channel), error->message);
 }
 
 void

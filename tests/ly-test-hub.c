@@ -2,7 +2,8 @@
  *
  * Usage: ly-test-hub N [--bus-name NAME | --server]
  *
- * Starts N ly-test-child echo targets and prints "pid PID" for each, then
+ * Starts N ly-test-child echo targets (or, when LY_TEST_HUB_CHILD holds a
+ * command line, N of that) and prints "pid PID" for each, then
  * runs until SIGINT or SIGTERM, which stop every child (exit 0 after).
  * With --bus-name it exports its storage and manager on the session bus
  * under NAME; with --server on a private D-Bus server whose address it
@@ -51,13 +52,18 @@ main (int   argc,
   guint n = argc > 1 ? (guint) atoi (argv[1]) : 1;
   const char *bus_name = argc > 3 && g_str_equal (argv[2], "--bus-name") ? argv[3] : NULL;
   gboolean private_server = argc > 2 && g_str_equal (argv[2], "--server");
+  g_auto(GStrv) child_argv = NULL;
+
+  if (g_getenv ("LY_TEST_HUB_CHILD") != NULL)
+    g_assert_true (g_shell_parse_argv (g_getenv ("LY_TEST_HUB_CHILD"), NULL, &child_argv, NULL));
+  else
+    child_argv = g_strdupv ((char *[]) { child, (char *) "echo", NULL });
 
   for (guint i = 0; i < n; i++)
     {
       g_autofree char *name = g_strdup_printf ("child%u", i);
-      const char *child_argv[] = { child, "echo", NULL };
 
-      ly_process_manager_add_target (manager, name, child_argv, &error);
+      ly_process_manager_add_target (manager, name, (const char * const *) child_argv, &error);
       g_assert_no_error (error);
     }
 

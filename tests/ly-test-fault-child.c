@@ -1,0 +1,219 @@
+/* ly-test-fault-child.c: children that misbehave, for test-faults
+ *
+ * Usage: ly-test-fault-child MODE [ARGS]
+ *
+ *   flood-control      writes a hello, then StorageGet requests on its
+ *                      control connection without ever reading a reply,
+ *                      until the hub cuts it; reports "cut after N"
+ *   never-read         starts the runtime, reports "ready", never reads
+ *   set-loop KEY       sets KEY to 1, 2, 3... and reports each value the
+ *                      hub acknowledged ("acked N"), until it fails
+ *                      ("failed: MESSAGE") or is killed
+ *   set-loop-orphan KEY  the same, but does not die with the hub (it
+ *                      undoes the PR_SET_PDEATHSIG the hub set, and
+ *                      reports "orphan-to-be PID" then), so that its
+ *                      set meets the end of the connection
+ *   eintr-storage N    N sets and gets while a thread interrupts the
+ *                      main one with signals; reports "eintr ok N"
+ *
+ * Reports are lines appended to the file LY_TEST_OUTPUT names.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <liteyuki-comm.h>
+
+#include "ly-runtime-private.h"
+#include "ly-wire-private.h"
+
+static int output_fd = -1;
+
+static void G_GNUC_PRINTF (1, 2)
+report (const char *format,
+        ...)
+{
+  g_autofree char *line = NULL;
+  va_list args;
+
+  if (output_fd < 0)
+    output_fd = open (g_getenv ("LY_TEST_OUTPUT"), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  g_assert_cmpint (output_fd, >=, 0);
+
+  va_start (args, format);
+  line = g_strdup_vprintf (format, args);
+  va_end (args);
+
+  /* one write per line, O_APPEND: lines of several children never mix */
+  {
+    g_autofree char *with_newline = g_strconcat (line, "\n", NULL);
+    g_assert_cmpint (write (output_fd, with_newline, strlen (with_newline)), ==, (gssize) strlen (with_newline));
+  }
+}
+
+/* The raw protocol: a hello, then requests, written with the library's
+ * own frame writer but without its runtime. */
+static int
+flood_control (void)
+{
+  /* the library took LY_CONTROL_FD out of the environment already */
+  int fd = LY_CHILD_CONTROL_FD;
+  g_autoptr(LyWireWriter) writer = ly_wire_writer_new ();
+  g_autoptr(GBytes) bytes = NULL;
+  guint64 requests = 0;
+  gsize size;
+  const guint8 *data;
+
+  ly_wire_writer_append (writer, LY_WIRE_KIND_HELLO, ly_wire_hello_new ("flooder", "control"));
+  bytes = ly_wire_writer_steal_bytes (writer);
+  data = g_bytes_get_data (bytes, &size);
+  g_assert_cmpint (write (fd, data, size), ==, (gssize) size);
+  g_clear_pointer (&bytes, g_bytes_unref);
+
+  /* a batch of 256 requests, written again and again */
+  for (guint32 i = 1; i <= 256; i++)
+    ly_wire_writer_append (writer, LY_WIRE_KIND_MESSAGE,
+                           g_variant_new ("(usv)", i, "StorageGet", g_variant_new ("(s)", "flood.key")));
+  bytes = ly_wire_writer_steal_bytes (writer);
+  data = g_bytes_get_data (bytes, &size);
+
+  for (;;)
+    {
+      gsize done = 0;
+
+      while (done < size)
+        {
+          gssize n = write (fd, data + done, size - done);
+
+          if (n < 0 && errno == EINTR)
+            continue;
+          if (n <= 0)
+            {
+              report ("cut after %" G_GUINT64_FORMAT " requests: %s", requests, g_strerror (errno));
+              return 0;
+            }
+          done += (gsize) n;
+        }
+      requests += 256;
+    }
+}
+
+static G_GNUC_NORETURN void
+never_read (void)
+{
+  g_assert_nonnull (ly_passive_channel ());
+  report ("ready");
+  for (;;)
+    pause ();
+}
+
+static int
+set_loop (const char *key)
+{
+  LyStorage *storage = ly_storage_get_default ();
+
+  for (guint32 i = 1; ; i++)
+    {
+      g_autoptr(GError) error = NULL;
+
+      if (!ly_storage_set (storage, key, g_variant_new_uint32 (i), &error))
+        {
+          report ("failed: %s", error->message);
+          return 1;
+        }
+      report ("acked %u", i);
+    }
+}
+
+/* EINTR ------------------------------------------------------------------- */
+
+static volatile gint interrupts;
+static volatile gint stop_interrupting;
+
+static void
+on_sigusr1 (int signum)
+{
+  g_atomic_int_inc (&interrupts);
+}
+
+static gpointer
+interrupter (gpointer data)
+{
+  pthread_t main_thread = *(pthread_t *) data;
+
+  while (!g_atomic_int_get (&stop_interrupting))
+    {
+      pthread_kill (main_thread, SIGUSR1);
+      g_usleep (20);
+    }
+  return NULL;
+}
+
+static int
+eintr_storage (guint count)
+{
+  LyStorage *storage = ly_storage_get_default ();
+  struct sigaction action = { 0 };
+  pthread_t main_thread = pthread_self ();
+  GThread *thread;
+
+  /* no SA_RESTART: every blocking call sees EINTR */
+  action.sa_handler = on_sigusr1;
+  sigemptyset (&action.sa_mask);
+  sigaction (SIGUSR1, &action, NULL);
+  thread = g_thread_new ("interrupter", interrupter, &main_thread);
+
+  for (guint32 i = 1; i <= count; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GVariant) value = NULL;
+
+      if (!ly_storage_set (storage, "eintr.key", g_variant_new_uint32 (i), &error))
+        g_error ("set %u: %s", i, error->message);
+      value = ly_storage_get (storage, "eintr.key", &error);
+      g_assert_no_error (error);
+      g_assert_nonnull (value);
+      g_assert_cmpuint (g_variant_get_uint32 (value), ==, i);
+    }
+
+  g_atomic_int_set (&stop_interrupting, 1);
+  g_thread_join (thread);
+  report ("eintr ok %u, %d signals", count, g_atomic_int_get (&interrupts));
+  return 0;
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  const char *mode = argc > 1 ? argv[1] : "";
+
+  signal (SIGPIPE, SIG_IGN);
+
+  if (g_str_equal (mode, "flood-control"))
+    return flood_control ();
+  if (g_str_equal (mode, "never-read"))
+    never_read ();
+  if (g_str_equal (mode, "set-loop") && argc > 2)
+    return set_loop (argv[2]);
+  if (g_str_equal (mode, "set-loop-orphan") && argc > 2)
+    {
+      prctl (PR_SET_PDEATHSIG, 0);
+      report ("orphan-to-be %d", (int) getpid ());
+      return set_loop (argv[2]);
+    }
+  if (g_str_equal (mode, "eintr-storage") && argc > 2)
+    return eintr_storage ((guint) atoi (argv[2]));
+
+  g_printerr ("usage: %s flood-control | never-read | set-loop[-orphan] KEY | eintr-storage N\n", argv[0]);
+  return 2;
+}
