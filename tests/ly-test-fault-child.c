@@ -73,7 +73,9 @@ flood_control (void)
   gsize size;
   const guint8 *data;
 
-  ly_wire_writer_append (writer, LY_WIRE_KIND_HELLO, ly_wire_hello_new ("flooder", "control"));
+  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("flooder", "control"));
+
+  ly_wire_writer_append (writer, LY_WIRE_KIND_HELLO, hello);
   bytes = ly_wire_writer_steal_bytes (writer);
   data = g_bytes_get_data (bytes, &size);
   g_assert_cmpint (write (fd, data, size), ==, (gssize) size);
@@ -81,8 +83,12 @@ flood_control (void)
 
   /* a batch of 256 requests, written again and again */
   for (guint32 i = 1; i <= 256; i++)
-    ly_wire_writer_append (writer, LY_WIRE_KIND_MESSAGE,
-                           g_variant_new ("(usv)", i, "StorageGet", g_variant_new ("(s)", "flood.key")));
+    {
+      g_autoptr(GVariant) request = g_variant_ref_sink (g_variant_new ("(usv)", i, "StorageGet",
+                                                                       g_variant_new ("(s)", "flood.key")));
+
+      ly_wire_writer_append (writer, LY_WIRE_KIND_MESSAGE, request);
+    }
   bytes = ly_wire_writer_steal_bytes (writer);
   data = g_bytes_get_data (bytes, &size);
 

@@ -70,8 +70,9 @@ static GBytes *
 encode_stream (GPtrArray *messages)
 {
   g_autoptr(LyWireWriter) writer = ly_wire_writer_new ();
+  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("raw-peer", "faults"));
 
-  ly_wire_writer_append (writer, LY_WIRE_KIND_HELLO, ly_wire_hello_new ("raw-peer", "faults"));
+  ly_wire_writer_append (writer, LY_WIRE_KIND_HELLO, hello);
   for (guint i = 0; i < messages->len; i++)
     ly_wire_writer_append (writer, LY_WIRE_KIND_MESSAGE, g_ptr_array_index (messages, i));
 
@@ -141,7 +142,10 @@ test_trickle_every_boundary (void)
   gsize size;
   const guint8 *data = g_bytes_get_data (stream, &size);
 
-  for (gsize cut = 1; cut < size; cut++)
+  /* under valgrind, one boundary in 7 */
+  gsize step = g_getenv ("LY_TEST_QUICK") != NULL ? 7 : 1;
+
+  for (gsize cut = 1; cut < size; cut += step)
     {
       int peer;
       g_autoptr(LyChannel) channel = channel_on_pair (&peer);
@@ -482,6 +486,14 @@ test_flood_control (void)
   g_autoptr(GError) error = NULL;
   gsize rss_before = resident_kib (), rss_peak = rss_before;
 
+  /* the hub answers some 800,000 requests before the queue is full:
+   * minutes under valgrind; ASan covers this test */
+  if (g_getenv ("LY_TEST_QUICK") != NULL)
+    {
+      g_test_skip ("too slow under valgrind");
+      return;
+    }
+
   ly_test_add_target (manager, "flood", flood_argv, output);
   ly_test_add_target (manager, "counter", counter_argv, output);
 
@@ -500,9 +512,12 @@ test_flood_control (void)
   g_assert_no_error (error);
   g_assert_cmpuint (g_variant_get_uint32 (total), ==, ly_test_scaled (3000));
 
-  /* one connection's replies: bounded by its queue (32 MiB) */
+  /* one connection's replies: bounded by its queue (32 MiB).  ASan's
+   * quarantine and valgrind keep freed memory: no figure to hold then. */
   g_test_message ("hub resident memory %zu KiB before, %zu KiB at most during the flood", rss_before, rss_peak);
+#ifndef __SANITIZE_ADDRESS__
   g_assert_cmpuint (rss_peak - rss_before, <, 96 * 1024);
+#endif
 
   wait_stopped (manager, "flood");
   ly_process_manager_stop_all (manager, NULL, &error);
