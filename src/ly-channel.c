@@ -393,7 +393,9 @@ static void
 end_connection_locked (LyChannel *self,
                        GError    *error)
 {
-  if (self->ended)
+  /* Ended already; or, for a hub's channel, detached already: a second
+   * detach would drop what waits for the next process. */
+  if (self->ended || self->transport == NULL)
     {
       g_clear_error (&error);
       return;
@@ -488,8 +490,11 @@ write_locked (LyChannel *self)
             break;
 
           /* The peer may have closed cleanly and its goodbye be
-           * waiting to be read: that, not the failed write, is the news. */
+           * waiting to be read: that, not the failed write, is the news,
+           * and reading it may have ended the connection already. */
           read_locked (self);
+          if (self->transport == NULL)
+            return;
           end_connection_locked (self,
                                  g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_DISCONNECTED,
                                               _("Could not write to the peer of channel “%s”: %s"),

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ly-channel-private.h"
 #include "ly-test-util.h"
 #include "ly-wire-private.h"
 
@@ -320,6 +321,55 @@ test_close_mid_frame (void)
       g_assert_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_CLOSED);
       g_assert_true (ly_channel_is_closed (channel));
     }
+}
+
+/* A hub's channel whose process is gone when it writes: the write fails,
+ * the read that follows finds the end of the stream and detaches the
+ * connection, and the failed write must not detach it a second time
+ * (found by the soak: a crash on a NULL transport).  What is sent then
+ * waits for the next process. */
+static void
+test_persistent_peer_gone_during_write (void)
+{
+  g_autoptr(LyChannel) channel = ly_channel_new_persistent ("faults-passive", NULL);
+  g_autoptr(GError) error = NULL;
+  guint8 *zeros = g_malloc0 (LY_WIRE_LARGE_MESSAGE + 8);
+  g_autoptr(GVariant) large = g_variant_ref_sink (g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, zeros,
+                                                                          LY_WIRE_LARGE_MESSAGE + 8, TRUE,
+                                                                          g_free, zeros));
+  int fds[2], next[2];
+
+  for (guint round = 0; round < 5; round++)
+    {
+      g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
+      ly_channel_attach (channel, ly_transport_new_for_fd (fds[0], NULL));
+      close (fds[1]);
+      /* a large message is written at once, before any read */
+      g_assert_true (ly_channel_send (channel, large, &error));
+      g_assert_no_error (error);
+      let_it_read ();
+    }
+
+  /* the messages sent after the last process went away reach the next */
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, next), ==, 0);
+  ly_channel_attach (channel, ly_transport_new_for_fd (next[0], NULL));
+  {
+    g_autoptr(LyChannel) peer = ly_channel_new_for_fd ("faults-peer", next[1], &error);
+
+    g_assert_no_error (error);
+    g_assert_true (ly_channel_send (channel, g_variant_new_string ("for the next one"), &error));
+    g_assert_no_error (error);
+    for (;;)
+      {
+        g_autoptr(GVariant) received = ly_channel_receive_timeout (peer, 10 * G_USEC_PER_SEC, NULL, &error);
+
+        g_assert_no_error (error);
+        g_assert_nonnull (received);
+        if (g_variant_is_of_type (received, G_VARIANT_TYPE_STRING) &&
+            g_str_equal (g_variant_get_string (received, NULL), "for the next one"))
+          break;
+      }
+  }
 }
 
 /* EINTR ------------------------------------------------------------------- */
@@ -750,6 +800,7 @@ main (int   argc,
   g_test_add_func ("/faults/trickle-random", test_trickle_random);
   g_test_add_func ("/faults/slow-reader", test_slow_reader);
   g_test_add_func ("/faults/close-mid-frame", test_close_mid_frame);
+  g_test_add_func ("/faults/persistent-peer-gone-during-write", test_persistent_peer_gone_during_write);
   g_test_add_func ("/faults/eintr", test_eintr);
   g_test_add_func ("/faults/flood-control", test_flood_control);
   g_test_add_func ("/faults/never-reads", test_never_reads);
