@@ -78,6 +78,19 @@ ly_test_count_fds (void)
   return n;
 }
 
+gsize
+ly_test_proc_status (const char *field)
+{
+  g_autofree char *status = NULL;
+  g_autofree char *prefix = g_strconcat ("\n", field, ":", NULL);
+  const char *line;
+
+  g_assert_true (g_file_get_contents ("/proc/self/status", &status, NULL, NULL));
+  line = strstr (status, prefix);
+  g_assert_nonnull (line);
+  return (gsize) g_ascii_strtoull (line + strlen (prefix), NULL, 10);
+}
+
 guint
 ly_test_scaled (guint count)
 {

@@ -18,6 +18,8 @@ void     ly_test_run_until_count (const guint   *counter,
                                   guint          target,
                                   guint          timeout_sec);
 guint    ly_test_count_fds      (void);
+/* A number in /proc/self/status, such as "Threads" or "VmRSS" (KiB). */
+gsize    ly_test_proc_status    (const char    *field);
 /* Scales a count down under valgrind (LY_TEST_QUICK is set by the
  * valgrind test setup), where the full count takes minutes. */
 guint    ly_test_scaled         (guint          count);

@@ -493,18 +493,6 @@ fault_child (void)
   return g_test_build_filename (G_TEST_BUILT, "ly-test-fault-child", NULL);
 }
 
-static gsize
-resident_kib (void)
-{
-  g_autofree char *status = NULL;
-  const char *line;
-
-  g_assert_true (g_file_get_contents ("/proc/self/status", &status, NULL, NULL));
-  line = strstr (status, "VmRSS:");
-  g_assert_nonnull (line);
-  return (gsize) g_ascii_strtoull (line + 6, NULL, 10);
-}
-
 static void
 wait_stopped (LyProcessManager *manager,
               const char       *name)
@@ -534,7 +522,7 @@ test_flood_control (void)
   const char *counter_argv[] = { counter, "cas-increment", "flood.counter", n, NULL };
   g_autoptr(GVariant) total = NULL;
   g_autoptr(GError) error = NULL;
-  gsize rss_before = resident_kib (), rss_peak = rss_before;
+  gsize rss_before = ly_test_proc_status ("VmRSS"), rss_peak = rss_before;
 
   /* the hub answers some 800,000 requests before the queue is full:
    * minutes under valgrind; ASan covers this test */
@@ -554,7 +542,7 @@ test_flood_control (void)
   while (ly_test_output_count (output, "cut after") == 0 || ly_test_output_count (output, "incremented") == 0)
     {
       g_main_context_iteration (NULL, TRUE);
-      rss_peak = MAX (rss_peak, resident_kib ());
+      rss_peak = MAX (rss_peak, ly_test_proc_status ("VmRSS"));
     }
   g_test_assert_expected_messages ();
 

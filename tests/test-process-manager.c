@@ -684,18 +684,6 @@ count_zombie_children (void)
   return n;
 }
 
-static guint
-count_threads (void)
-{
-  g_autofree char *status = NULL;
-  const char *line;
-
-  g_assert_true (g_file_get_contents ("/proc/self/status", &status, NULL, NULL));
-  line = strstr (status, "\nThreads:");
-  g_assert_nonnull (line);
-  return (guint) atoi (line + strlen ("\nThreads:"));
-}
-
 static void
 test_start_stop_cycles (Fixture       *f,
                         gconstpointer  data)
@@ -769,13 +757,13 @@ test_many_children (Fixture       *f,
 
   g_assert_true (ly_process_manager_start (f->manager, "echo00", &error));
   wait_for_lines (f, "hello from echo00", 1, 10);
-  threads_with_one = count_threads ();
+  threads_with_one = (guint) ly_test_proc_status ("Threads");
 
   g_assert_true (ly_process_manager_start_all (f->manager, &error));
   g_assert_no_error (error);
   wait_for_lines (f, "hello from echo", N_MANY, 30);
-  g_assert_cmpuint (count_threads (), ==, threads_with_one);
-  g_test_message ("threads with 1 child: %u, with %u: %u", threads_with_one, N_MANY, count_threads ());
+  g_assert_cmpuint ((guint) ly_test_proc_status ("Threads"), ==, threads_with_one);
+  g_test_message ("threads with 1 child: %u, with %u: %u", threads_with_one, N_MANY, (guint) ly_test_proc_status ("Threads"));
 
   for (guint seq = 0; seq < per_child; seq++)
     for (guint i = 0; i < N_MANY; i++)
@@ -788,7 +776,7 @@ test_many_children (Fixture       *f,
   ly_test_run_until_count (&echoes.total, per_child * N_MANY, 120);
   for (guint i = 0; i < N_MANY; i++)
     g_assert_cmpuint (echoes.next[i], ==, per_child);
-  g_assert_cmpuint (count_threads (), ==, threads_with_one);
+  g_assert_cmpuint ((guint) ly_test_proc_status ("Threads"), ==, threads_with_one);
 }
 
 /* The hub itself killed or signalled -------------------------------------- */

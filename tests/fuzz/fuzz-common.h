@@ -45,6 +45,18 @@ fuzz_init_logging (void)
   g_log_set_writer_func (fuzz_log_writer, NULL, NULL);
 }
 
+/* The LLVMFuzzerInitialize() of a target: quiet logging, and no child
+ * runtime (the fuzzer is the hub). */
+#define FUZZ_DEFINE_INITIALIZE() \
+  int \
+  LLVMFuzzerInitialize (int    *argc, \
+                        char ***argv) \
+  { \
+    fuzz_init_logging (); \
+    g_unsetenv ("LY_PROCESS_NAME"); \
+    return 0; \
+  }
+
 /* The input as a NUL-terminated string (text formats are read as such). */
 static inline char *
 fuzz_input_to_string (const uint8_t *data,

@@ -23,14 +23,7 @@
 #include "ly-control-private.h"
 #include "ly-storage-private.h"
 
-int
-LLVMFuzzerInitialize (int    *argc,
-                      char ***argv)
-{
-  fuzz_init_logging ();
-  g_unsetenv ("LY_PROCESS_NAME");
-  return 0;
-}
+FUZZ_DEFINE_INITIALIZE ()
 
 /* What on_control_request() of the process manager does, minus acting
  * on a target. */

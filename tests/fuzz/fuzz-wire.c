@@ -13,13 +13,7 @@
 
 #include "ly-wire-private.h"
 
-int
-LLVMFuzzerInitialize (int    *argc,
-                      char ***argv)
-{
-  fuzz_init_logging ();
-  return 0;
-}
+FUZZ_DEFINE_INITIALIZE ()
 
 static void
 check_frame (LyWireKind  kind,

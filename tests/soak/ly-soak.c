@@ -39,7 +39,6 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +46,8 @@
 #include <unistd.h>
 
 #include <liteyuki-comm.h>
+
+#include "ly-test-util.h"
 
 #define MESSAGE_TYPE "(ssuu)"
 #define COUNTER_KEY  "soak.counter"
@@ -224,39 +225,11 @@ typedef struct
   gboolean          ending;
 } Soak;
 
-static guint
-count_fds (void)
-{
-  DIR *dir = opendir ("/proc/self/fd");
-  struct dirent *entry;
-  guint n = 0;
-
-  while ((entry = readdir (dir)) != NULL)
-    if (entry->d_name[0] != '.')
-      n++;
-  closedir (dir);
-
-  return n - 1;     /* the directory's own fd */
-}
-
-static gsize
-status_field (const char *field)
-{
-  g_autofree char *status = NULL;
-  const char *line;
-
-  if (!g_file_get_contents ("/proc/self/status", &status, NULL, NULL) ||
-      (line = strstr (status, field)) == NULL)
-    return 0;
-
-  return (gsize) g_ascii_strtoull (line + strlen (field), NULL, 10);
-}
-
 static void
 take_sample (Soak *soak)
 {
-  Sample sample = { g_get_monotonic_time (), count_fds (), (guint) status_field ("Threads:"),
-                    status_field ("VmRSS:") };
+  Sample sample = { g_get_monotonic_time (), ly_test_count_fds (), (guint) ly_test_proc_status ("Threads"),
+                    ly_test_proc_status ("VmRSS") };
 
   g_array_append_val (soak->samples, sample);
 }
