@@ -2,10 +2,11 @@
  * operations for a given time while the soak kills (SIGKILL), restarts,
  * stops and starts them at random; then it checks what must hold.
  *
- * Usage: ly-soak [--duration SECONDS] [--children N] [--seed S]
+ * Usage: ly-soak [--duration SECONDS] [--children N] [--seed S] [--c-only]
  *
  * Half the children run this program in C ("child" mode), half
- * soak_child.py.  Each child
+ * soak_child.py (all in C with --c-only, for a build without
+ * introspection, such as the sanitizers').  Each child
  *   - receives a numbered stream from the hub on its passive channel,
  *     and a numbered publication stream on the topic soak.topic: each
  *     must arrive in increasing order (an instance may miss the numbers
@@ -27,7 +28,8 @@
  *     in the first, and its resident memory within 10% (it reports both
  *     minutes; for runs under 5 minutes, the first and last fifth).
  *     They are sampled at checkpoints (every tenth of the run, at most
- *     15 s apart), where the chaos pauses until every child runs again.
+ *     15 s apart, the first after as long), where the chaos pauses
+ *     until every child runs again.
  *
  * Exit status 0 when everything holds, 1 otherwise.  Not part of
  * `meson test`: run it by hand, e.g. for 10 minutes:
@@ -431,9 +433,10 @@ quit_loop (gpointer loop)
 }
 
 static int
-run_hub (guint  duration,
-         guint  n_children,
-         gint64 seed)
+run_hub (guint    duration,
+         guint    n_children,
+         gint64   seed,
+         gboolean c_only)
 {
   g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
   g_autoptr(LyProcessManager) manager = ly_process_manager_new ();
@@ -457,7 +460,7 @@ run_hub (guint  duration,
   for (guint i = 0; i < n_children; i++)
     {
       Target *target = g_new0 (Target, 1);
-      gboolean python = i % 2 == 1;
+      gboolean python = !c_only && i % 2 == 1;
       const char *c_argv[] = { self_path, "child", NULL };
       const char *python_argv[] = { "/usr/bin/python3", script, NULL };
       g_autofree char *active_name = NULL;
@@ -479,12 +482,15 @@ run_hub (guint  duration,
   ly_process_manager_start_all (manager, &error);
   g_assert_no_error (error);
 
-  checkpoint (&soak);
+  /* The first checkpoint comes once the children have run for a while:
+   * the hub before any child connected (one thread, nothing allocated
+   * for them yet) is not its working size. */
   g_timeout_add_seconds (CLAMP (duration / 10, 2, 15), checkpoint, &soak);
   g_timeout_add (5, feed_children, &soak);
   g_timeout_add (200, chaos, &soak);
   g_timeout_add_seconds (duration, quit_loop, loop);
-  g_print ("soak: %u children (C and Python) for %u s, seed %" G_GINT64_FORMAT "\n", n_children, duration, seed);
+  g_print ("soak: %u children (%s) for %u s, seed %" G_GINT64_FORMAT "\n",
+           n_children, c_only ? "C" : "C and Python", duration, seed);
   g_main_loop_run (loop);
 
   /* a last checkpoint, at the very end */
@@ -538,7 +544,17 @@ run_hub (guint  duration,
            soak.messages, soak.out_of_order, soak.violations, soak.chaos_actions);
   ok = ok && soak.out_of_order == 0 && soak.violations == 0 && soak.messages > 0;
 
-  /* the hub's resources: first and last minute (or fifth) */
+  /* the hub's resources: every checkpoint, then first and last minute
+   * (or fifth) */
+  g_print ("hub at the checkpoints (s: fds threads KiB):");
+  for (guint i = 0; i < soak.samples->len; i++)
+    {
+      const Sample *s = &g_array_index (soak.samples, Sample, i);
+
+      g_print ("%s%.0f: %u %u %zu", i % 6 == 0 ? "\n  " : "   ", (s->time - started) / 1e6, s->fds, s->threads, s->rss_kib);
+    }
+  g_print ("\n");
+
   window = MIN (60 * G_USEC_PER_SEC, (g_get_monotonic_time () - started) / 5) + G_USEC_PER_SEC;
   average_window (soak.samples, started, started + window, &first);
   average_window (soak.samples, g_get_monotonic_time () - window, g_get_monotonic_time (), &last);
@@ -555,6 +571,17 @@ run_hub (guint  duration,
     }
 
   g_print ("%s\n", ok ? "soak: every invariant holds" : "soak: FAILED");
+
+  for (guint i = 0; i < soak.targets->len; i++)
+    {
+      Target *target = g_ptr_array_index (soak.targets, i);
+
+      g_free (target->name);
+      g_free (target);
+    }
+  g_ptr_array_unref (soak.targets);
+  g_array_unref (soak.samples);
+  g_rand_free (soak.rand);
   return ok ? 0 : 1;
 }
 
@@ -564,7 +591,9 @@ main (int   argc,
 {
   gint duration = 60, children = 6;
   gint64 seed = 0;
+  gboolean c_only = FALSE;
   GOptionEntry entries[] = {
+    { "c-only", 0, 0, G_OPTION_ARG_NONE, &c_only, "Only C children (no Python)", NULL },
     { "duration", 'd', 0, G_OPTION_ARG_INT, &duration, "How long to run, in seconds (default 60)", "SECONDS" },
     { "children", 'n', 0, G_OPTION_ARG_INT, &children, "How many children, half C, half Python (default 6)", "N" },
     { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, "Seed of the chaos (default: the time)", "S" },
@@ -592,5 +621,5 @@ main (int   argc,
     seed = g_get_real_time ();
 
   signal (SIGPIPE, SIG_IGN);
-  return run_hub ((guint) duration, (guint) children, seed);
+  return run_hub ((guint) duration, (guint) children, seed, c_only);
 }
