@@ -312,15 +312,15 @@ send_or_warn (LyControl *self,
    * a reply cannot be dropped.  Cut it; nobody else is affected. */
   if (g_error_matches (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_FULL))
     {
-      const char *peer = ly_channel_get_peer_process_name (self->channel);
+      const char *name = ly_channel_get_name (self->channel);
 
-      g_warning (_("The process “%s” sends requests on its control connection without reading "
-                   "the replies (%zu bytes wait for it); the connection is cut"),
-                 peer != NULL ? peer : "?", ly_channel_get_queued_bytes (self->channel));
+      g_warning (_("The process on “%s” sends requests without reading the replies "
+                   "(%zu bytes wait for it); the connection is cut"),
+                 name, ly_channel_get_queued_bytes (self->channel));
       ly_channel_abort (self->channel,
                         g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_FULL,
-                                     _("The control connection of “%s” was cut: it sent requests "
-                                       "without reading the replies"), peer != NULL ? peer : "?"));
+                                     _("The connection “%s” was cut: its process sent requests "
+                                       "without reading the replies"), name));
       return;
     }
 

@@ -422,6 +422,7 @@ target_spawn (Target  *target,
   LyProcessManager *self = target->manager;
   g_autoptr(GError) spawn_error = NULL;
   g_autoptr(LyChannel) control_channel = NULL;
+  g_autofree char *control_name = NULL;
   SocketPairs pairs;
   gboolean spawned;
 
@@ -448,7 +449,8 @@ target_spawn (Target  *target,
   target_set_state (target, LY_PROCESS_STATE_RUNNING);
 
   /* the control channel runs in the manager's context */
-  control_channel = ly_channel_new_for_transport ("control", ly_transport_new_for_fd (pairs.hub[0], NULL),
+  control_name = g_strconcat (target->name, "-control", NULL);
+  control_channel = ly_channel_new_for_transport (control_name, ly_transport_new_for_fd (pairs.hub[0], NULL),
                                                   self->context);
   ly_channel_set_busy_poll (control_channel, self->busy_poll_usec);
   target->control = ly_control_new (control_channel, on_control_request, target);
