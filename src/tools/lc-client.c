@@ -177,10 +177,15 @@ command_lifecycle (Client      *client,
   return reply != NULL;
 }
 
+/* A call whose arguments are a name and a value given as GVariant text:
+ * Send and Publish. */
 static gboolean
-command_send (Client  *client,
-              char   **args,
-              GError **error)
+call_with_value (Client      *client,
+                 const char  *path,
+                 const char  *iface,
+                 const char  *method,
+                 char       **args,
+                 GError     **error)
 {
   g_autoptr(GVariant) value = lc_parse_value (args[1], error);
   g_autoptr(GVariant) reply = NULL;
@@ -188,24 +193,7 @@ command_send (Client  *client,
   if (value == NULL)
     return FALSE;
 
-  reply = client_call (client, LY_DBUS_MANAGER_PATH, MANAGER_IFACE, "Send",
-                       g_variant_new ("(sv)", args[0], value), NULL, error);
-  return reply != NULL;
-}
-
-static gboolean
-command_publish (Client  *client,
-                 char   **args,
-                 GError **error)
-{
-  g_autoptr(GVariant) value = lc_parse_value (args[1], error);
-  g_autoptr(GVariant) reply = NULL;
-
-  if (value == NULL)
-    return FALSE;
-
-  reply = client_call (client, LY_DBUS_STORAGE_PATH, STORAGE_IFACE, "Publish",
-                       g_variant_new ("(sv)", args[0], value), NULL, error);
+  reply = client_call (client, path, iface, method, g_variant_new ("(sv)", args[0], value), NULL, error);
   return reply != NULL;
 }
 
@@ -462,11 +450,11 @@ lc_client_main (const char  *name,
   else if (g_str_equal (name, "storage"))
     ok = command_storage (&client, args, &error);
   else if (g_str_equal (name, "publish"))
-    ok = command_publish (&client, args, &error);
+    ok = call_with_value (&client, LY_DBUS_STORAGE_PATH, STORAGE_IFACE, "Publish", args, &error);
   else if (g_str_equal (name, "subscribe"))
     ok = watch (&client, "Published", args[0]);
   else
-    ok = command_send (&client, args, &error);
+    ok = call_with_value (&client, LY_DBUS_MANAGER_PATH, MANAGER_IFACE, "Send", args, &error);
 
   g_clear_object (&client.connection);
 

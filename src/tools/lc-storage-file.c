@@ -24,6 +24,19 @@ struct _LcStorageFile
   guint      save_source;
 };
 
+/* The file is little-endian; swapping is its own inverse, so this serves
+ * both ways. */
+static void
+to_file_byte_order (GVariant **value)
+{
+#if G_BYTE_ORDER == G_BIG_ENDIAN
+  GVariant *swapped = g_variant_ref_sink (g_variant_byteswap (*value));
+
+  g_variant_unref (*value);
+  *value = swapped;
+#endif
+}
+
 static gboolean
 load (const char  *path,
       LyStorage   *storage,
@@ -75,13 +88,7 @@ lc_storage_file_load_data (const char  *path,
                    _("%s is corrupt (it is left as it is)"), path);
       return FALSE;
     }
-#if G_BYTE_ORDER == G_BIG_ENDIAN
-  {
-    GVariant *swapped = g_variant_byteswap (all);
-    g_variant_unref (all);
-    all = g_variant_ref_sink (swapped);
-  }
-#endif
+  to_file_byte_order (&all);
 
   g_variant_iter_init (&iter, all);
   while (g_variant_iter_next (&iter, "{&sv}", &key, &value))
@@ -110,13 +117,7 @@ lc_storage_file_save (LcStorageFile  *file,
   if (all == NULL)
     return FALSE;
 
-#if G_BYTE_ORDER == G_BIG_ENDIAN
-  {
-    GVariant *swapped = g_variant_byteswap (all);
-    g_variant_unref (all);
-    all = g_variant_ref_sink (swapped);
-  }
-#endif
+  to_file_byte_order (&all);
 
   data = g_byte_array_sized_new (MAGIC_LENGTH + g_variant_get_size (all));
   g_byte_array_append (data, (const guint8 *) MAGIC, MAGIC_LENGTH);
