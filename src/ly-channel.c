@@ -943,16 +943,16 @@ in_round_trips (LyChannel *self,
                 gint64     started)
 {
   gint64 previous = self->last_written_at;
-  gboolean wrote;
+  guint64 written;
 
   g_mutex_lock (&self->mutex);
-  wrote = ly_wire_writer_get_written_total (self->writer) != self->busy_poll_written;
-  self->busy_poll_written = ly_wire_writer_get_written_total (self->writer);
+  written = ly_wire_writer_get_written_total (self->writer);
   g_mutex_unlock (&self->mutex);
 
-  if (!wrote)
+  if (written == self->busy_poll_written)
     return FALSE;
-  self->last_written_at = g_get_monotonic_time ();
+  self->busy_poll_written = written;
+  self->last_written_at = started;
 
   return previous > 0 && started - previous <= window;
 }
