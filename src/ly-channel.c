@@ -943,16 +943,16 @@ in_round_trips (LyChannel *self,
                 gint64     started)
 {
   gint64 previous = self->last_written_at;
-  guint64 written;
+  gboolean wrote;
 
   g_mutex_lock (&self->mutex);
-  written = ly_wire_writer_get_written_total (self->writer);
+  wrote = ly_wire_writer_get_written_total (self->writer) != self->busy_poll_written;
+  self->busy_poll_written = ly_wire_writer_get_written_total (self->writer);
   g_mutex_unlock (&self->mutex);
 
-  if (written == self->busy_poll_written)
+  if (!wrote)
     return FALSE;
-  self->busy_poll_written = written;
-  self->last_written_at = started;
+  self->last_written_at = g_get_monotonic_time ();
 
   return previous > 0 && started - previous <= window;
 }
