@@ -655,8 +655,15 @@ target_begin_stop (Target *target)
   if (target->pid == 0)
     return;
 
-  if (target->control != NULL)
-    ly_control_notify (target->control, "Stop", NULL, NULL);
+  /* held for the call: a synchronous stop from another thread runs this
+   * while the manager's thread may drop the control of an exited
+   * process (narrows, does not close, the race of issue 12) */
+  {
+    g_autoptr(LyControl) control = target->control != NULL ? g_object_ref (target->control) : NULL;
+
+    if (control != NULL)
+      ly_control_notify (control, "Stop", NULL, NULL);
+  }
 
   target->term_source = timer_new (target, timeout_ms / 2, send_sigterm, "[liteyuki-comm] SIGTERM");
   target->kill_source = timer_new (target, MAX (timeout_ms, 1), send_sigkill, "[liteyuki-comm] SIGKILL");
