@@ -262,8 +262,32 @@ async def _awaited(awaitable, then, value):
             await result
 
 
+class _SelectorHook:
+    """asyncio's selector, with the GLib context prepared before each
+    select(): what this thread changed in GLib sources between two
+    rounds (a send from a task, a new timeout) wakes nobody, because
+    GLib expects the owner to look again before it polls."""
+
+    def __init__(self, selector, pump):
+        self._selector = selector
+        self._pump = pump
+
+    def select(self, timeout=None):
+        wait = self._pump.before_select()
+        if wait is not None and (timeout is None or wait < timeout):
+            timeout = wait
+        return self._selector.select(timeout)
+
+    def __getattr__(self, name):
+        return getattr(self._selector, name)
+
+
 class _AsyncioPump:
     """The default GLib main context, dispatched by an asyncio loop."""
+
+    # without a selector to hook (another loop type), how late a change
+    # made outside a GLib dispatch may be noticed
+    _UNHOOKED_MAX_WAIT_MS = 10
 
     def __init__(self, loop):
         self.loop = loop
@@ -271,22 +295,39 @@ class _AsyncioPump:
         self._pump = _fast.ContextPump()     # RuntimeError: another thread owns it
         self._fd = self._pump.fileno()
         self._next = None
+        self._selector = getattr(loop, '_selector', None)
+        self._hooked = self._selector is not None and hasattr(loop, '_ready')
+        if self._hooked:
+            loop._selector = _SelectorHook(self._selector, self)
         loop.add_reader(self._fd, self._run)
         self._run()
+
+    def before_select(self):
+        """The seconds select() may wait for the context (None: forever)."""
+        timeout = self._pump.iterate()
+        if self.loop._ready:
+            return 0        # a handler scheduled work on the loop
+        return None if timeout < 0 else timeout / 1000
 
     def _run(self):
         if self._next is not None:
             self._next.cancel()
             self._next = None
         timeout = self._pump.iterate()
+        if self._hooked:
+            return          # before_select() looks again
+        if timeout < 0 or timeout > self._UNHOOKED_MAX_WAIT_MS:
+            timeout = self._UNHOOKED_MAX_WAIT_MS
         if timeout == 0:
             self._next = self.loop.call_soon(self._run)
-        elif timeout > 0:
+        else:
             self._next = self.loop.call_later(timeout / 1000, self._run)
 
     def close(self):
         if self._next is not None:
             self._next.cancel()
+        if self._hooked and isinstance(getattr(self.loop, '_selector', None), _SelectorHook):
+            self.loop._selector = self._selector
         try:
             self.loop.remove_reader(self._fd)
         except (RuntimeError, ValueError, OSError):
@@ -420,7 +461,7 @@ class _Dispatcher:
                 return          # someone runs it after all
             context.release()
             self._thread_loop = GLib.MainLoop.new(context, False)
-            self._thread = threading.Thread(target=self._thread_loop.run,
+            self._thread = threading.Thread(target=_glib_loop_run, args=(self._thread_loop,),
                                             name='Ly main context', daemon=True)
             self._thread.start()
 
@@ -545,7 +586,9 @@ def _hand_over_before(run):
     return wrapper
 
 
-# A GLib loop of the program takes the default context from our thread.
+# A GLib loop of the program takes the default context from our thread
+# (which runs the loop unwrapped).
+_glib_loop_run = GLib.MainLoop.run
 GLib.MainLoop.run = _hand_over_before(GLib.MainLoop.run)
 Gio.Application.run = _hand_over_before(Gio.Application.run)
 
@@ -781,7 +824,7 @@ class Storage(Ly.Storage):
         new_variant = None if new is None else _to_variant(new)
         return _call_async(lambda c, cb, *data: Ly.Storage.compare_and_set_async(
                                self, key, old_variant, new_variant, c, cb, *data),
-                           lambda source, result: Ly.Storage.compare_and_set_finish(source, result),
+                           lambda source, result: Ly.Storage.compare_and_set_finish(source, result)[1],
                            cancellable, callback, user_data)
 
     def publish_async(self, topic, value, cancellable=None, callback=None, *user_data):
