@@ -506,6 +506,31 @@ write_variant (Buffer   *buffer,
       return TRUE;
     }
 
+  /* the scalars that dict values mostly are: no type to build */
+  {
+    const char *scalar = NULL;
+    PyTypeObject *kind = Py_TYPE (value);
+
+    if (kind == &PyUnicode_Type)
+      scalar = "s";
+    else if (kind == &PyLong_Type && fits_int64 (value))
+      scalar = "x";
+    else if (kind == &PyBool_Type)
+      scalar = "b";
+    else if (kind == &PyFloat_Type)
+      scalar = "d";
+    else if (kind == &PyBytes_Type)
+      scalar = "ay";
+    if (scalar != NULL)
+      {
+        if (!write_value (buffer, value, scalar, depth + 1))
+          return FALSE;
+        buffer_append (buffer, "", 1);
+        buffer_append (buffer, scalar, strlen (scalar));
+        return TRUE;
+      }
+  }
+
   type = g_string_sized_new (16);
   if (!infer_type (value, type, depth + 1) || !write_value (buffer, value, type->str, depth + 1))
     return FALSE;
@@ -812,24 +837,65 @@ read_variant (const guint8 *data,
               int           depth)
 {
   gsize zero = size;
-  const char *end = NULL;
-  char small[64];
-  g_autofree char *large = NULL;
-  char *type;
-  gsize length;
+  const char *type, *limit, *end = NULL;
 
   while (zero > 0 && data[zero - 1] != '\0')
     zero--;
   if (zero == 0)
     return NULL;
-  length = size - zero;
-  type = length < sizeof small ? small : (large = g_malloc (length + 1));
-  memcpy (type, data + zero, length);
-  type[length] = '\0';
-  if (!g_variant_type_string_scan (type, NULL, &end) || *end != '\0' ||
-      !g_variant_type_string_is_valid (type) || !g_variant_type_is_definite (G_VARIANT_TYPE (type)))
+
+  /* one complete definite type, up to the end of the data: type
+   * strings are walked by their structure, no NUL needed */
+  type = (const char *) data + zero;
+  limit = (const char *) data + size;
+  if (type == limit || !g_variant_type_string_scan (type, limit, &end) || end != limit)
     return NULL;
+  for (const char *c = type; c < limit; c++)
+    if (*c == '*' || *c == '?' || *c == 'r')
+      return NULL;
   return read_value (data, zero - 1, type, depth + 1);
+}
+
+/* A dict entry of @type ('{KV}'), added to @dict: no tuple between. */
+static gboolean
+read_entry_into (PyObject     *dict,
+                 const guint8 *data,
+                 gsize         size,
+                 const char   *type,
+                 int           depth)
+{
+  gsize key_alignment, key_fixed, value_alignment, value_fixed, entry_alignment, entry_fixed;
+  gsize key_end, value_start, value_end = size;
+  const char *value_type, *value_type_end, *end;
+  g_autoptr(PyObject) key = NULL;
+  g_autoptr(PyObject) value = NULL;
+
+  type_info (type + 1, &key_alignment, &key_fixed, &value_type);
+  type_info (value_type, &value_alignment, &value_fixed, &value_type_end);
+  type_info (type, &entry_alignment, &entry_fixed, &end);
+  if (entry_fixed != 0 && size != entry_fixed)
+    return FALSE;
+
+  if (key_fixed != 0)
+    key_end = key_fixed;
+  else
+    {
+      gsize offset_size = offset_size_of (size);
+
+      if (size < offset_size)
+        return FALSE;
+      value_end = size - offset_size;
+      key_end = read_offset (data + value_end, offset_size);
+    }
+  value_start = (key_end + value_alignment - 1) & ~(value_alignment - 1);
+  if (value_fixed != 0)
+    value_end = value_start + value_fixed;
+  if (key_end > value_end || value_start > value_end || value_end > size)
+    return FALSE;
+
+  key = read_value (data, key_end, type + 1, depth + 1);
+  value = key != NULL ? read_value (data + value_start, value_end - value_start, value_type, depth + 1) : NULL;
+  return value != NULL && PyDict_SetItem (dict, key, value) == 0;
 }
 
 static PyObject *
@@ -885,18 +951,17 @@ read_array (const guint8 *data,
           previous = stop;
         }
 
+      if (is_dict)
+        {
+          if (!read_entry_into (result, data + start, stop - start, element, depth + 1))
+            g_clear_pointer (&result, Py_DecRef);
+          continue;
+        }
       item = end == element + 1 && fixed_size != 0
              ? read_fixed (data + start, *element)
              : read_value (data + start, stop - start, element, depth + 1);
       if (item == NULL)
         g_clear_pointer (&result, Py_DecRef);
-      else if (is_dict)
-        {
-          /* an entry came back as a (key, value) tuple */
-          if (PyDict_SetItem (result, PyTuple_GET_ITEM (item, 0), PyTuple_GET_ITEM (item, 1)) < 0)
-            g_clear_pointer (&result, Py_DecRef);
-          Py_DECREF (item);
-        }
       else
         PyList_SET_ITEM (result, i, item);
     }
