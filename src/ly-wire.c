@@ -12,6 +12,7 @@
 #include "ly-version.h"
 #include "ly-i18n-private.h"
 #include "ly-wire-private.h"
+#include "ly-variant-private.h"
 
 /* A send-buffer segment grows to at least this size, so a burst of small
  * messages shares one allocation and leaves in one writev(). */
@@ -652,12 +653,15 @@ make_value (const char *type,
             GError    **error)
 {
   g_autoptr(GVariant) value = NULL;
-  gboolean normal = is_normal_by_size (type, g_bytes_get_size (data));
+  gsize size = g_bytes_get_size (data);
+  gboolean normal = is_normal_by_size (type, size) ||
+                    ly_variant_is_surely_normal (type, g_bytes_get_data (data, NULL), size);
 
   value = g_variant_take_ref (g_variant_new_from_bytes (G_VARIANT_TYPE (type), data, normal));
 
   /* An untrusted value in normal form becomes trusted here, so the
-   * application's accesses to it are not checked again. */
+   * application's accesses to it are not checked again.  What the fast
+   * check is not sure of, GLib decides. */
   if (!normal && !g_variant_is_normal_form (value))
     {
       g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,

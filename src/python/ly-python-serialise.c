@@ -18,75 +18,13 @@
 
 #include <string.h>
 
-/* Type strings ------------------------------------------------------------- */
+#include "ly-variant-type-private.h"
 
-/* Alignment and fixed size (0: variable) of the single complete type at
- * @type; *end is where it ends. */
-static void
-type_info (const char  *type,
-           gsize       *alignment,
-           gsize       *fixed_size,
-           const char **end)
-{
-  switch (*type)
-    {
-    case 'b': case 'y':
-      *alignment = 1, *fixed_size = 1, *end = type + 1;
-      return;
-    case 'n': case 'q':
-      *alignment = 2, *fixed_size = 2, *end = type + 1;
-      return;
-    case 'i': case 'u': case 'h':
-      *alignment = 4, *fixed_size = 4, *end = type + 1;
-      return;
-    case 'x': case 't': case 'd':
-      *alignment = 8, *fixed_size = 8, *end = type + 1;
-      return;
-    case 's': case 'o': case 'g':
-      *alignment = 1, *fixed_size = 0, *end = type + 1;
-      return;
-    case 'v':
-      *alignment = 8, *fixed_size = 0, *end = type + 1;
-      return;
-    case 'm': case 'a':
-      {
-        gsize element_fixed;
+/* Type strings: ly-variant-type-private.h ---------------------------------- */
 
-        type_info (type + 1, alignment, &element_fixed, end);
-        *fixed_size = 0;
-        return;
-      }
-    case '(': case '{':
-      {
-        gsize max_alignment = 1, offset = 0;
-        gboolean fixed = TRUE;
-        const char *item = type + 1;
-
-        while (*item != ')' && *item != '}')
-          {
-            gsize item_alignment, item_fixed;
-
-            type_info (item, &item_alignment, &item_fixed, &item);
-            max_alignment = MAX (max_alignment, item_alignment);
-            if (item_fixed == 0)
-              fixed = FALSE;
-            else if (fixed)
-              offset = ((offset + item_alignment - 1) & ~(item_alignment - 1)) + item_fixed;
-          }
-        *alignment = max_alignment;
-        if (!fixed)
-          *fixed_size = 0;
-        else if (offset == 0)
-          *fixed_size = 1;     /* the unit tuple is one zero byte */
-        else
-          *fixed_size = (offset + max_alignment - 1) & ~(max_alignment - 1);
-        *end = item + 1;
-        return;
-      }
-    default:
-      g_assert_not_reached ();
-    }
-}
+#define type_info ly_variant_type_info
+#define offset_size_of ly_variant_offset_size
+#define read_offset ly_variant_read_offset
 
 /* The buffer ------------------------------------------------------------------ */
 
@@ -130,12 +68,6 @@ buffer_pad (Buffer *buffer,
 
   if (padding > 0)
     memset (buffer_grow (buffer, padding), 0, padding);
-}
-
-static gsize
-offset_size_of (gsize total)
-{
-  return total > G_MAXUINT32 ? 8 : total > G_MAXUINT16 ? 4 : total > G_MAXUINT8 ? 2 : total > 0 ? 1 : 0;
 }
 
 /* Appends @n framing offsets (in the order given) after a body of
@@ -787,16 +719,6 @@ static PyObject *read_value (const guint8 *data,
                              gsize         size,
                              const char   *type,
                              int           depth);
-
-static guint64
-read_offset (const guint8 *data,
-             gsize         size)
-{
-  guint64 offset = 0;
-
-  memcpy (&offset, data, size);
-  return GUINT64_FROM_LE (offset);
-}
 
 static PyObject *
 read_fixed (const guint8 *data,

@@ -1,0 +1,103 @@
+/* ly-variant-type-private.h: what the GVariant serialisation format says
+ * about a type, from its type string alone
+ *
+ * Shared by the wire's validator (ly-variant.c) and the Python
+ * extension's writer and reader (src/python/), which is not linked with
+ * the library's private objects: hence static inline.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* Alignment and fixed size (0: variable) of the single complete type at
+ * @type, a valid type string; *end is where that type ends.  As
+ * GVariantTypeInfo computes them: a tuple of fixed items is fixed, its
+ * size padded to its alignment, and the unit tuple is one byte. */
+static inline void
+ly_variant_type_info (const char  *type,
+                      gsize       *alignment,
+                      gsize       *fixed_size,
+                      const char **end)
+{
+  switch (*type)
+    {
+    case 'b': case 'y':
+      *alignment = 1, *fixed_size = 1, *end = type + 1;
+      return;
+    case 'n': case 'q':
+      *alignment = 2, *fixed_size = 2, *end = type + 1;
+      return;
+    case 'i': case 'u': case 'h':
+      *alignment = 4, *fixed_size = 4, *end = type + 1;
+      return;
+    case 'x': case 't': case 'd':
+      *alignment = 8, *fixed_size = 8, *end = type + 1;
+      return;
+    case 'v':
+      *alignment = 8, *fixed_size = 0, *end = type + 1;
+      return;
+    case 'm': case 'a':
+      {
+        gsize element_fixed;
+
+        ly_variant_type_info (type + 1, alignment, &element_fixed, end);
+        *fixed_size = 0;
+        return;
+      }
+    case '(': case '{':
+      {
+        gsize max_alignment = 1, offset = 0;
+        gboolean fixed = TRUE;
+        const char *item = type + 1;
+
+        while (*item != ')' && *item != '}')
+          {
+            gsize item_alignment, item_fixed;
+
+            ly_variant_type_info (item, &item_alignment, &item_fixed, &item);
+            max_alignment = MAX (max_alignment, item_alignment);
+            if (item_fixed == 0)
+              fixed = FALSE;
+            else if (fixed)
+              offset = ((offset + item_alignment - 1) & ~(item_alignment - 1)) + item_fixed;
+          }
+        *alignment = max_alignment;
+        if (!fixed)
+          *fixed_size = 0;
+        else if (offset == 0)
+          *fixed_size = 1;
+        else
+          *fixed_size = (offset + max_alignment - 1) & ~(max_alignment - 1);
+        *end = item + 1;
+        return;
+      }
+    default:
+      /* s, o, g */
+      *alignment = 1, *fixed_size = 0, *end = type + 1;
+      return;
+    }
+}
+
+/* The size of the framing offsets of a container of @size bytes. */
+static inline gsize
+ly_variant_offset_size (gsize size)
+{
+  return size > G_MAXUINT32 ? 8 : size > G_MAXUINT16 ? 4 : size > G_MAXUINT8 ? 2 : size > 0 ? 1 : 0;
+}
+
+static inline guint64
+ly_variant_read_offset (const guint8 *data,
+                        gsize         size)
+{
+  guint64 offset = 0;
+
+  memcpy (&offset, data, size);
+  return GUINT64_FROM_LE (offset);
+}
+
+G_END_DECLS
