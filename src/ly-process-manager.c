@@ -800,9 +800,27 @@ sync_end (LyProcessManager *self,
       g_main_context_release (self->context);
     }
 
+  /* Another thread runs the context and completes the operation; should
+   * it stop running it meanwhile, this thread takes the context over. */
   g_mutex_lock (&sync->mutex);
   while (sync->result == NULL)
-    g_cond_wait (&sync->cond, &sync->mutex);
+    {
+      gint64 deadline = g_get_monotonic_time () + 50 * G_TIME_SPAN_MILLISECOND;
+
+      if (g_cond_wait_until (&sync->cond, &sync->mutex, deadline) || sync->result != NULL)
+        continue;
+
+      g_mutex_unlock (&sync->mutex);
+      if (g_main_context_acquire (self->context))
+        {
+          g_main_context_push_thread_default (self->context);
+          while (g_atomic_pointer_get (&sync->result) == NULL)
+            g_main_context_iteration (self->context, TRUE);
+          g_main_context_pop_thread_default (self->context);
+          g_main_context_release (self->context);
+        }
+      g_mutex_lock (&sync->mutex);
+    }
   result = sync->result;
   g_mutex_unlock (&sync->mutex);
 
@@ -810,6 +828,64 @@ sync_end (LyProcessManager *self,
   g_cond_clear (&sync->cond);
 
   return result;
+}
+
+/* An _async() call of a synchronous wrapper, made where the manager's
+ * state may change: in the thread that runs its context. */
+typedef void (*SyncStart) (LyProcessManager    *self,
+                           const char          *name,
+                           GCancellable        *cancellable,
+                           GAsyncReadyCallback  callback,
+                           gpointer             user_data);
+
+typedef struct
+{
+  LyProcessManager *self;
+  SyncStart         start;
+  const char       *name;
+  GCancellable     *cancellable;
+  SyncResult       *sync;
+} SyncCall;
+
+static gboolean
+sync_call_in_context (gpointer user_data)
+{
+  SyncCall *call = user_data;
+
+  g_main_context_push_thread_default (call->self->context);
+  call->start (call->self, call->name, call->cancellable, store_result, call->sync);
+  g_main_context_pop_thread_default (call->self->context);
+  return G_SOURCE_REMOVE;
+}
+
+/* The synchronous form of @start: in this thread when it can run the
+ * manager's context, else handed to the thread that runs it (the
+ * state of the targets is that thread's alone), waiting for it. */
+static GAsyncResult *
+sync_run (LyProcessManager *self,
+          SyncStart         start,
+          const char       *name,
+          GCancellable     *cancellable)
+{
+  SyncResult sync;
+  SyncCall call = { self, start, name, cancellable, &sync };
+
+  sync_begin (self, &sync);
+  if (sync.owner)
+    start (self, name, cancellable, store_result, &sync);
+  else
+    g_main_context_invoke_full (self->context, G_PRIORITY_DEFAULT, sync_call_in_context, &call, NULL);
+  return sync_end (self, &sync);
+}
+
+static void
+start_stop_all (LyProcessManager    *self,
+                const char          *name,
+                GCancellable        *cancellable,
+                GAsyncReadyCallback  callback,
+                gpointer             user_data)
+{
+  ly_process_manager_stop_all_async (self, cancellable, callback, user_data);
 }
 
 /* GObject ----------------------------------------------------------------- */
@@ -1457,14 +1533,11 @@ ly_process_manager_stop (LyProcessManager  *self,
                          GCancellable      *cancellable,
                          GError           **error)
 {
-  SyncResult sync;
   g_autoptr(GAsyncResult) result = NULL;
 
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
 
-  sync_begin (self, &sync);
-  ly_process_manager_stop_async (self, name, cancellable, store_result, &sync);
-  result = sync_end (self, &sync);
+  result = sync_run (self, ly_process_manager_stop_async, name, cancellable);
 
   return ly_process_manager_stop_finish (self, result, error);
 }
@@ -1553,14 +1626,11 @@ ly_process_manager_restart (LyProcessManager  *self,
                             GCancellable      *cancellable,
                             GError           **error)
 {
-  SyncResult sync;
   g_autoptr(GAsyncResult) result = NULL;
 
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
 
-  sync_begin (self, &sync);
-  ly_process_manager_restart_async (self, name, cancellable, store_result, &sync);
-  result = sync_end (self, &sync);
+  result = sync_run (self, ly_process_manager_restart_async, name, cancellable);
 
   return ly_process_manager_restart_finish (self, result, error);
 }
@@ -1656,14 +1726,11 @@ ly_process_manager_stop_all (LyProcessManager  *self,
                              GCancellable      *cancellable,
                              GError           **error)
 {
-  SyncResult sync;
   g_autoptr(GAsyncResult) result = NULL;
 
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
 
-  sync_begin (self, &sync);
-  ly_process_manager_stop_all_async (self, cancellable, store_result, &sync);
-  result = sync_end (self, &sync);
+  result = sync_run (self, start_stop_all, NULL, cancellable);
 
   return ly_process_manager_stop_all_finish (self, result, error);
 }
