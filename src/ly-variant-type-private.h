@@ -83,6 +83,47 @@ ly_variant_type_info (const char  *type,
     }
 }
 
+/* The items of a tuple or dict entry type, worked out once for all the
+ * values of an array. */
+#define LY_VARIANT_LAYOUT_MAX_ITEMS 8
+
+typedef struct
+{
+  const char *type;
+  gsize       alignment;
+  gsize       fixed_size;   /* 0: variable */
+} LyVariantItem;
+
+typedef struct
+{
+  guint         n_items;
+  gsize         alignment;
+  gsize         fixed_size;  /* 0: variable */
+  LyVariantItem items[LY_VARIANT_LAYOUT_MAX_ITEMS];
+} LyVariantLayout;
+
+/* FALSE for a tuple of more items than a layout holds. */
+static inline gboolean
+ly_variant_layout_init (LyVariantLayout *layout,
+                        const char      *type)
+{
+  const char *item = type + 1, *end;
+
+  layout->n_items = 0;
+  while (*item != ')' && *item != '}')
+    {
+      LyVariantItem *info;
+
+      if (layout->n_items == LY_VARIANT_LAYOUT_MAX_ITEMS)
+        return FALSE;
+      info = &layout->items[layout->n_items++];
+      info->type = item;
+      ly_variant_type_info (item, &info->alignment, &info->fixed_size, &item);
+    }
+  ly_variant_type_info (type, &layout->alignment, &layout->fixed_size, &end);
+  return TRUE;
+}
+
 /* The size of the framing offsets of a container of @size bytes. */
 static inline gsize
 ly_variant_offset_size (gsize size)

@@ -52,6 +52,10 @@ is_utf8_without_nul (const char *text,
   return i == length || g_utf8_validate_len (text + i, length - i, NULL);
 }
 
+static gboolean is_normal_items (const guint8          *data,
+                                 gsize                  size,
+                                 const LyVariantLayout *layout,
+                                 guint                  depth);
 static gboolean is_normal (const guint8 *data,
                            gsize         size,
                            const char   *type,
@@ -99,6 +103,15 @@ is_normal_variant (const guint8 *data,
 
   type = (const char *) data + zero;
   limit = (const char *) data + size;
+
+  /* the usual child: one basic type */
+  if (limit - type == 1 && strchr ("bynqiuxthdsog", *type) != NULL && *type != '\0')
+    {
+      char basic[2] = { *type, '\0' };
+
+      return is_normal (data, zero - 1, basic, depth + 1);
+    }
+
   if (type == limit || !g_variant_type_string_scan (type, limit, &end) || end != limit)
     return FALSE;
   memcpy (copy, type, size - zero);
@@ -166,6 +179,8 @@ is_normal_array (const guint8 *data,
 {
   const char *element = type + 1, *end;
   gsize alignment, fixed_size, offset_size, last_end, length, offset = 0;
+  LyVariantLayout layout;
+  const LyVariantLayout *items = NULL;
 
   ly_variant_type_info (element, &alignment, &fixed_size, &end);
   if (fixed_size != 0)
@@ -181,14 +196,23 @@ is_normal_array (const guint8 *data,
   if (length == 0)
     return FALSE;
 
+  if (*element == '(' || *element == '{')
+    {
+      if (!ly_variant_layout_init (&layout, element))
+        return FALSE;
+      items = &layout;
+    }
+
   for (gsize i = 0; i < length; i++)
     {
       gsize this_end = ly_variant_read_offset (data + last_end + i * offset_size, offset_size);
       gsize start = (offset + alignment - 1) & ~(alignment - 1);
 
       if (this_end < offset || this_end > last_end || start > this_end ||
-          !is_zero (data + offset, start - offset) ||
-          !is_normal (data + start, this_end - start, element, depth + 1))
+          !is_zero (data + offset, start - offset))
+        return FALSE;
+      if (items != NULL ? !is_normal_items (data + start, this_end - start, items, depth + 1)
+                        : !is_normal (data + start, this_end - start, element, depth + 1))
         return FALSE;
       offset = this_end;
     }
@@ -196,33 +220,29 @@ is_normal_array (const guint8 *data,
 }
 
 static gboolean
-is_normal_tuple (const guint8 *data,
-                 gsize         size,
-                 const char   *type,
-                 guint         depth)
+is_normal_items (const guint8          *data,
+                 gsize                  size,
+                 const LyVariantLayout *layout,
+                 guint                  depth)
 {
-  gsize alignment, fixed_size, offset_size = ly_variant_offset_size (size), framing = size, offset = 0;
-  const char *item, *end;
+  gsize offset_size = ly_variant_offset_size (size), framing = size, offset = 0;
 
-  ly_variant_type_info (type, &alignment, &fixed_size, &end);
-  if (fixed_size != 0 && size != fixed_size)
+  if (layout->fixed_size != 0 && size != layout->fixed_size)
     return FALSE;
-  if (type[1] == ')')
+  if (layout->n_items == 0)
     return size == 1 && data[0] == '\0';
 
-  for (item = type + 1; *item != ')' && *item != '}';)
+  for (guint i = 0; i < layout->n_items; i++)
     {
-      gsize item_alignment, item_fixed, start, stop;
-      const char *next;
+      const LyVariantItem *item = &layout->items[i];
+      gsize start = (offset + item->alignment - 1) & ~(item->alignment - 1), stop;
 
-      ly_variant_type_info (item, &item_alignment, &item_fixed, &next);
-      start = (offset + item_alignment - 1) & ~(item_alignment - 1);
       if (start > framing || !is_zero (data + offset, start - offset))
         return FALSE;
 
-      if (item_fixed != 0)
-        stop = start + item_fixed;
-      else if (*next == ')' || *next == '}')
+      if (item->fixed_size != 0)
+        stop = start + item->fixed_size;
+      else if (i + 1 == layout->n_items)
         stop = framing;
       else
         {
@@ -233,18 +253,25 @@ is_normal_tuple (const guint8 *data,
             return FALSE;
           stop = ly_variant_read_offset (data + framing, offset_size);
         }
-      if (stop < start || stop > framing || !is_normal (data + start, stop - start, item, depth + 1))
+      if (stop < start || stop > framing || !is_normal (data + start, stop - start, item->type, depth + 1))
         return FALSE;
       offset = stop;
-      item = next;
     }
 
-  if (fixed_size != 0)
-    {
-      /* the padding that makes a fixed tuple's size */
-      return is_zero (data + offset, size - offset);
-    }
+  if (layout->fixed_size != 0)
+    return is_zero (data + offset, size - offset);   /* the padding that makes its size */
   return offset == framing;
+}
+
+static gboolean
+is_normal_tuple (const guint8 *data,
+                 gsize         size,
+                 const char   *type,
+                 guint         depth)
+{
+  LyVariantLayout layout;
+
+  return ly_variant_layout_init (&layout, type) && is_normal_items (data, size, &layout, depth);
 }
 
 static gboolean
@@ -258,14 +285,14 @@ is_normal (const guint8 *data,
 
   switch (*type)
     {
-    case 'y': case 'n': case 'q': case 'i': case 'u': case 'h': case 'x': case 't': case 'd':
-      {
-        gsize alignment, fixed_size;
-        const char *end;
-
-        ly_variant_type_info (type, &alignment, &fixed_size, &end);
-        return size == fixed_size;
-      }
+    case 'y':
+      return size == 1;
+    case 'n': case 'q':
+      return size == 2;
+    case 'i': case 'u': case 'h':
+      return size == 4;
+    case 'x': case 't': case 'd':
+      return size == 8;
     case 'b':
       return size == 1 && data[0] <= 1;
     case 's': case 'o': case 'g':

@@ -510,6 +510,28 @@ offsets_clear (Offsets *offsets)
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Offsets, offsets_clear)
 
+/* A dict entry: key and value as @layout says ('{KV}'). */
+static gboolean
+write_entry (Buffer                *buffer,
+             PyObject             **entry,
+             const LyVariantLayout *layout,
+             int                    depth)
+{
+  gsize start = buffer->length, key_end;
+
+  if (!write_value (buffer, entry[0], layout->items[0].type, depth + 1))
+    return FALSE;
+  key_end = buffer->length - start;
+  buffer_pad (buffer, layout->items[1].alignment);
+  if (!write_value (buffer, entry[1], layout->items[1].type, depth + 1))
+    return FALSE;
+  if (layout->fixed_size != 0)
+    buffer_pad (buffer, layout->alignment);
+  else if (layout->items[0].fixed_size == 0)
+    buffer_append_offsets (buffer, buffer->length - start, &key_end, 1);
+  return TRUE;
+}
+
 static gboolean
 write_array (Buffer     *buffer,
              PyObject   *value,
@@ -529,13 +551,15 @@ write_array (Buffer     *buffer,
     {
       PyObject *entry[2];
       Py_ssize_t position = 0;
+      LyVariantLayout layout;
 
       if (!PyDict_Check (value))
         return not_of_type (value, type, "a dict is needed");
+      ly_variant_layout_init (&layout, element);      /* two items: always fits */
       while (PyDict_Next (value, &position, &entry[0], &entry[1]))
         {
           buffer_pad (buffer, alignment);
-          if (!write_items (buffer, value, entry, 2, element, depth + 1))
+          if (!write_entry (buffer, entry, &layout, depth + 1))
             return FALSE;
           if (fixed_size == 0)
             offsets_add (&offsets, buffer->length - start);
@@ -770,6 +794,8 @@ read_variant (const guint8 *data,
    * strings are walked by their structure, no NUL needed */
   type = (const char *) data + zero;
   limit = (const char *) data + size;
+  if (limit - type == 1 && *type != '\0' && strchr ("bynqiuxthdsog", *type) != NULL)
+    return read_value (data, zero - 1, type, depth + 1);    /* the usual child */
   if (type == limit || !g_variant_type_string_scan (type, limit, &end) || end != limit)
     return NULL;
   for (const char *c = type; c < limit; c++)
@@ -778,28 +804,25 @@ read_variant (const guint8 *data,
   return read_value (data, zero - 1, type, depth + 1);
 }
 
-/* A dict entry of @type ('{KV}'), added to @dict: no tuple between. */
+/* A dict entry laid out as @entry ('{KV}'), added to @dict: no tuple
+ * between. */
 static gboolean
-read_entry_into (PyObject     *dict,
-                 const guint8 *data,
-                 gsize         size,
-                 const char   *type,
-                 int           depth)
+read_entry_into (PyObject              *dict,
+                 const guint8          *data,
+                 gsize                  size,
+                 const LyVariantLayout *entry,
+                 int                    depth)
 {
-  gsize key_alignment, key_fixed, value_alignment, value_fixed, entry_alignment, entry_fixed;
+  const LyVariantItem *key_item = &entry->items[0], *value_item = &entry->items[1];
   gsize key_end, value_start, value_end = size;
-  const char *value_type, *value_type_end, *end;
   g_autoptr(PyObject) key = NULL;
   g_autoptr(PyObject) value = NULL;
 
-  type_info (type + 1, &key_alignment, &key_fixed, &value_type);
-  type_info (value_type, &value_alignment, &value_fixed, &value_type_end);
-  type_info (type, &entry_alignment, &entry_fixed, &end);
-  if (entry_fixed != 0 && size != entry_fixed)
+  if (entry->fixed_size != 0 && size != entry->fixed_size)
     return FALSE;
 
-  if (key_fixed != 0)
-    key_end = key_fixed;
+  if (key_item->fixed_size != 0)
+    key_end = key_item->fixed_size;
   else
     {
       gsize offset_size = offset_size_of (size);
@@ -809,14 +832,14 @@ read_entry_into (PyObject     *dict,
       value_end = size - offset_size;
       key_end = read_offset (data + value_end, offset_size);
     }
-  value_start = (key_end + value_alignment - 1) & ~(value_alignment - 1);
-  if (value_fixed != 0)
-    value_end = value_start + value_fixed;
+  value_start = (key_end + value_item->alignment - 1) & ~(value_item->alignment - 1);
+  if (value_item->fixed_size != 0)
+    value_end = value_start + value_item->fixed_size;
   if (key_end > value_end || value_start > value_end || value_end > size)
     return FALSE;
 
-  key = read_value (data, key_end, type + 1, depth + 1);
-  value = key != NULL ? read_value (data + value_start, value_end - value_start, value_type, depth + 1) : NULL;
+  key = read_value (data, key_end, key_item->type, depth + 1);
+  value = key != NULL ? read_value (data + value_start, value_end - value_start, value_item->type, depth + 1) : NULL;
   return value != NULL && PyDict_SetItem (dict, key, value) == 0;
 }
 
@@ -829,6 +852,7 @@ read_array (const guint8 *data,
   const char *element = type + 1, *end;
   gsize alignment, fixed_size, n, offset_size, offsets_start, previous = 0;
   gboolean is_dict = *element == '{';
+  LyVariantLayout entry;
   PyObject *result;
 
   type_info (element, &alignment, &fixed_size, &end);
@@ -853,6 +877,8 @@ read_array (const guint8 *data,
       n = (size - offsets_start) / offset_size;
     }
 
+  if (is_dict)
+    ly_variant_layout_init (&entry, element);    /* two items: always fits */
   result = is_dict ? PyDict_New () : PyList_New (n);
   for (gsize i = 0; result != NULL && i < n; i++)
     {
@@ -875,7 +901,7 @@ read_array (const guint8 *data,
 
       if (is_dict)
         {
-          if (!read_entry_into (result, data + start, stop - start, element, depth + 1))
+          if (!read_entry_into (result, data + start, stop - start, &entry, depth + 1))
             g_clear_pointer (&result, Py_DecRef);
           continue;
         }
