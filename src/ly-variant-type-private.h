@@ -11,6 +11,7 @@
 #pragma once
 
 #include <glib.h>
+#include <string.h>
 
 G_BEGIN_DECLS
 
@@ -121,6 +122,17 @@ ly_variant_layout_init (LyVariantLayout *layout,
       ly_variant_type_info (item, &info->alignment, &info->fixed_size, &item);
     }
   ly_variant_type_info (type, &layout->alignment, &layout->fixed_size, &end);
+  return TRUE;
+}
+
+/* Whether @size bytes at @data are all zero: padding must be. */
+static inline gboolean
+ly_variant_is_zero (const guint8 *data,
+                    gsize         size)
+{
+  for (gsize i = 0; i < size; i++)
+    if (data[i] != 0)
+      return FALSE;
   return TRUE;
 }
 

@@ -75,16 +75,6 @@ is_normal_string (const guint8 *data,
   return TRUE;
 }
 
-static gboolean
-is_zero (const guint8 *data,
-         gsize         size)
-{
-  for (gsize i = 0; i < size; i++)
-    if (data[i] != 0)
-      return FALSE;
-  return TRUE;
-}
-
 /* Vouched for: a short type of basic types and containers of them, no
  * deeper than this module checks. */
 static gboolean
@@ -209,7 +199,7 @@ is_normal_array (const guint8 *data,
       gsize start = (offset + alignment - 1) & ~(alignment - 1);
 
       if (this_end < offset || this_end > last_end || start > this_end ||
-          !is_zero (data + offset, start - offset))
+          !ly_variant_is_zero (data + offset, start - offset))
         return FALSE;
       if (items != NULL ? !is_normal_items (data + start, this_end - start, items, depth + 1)
                         : !is_normal (data + start, this_end - start, element, depth + 1))
@@ -237,7 +227,7 @@ is_normal_items (const guint8          *data,
       const LyVariantItem *item = &layout->items[i];
       gsize start = (offset + item->alignment - 1) & ~(item->alignment - 1), stop;
 
-      if (start > framing || !is_zero (data + offset, start - offset))
+      if (start > framing || !ly_variant_is_zero (data + offset, start - offset))
         return FALSE;
 
       if (item->fixed_size != 0)
@@ -259,7 +249,7 @@ is_normal_items (const guint8          *data,
     }
 
   if (layout->fixed_size != 0)
-    return is_zero (data + offset, size - offset);   /* the padding that makes its size */
+    return ly_variant_is_zero (data + offset, size - offset);   /* the padding that makes its size */
   return offset == framing;
 }
 

@@ -13,6 +13,7 @@
 #include "ly-i18n-private.h"
 #include "ly-wire-private.h"
 #include "ly-variant-private.h"
+#include "ly-variant-type-private.h"
 
 /* A send-buffer segment grows to at least this size, so a burst of small
  * messages shares one allocation and leaves in one writev(). */
@@ -497,15 +498,6 @@ ly_wire_reader_has_partial (LyWireReader *reader)
   return reader->large != NULL || reader->head != reader->tail;
 }
 
-static gboolean
-is_zero (const guint8 *data,
-         gsize         size)
-{
-  for (gsize i = 0; i < size; i++)
-    if (data[i] != 0)
-      return FALSE;
-  return TRUE;
-}
 
 static gboolean
 check_header (LyWireReader *reader,
@@ -579,7 +571,7 @@ check_type (const char *type,
   const char *end = NULL;
 
   /* The type string is followed by at least one NUL; all padding is zero. */
-  if (!is_zero ((const guint8 *) type + type_length, type_area - type_length))
+  if (!ly_variant_is_zero ((const guint8 *) type + type_length, type_area - type_length))
     {
       g_set_error_literal (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
                            _("Received a frame whose type padding is not zero"));
@@ -692,7 +684,7 @@ finish_large (LyWireReader  *reader,
   if (reader->large_filled < padded)
     return LY_WIRE_NEED_MORE;
 
-  if (!is_zero (reader->large + reader->large_length, padded - reader->large_length))
+  if (!ly_variant_is_zero (reader->large + reader->large_length, padded - reader->large_length))
     {
       g_set_error_literal (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
                            _("Received a frame whose data padding is not zero"));
@@ -763,7 +755,7 @@ ly_wire_reader_next (LyWireReader  *reader,
     const guint8 *data = frame + LY_WIRE_HEADER_SIZE + type_area;
     g_autoptr(GBytes) bytes = NULL;
 
-    if (!is_zero (data + data_length, data_area - data_length))
+    if (!ly_variant_is_zero (data + data_length, data_area - data_length))
       {
         g_set_error_literal (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
                              _("Received a frame whose data padding is not zero"));

@@ -9,6 +9,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
 import asyncio
+import atexit
 import collections.abc
 import os
 import random
@@ -16,9 +17,9 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 
 import gi
+import lytap
 gi.require_version('GLib', '2.0')
 gi.require_version('Ly', '1')
 from gi.repository import GLib, Ly  # noqa: E402
@@ -28,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = sys.executable
 OUTPUT = tempfile.NamedTemporaryFile(prefix='ly-test-async-', delete=False).name
 os.environ['LY_TEST_OUTPUT'] = OUTPUT
+atexit.register(os.unlink, OUTPUT)
 
 EVENT = {'type': 'message', 'user_id': 123456789, 'group_id': 987654,
          'message': 'hello world ' * 3, 'self_id': 42, 'time': 1700000000,
@@ -99,6 +101,11 @@ def test_asyncio_hub_and_asyncio_child():
 
         active.send('flush')
         assert await receive(active) == 'sent-async'
+
+        # the registry in a child, as in the original
+        active.send('registry')
+        reply = await receive(active)
+        assert reply['data'] == [True, True, True, ['bot-active', 'bot-passive', 'mine']], reply
 
         # a polite stop runs the program's finally and asyncio.run's cleanup
         with open(OUTPUT, 'w'):
@@ -265,6 +272,12 @@ def test_conversion_round_trips():
         # the same bytes read as untrusted data
         untrusted = GLib.Variant.new_from_bytes(variant.get_type(), variant.get_data_as_bytes(), False)
         assert Ly.from_variant(untrusted) == expected
+    # data not in normal form reads as GLib's accessors read it
+    for type_string, data in [('s', b'abc'), ('as', b'a\x00\x09'), ('(ys)', b'\x01'), ('b', b'\x05'),
+                              ('a{sv}', b'k\x00\x00\x00'), ('v', b'\x00\x00*')]:
+        odd = GLib.Variant.new_from_bytes(GLib.VariantType(type_string), GLib.Bytes(data), False)
+        assert not odd.is_normal_form()
+        assert Ly.from_variant(odd) == override._py_from_variant(odd.get_normal_form()), type_string
     big = os.urandom(16 * 1024 * 1024)
     assert Ly.from_variant(Ly.to_variant(big)) == big
     numbers = list(range(-50000, 50000))
@@ -337,17 +350,4 @@ def test_random_values_match_glib():
         assert Ly.from_variant(ours) == override._py_from_variant(reference), item
 
 
-tests = [value for name, value in sorted(globals().items()) if name.startswith('test_')]
-print('1..%d' % len(tests))
-failed = False
-for number, test in enumerate(tests, 1):
-    try:
-        test()
-        print('ok %d - %s' % (number, test.__name__))
-    except Exception:
-        failed = True
-        print('not ok %d - %s' % (number, test.__name__))
-        for line in traceback.format_exc().splitlines():
-            print('# ' + line)
-os.unlink(OUTPUT)
-sys.exit(1 if failed else 0)
+lytap.run(globals())

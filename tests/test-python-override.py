@@ -8,9 +8,9 @@ import asyncio
 import sys
 import threading
 import time
-import traceback
 
 import gi
+import lytap
 gi.require_version('GLib', '2.0')
 gi.require_version('Gio', '2.0')
 gi.require_version('Ly', '1')
@@ -191,16 +191,4 @@ def test_handlers_run_while_the_main_thread_is_busy():
     assert got.wait(10)
 
 
-tests = [value for name, value in sorted(globals().items()) if name.startswith('test_')]
-print('1..%d' % len(tests))
-failed = False
-for number, test in enumerate(tests, 1):
-    try:
-        test()
-        print('ok %d - %s' % (number, test.__name__))
-    except Exception:
-        failed = True
-        print('not ok %d - %s' % (number, test.__name__))
-        for line in traceback.format_exc().splitlines():
-            print('# ' + line)
-sys.exit(1 if failed else 0)
+lytap.run(globals())

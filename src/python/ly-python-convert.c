@@ -208,213 +208,6 @@ lypy_to_variant (PyObject           *value,
 
 /* GVariant to Python --------------------------------------------------------- */
 
-static PyObject *from_variant (GVariant *variant,
-                               int       depth);
-
-static PyObject *
-from_fixed_array (GVariant *variant,
-                  char      code)
-{
-  gsize n, size;
-  gconstpointer data;
-  PyObject *list;
-
-  switch (code)
-    {
-    case 'b': case 'y': size = 1; break;
-    case 'n': case 'q': size = 2; break;
-    case 'i': case 'u': case 'h': size = 4; break;
-    default: size = 8; break;
-    }
-  data = g_variant_get_fixed_array (variant, &n, size);
-  if ((list = PyList_New (n)) == NULL)
-    return NULL;
-
-  for (gsize i = 0; i < n; i++)
-    {
-      PyObject *item;
-
-      switch (code)
-        {
-        case 'b': item = PyBool_FromLong (((const guint8 *) data)[i]); break;
-        case 'n': item = PyLong_FromLong (((const gint16 *) data)[i]); break;
-        case 'q': item = PyLong_FromLong (((const guint16 *) data)[i]); break;
-        case 'i': case 'h': item = PyLong_FromLong (((const gint32 *) data)[i]); break;
-        case 'u': item = PyLong_FromUnsignedLong (((const guint32 *) data)[i]); break;
-        case 'x': item = PyLong_FromLongLong (((const gint64 *) data)[i]); break;
-        case 't': item = PyLong_FromUnsignedLongLong (((const guint64 *) data)[i]); break;
-        default: item = PyFloat_FromDouble (((const double *) data)[i]); break;
-        }
-      if (item == NULL)
-        {
-          Py_DECREF (list);
-          return NULL;
-        }
-      PyList_SET_ITEM (list, i, item);
-    }
-  return list;
-}
-
-static PyObject *
-from_strings (GVariant *variant)
-{
-  gsize n;
-  g_autofree const char **strings = g_variant_get_strv (variant, &n);
-  PyObject *list = PyList_New (n);
-
-  for (gsize i = 0; list != NULL && i < n; i++)
-    {
-      PyObject *item = PyUnicode_DecodeUTF8 (strings[i], strlen (strings[i]), "strict");
-
-      if (item == NULL)
-        g_clear_pointer (&list, Py_DecRef);
-      else
-        PyList_SET_ITEM (list, i, item);
-    }
-  return list;
-}
-
-static PyObject *
-from_dict (GVariant *variant,
-           int       depth)
-{
-  gsize n = g_variant_n_children (variant);
-  PyObject *dict = PyDict_New ();
-
-  for (gsize i = 0; dict != NULL && i < n; i++)
-    {
-      g_autoptr(GVariant) entry = g_variant_get_child_value (variant, i);
-      g_autoptr(GVariant) key = g_variant_get_child_value (entry, 0);
-      g_autoptr(GVariant) item = g_variant_get_child_value (entry, 1);
-      g_autoptr(PyObject) py_key = from_variant (key, depth + 1);
-      g_autoptr(PyObject) py_item = py_key != NULL ? from_variant (item, depth + 1) : NULL;
-
-      if (py_item == NULL || PyDict_SetItem (dict, py_key, py_item) < 0)
-        g_clear_pointer (&dict, Py_DecRef);
-    }
-  return dict;
-}
-
-static PyObject *
-from_children (GVariant *variant,
-               gboolean  as_tuple,
-               int       depth)
-{
-  gsize n = g_variant_n_children (variant);
-  PyObject *result = as_tuple ? PyTuple_New (n) : PyList_New (n);
-
-  for (gsize i = 0; result != NULL && i < n; i++)
-    {
-      g_autoptr(GVariant) child = g_variant_get_child_value (variant, i);
-      PyObject *item = from_variant (child, depth + 1);
-
-      if (item == NULL)
-        g_clear_pointer (&result, Py_DecRef);
-      else if (as_tuple)
-        PyTuple_SET_ITEM (result, i, item);
-      else
-        PyList_SET_ITEM (result, i, item);
-    }
-  return result;
-}
-
-static PyObject *
-from_array (GVariant *variant,
-            int       depth)
-{
-  const char *element = g_variant_get_type_string (variant) + 1;
-
-  switch (*element)
-    {
-    case 'y':
-      {
-        gsize n;
-        gconstpointer data = g_variant_get_fixed_array (variant, &n, 1);
-
-        return PyBytes_FromStringAndSize (data, n);
-      }
-    case 'b': case 'n': case 'q': case 'i': case 'u': case 'h':
-    case 'x': case 't': case 'd':
-      return from_fixed_array (variant, *element);
-    case 's': case 'o': case 'g':
-      return from_strings (variant);
-    case '{':
-      return from_dict (variant, depth);
-    default:
-      return from_children (variant, FALSE, depth);
-    }
-}
-
-static PyObject *
-from_string (GVariant *variant)
-{
-  gsize length;
-  const char *text = g_variant_get_string (variant, &length);
-
-  return PyUnicode_DecodeUTF8 (text, length, "strict");
-}
-
-static PyObject *
-from_variant (GVariant *variant,
-              int       depth)
-{
-  if (depth > 2 * LYPY_MAX_DEPTH + 2)
-    {
-      PyErr_SetString (PyExc_RecursionError, "the GVariant is nested too deeply for Python");
-      return NULL;
-    }
-
-  switch (g_variant_classify (variant))
-    {
-    case G_VARIANT_CLASS_BOOLEAN:
-      return PyBool_FromLong (g_variant_get_boolean (variant));
-    case G_VARIANT_CLASS_BYTE:
-      return PyLong_FromLong (g_variant_get_byte (variant));
-    case G_VARIANT_CLASS_INT16:
-      return PyLong_FromLong (g_variant_get_int16 (variant));
-    case G_VARIANT_CLASS_UINT16:
-      return PyLong_FromLong (g_variant_get_uint16 (variant));
-    case G_VARIANT_CLASS_INT32:
-      return PyLong_FromLong (g_variant_get_int32 (variant));
-    case G_VARIANT_CLASS_HANDLE:
-      return PyLong_FromLong (g_variant_get_handle (variant));
-    case G_VARIANT_CLASS_UINT32:
-      return PyLong_FromUnsignedLong (g_variant_get_uint32 (variant));
-    case G_VARIANT_CLASS_INT64:
-      return PyLong_FromLongLong (g_variant_get_int64 (variant));
-    case G_VARIANT_CLASS_UINT64:
-      return PyLong_FromUnsignedLongLong (g_variant_get_uint64 (variant));
-    case G_VARIANT_CLASS_DOUBLE:
-      return PyFloat_FromDouble (g_variant_get_double (variant));
-    case G_VARIANT_CLASS_STRING:
-    case G_VARIANT_CLASS_OBJECT_PATH:
-    case G_VARIANT_CLASS_SIGNATURE:
-      return from_string (variant);
-    case G_VARIANT_CLASS_VARIANT:
-      {
-        g_autoptr(GVariant) inner = g_variant_get_variant (variant);
-
-        return from_variant (inner, depth + 1);
-      }
-    case G_VARIANT_CLASS_MAYBE:
-      {
-        g_autoptr(GVariant) inner = g_variant_get_maybe (variant);
-
-        if (inner == NULL)
-          Py_RETURN_NONE;
-        return from_variant (inner, depth + 1);
-      }
-    case G_VARIANT_CLASS_ARRAY:
-      return from_array (variant, depth);
-    case G_VARIANT_CLASS_TUPLE:
-    case G_VARIANT_CLASS_DICT_ENTRY:
-      return from_children (variant, TRUE, depth);
-    default:
-      PyErr_SetString (PyExc_TypeError, "a GVariant of an unknown class");
-      return NULL;
-    }
-}
-
 /**
  * lypy_from_variant:
  * @variant: (nullable): a GVariant
@@ -425,13 +218,19 @@ from_variant (GVariant *variant,
 PyObject *
 lypy_from_variant (GVariant *variant)
 {
+  g_autoptr(GVariant) normal = NULL;
   PyObject *value;
 
   if (variant == NULL)
     Py_RETURN_NONE;
-  /* the serialised form directly; GLib's accessors where it is not in
-   * normal form */
+  /* the serialised form directly; data not in normal form (a value a
+   * program made from untrusted bytes) is read in GLib's normal form of
+   * it, which says what GLib's accessors would give */
   if ((value = lypy_parse (variant)) != NULL || PyErr_Occurred ())
     return value;
-  return from_variant (variant, 0);
+  normal = g_variant_get_normal_form (variant);
+  if ((value = lypy_parse (normal)) != NULL || PyErr_Occurred ())
+    return value;
+  PyErr_SetString (PyExc_RecursionError, "the GVariant is nested too deeply for Python");
+  return NULL;
 }

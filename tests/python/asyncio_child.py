@@ -73,6 +73,16 @@ async def main():
                 active_channel.send('cancelled')
                 after = await active_channel.receive_async()
                 active_channel.send({'handler': 'after-cancel', 'data': after, **where()})
+            elif command == 'registry':
+                from gi.repository import Ly
+                name = Ly.get_process_name()
+                mine, _theirs = Ly.Channel.new_pair('mine')
+                Ly.set_channel('mine', mine)
+                found = [Ly.get_channel(name + '-active') == active_channel(),
+                         Ly.get_channel(name + '-passive') == passive_channel(),
+                         Ly.get_channel('mine') == mine]
+                active_channel.send({'handler': 'registry', 'data': found + [sorted(Ly.list_channels())],
+                                     **where()})
             elif command == 'flush':
                 await active_channel.send_async('sent-async')
                 await active_channel.flush_async()
