@@ -55,7 +55,8 @@ def ly_peer(fd, work, count):
 
 
 def pipe_sink(conn, count):
-    conn.send(conn.recv())
+    conn.recv()                                    # warm-up: both run
+    conn.send('ready')
     for _ in range(count):
         conn.recv()
     conn.send(count)
@@ -81,73 +82,57 @@ def conversion(count):
     return ours * 1e6, theirs * 1e6
 
 
-def spawn_ly_peer(work, count):
+# A peer is (send, receive, wait): the measuring side's ends of a link to
+# a process doing WORK ('sink' or 'echo') for COUNT messages.
+
+def ly_link(work, count):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     child = subprocess.Popen([sys.executable, __file__, '--peer', work, str(count), str(theirs.fileno())],
                              pass_fds=[theirs.fileno()])
     theirs.close()
-    Ly = ly()
-    return child, Ly.Channel.new_for_fd('bench', ours.detach())
+    channel = ly().Channel.new_for_fd('bench', ours.detach())
 
-
-def ly_one_way(value, count):
-    child, channel = spawn_ly_peer('sink', count)
-    channel.send(value)
-    channel.receive()                              # 'ready'
-    start = time.perf_counter()
-    for _ in range(count):
+    def send(value):
         while True:
             try:
-                channel.send(value)
-                break
+                return channel.send(value)
             except Exception:                      # FULL: let the queue drain
                 channel.flush()
-    assert channel.receive() == count
+    return send, channel.receive, child.wait
+
+
+def pipe_link(work, count):
+    here, there = multiprocessing.Pipe()
+    process = multiprocessing.Process(target=pipe_sink if work == 'sink' else pipe_echo, args=(there, count))
+    process.start()
+    return here.send, here.recv, process.join
+
+
+def one_way(link, value, count):
+    """Messages per second from here to a sink."""
+    send, receive, wait = link('sink', count)
+    send(value)
+    receive()                                      # both processes run
+    start = time.perf_counter()
+    for _ in range(count):
+        send(value)
+    assert receive() == count
     elapsed = time.perf_counter() - start
-    child.wait()
+    wait()
     return count / elapsed
 
 
-def ly_round_trip(value, count):
-    child, channel = spawn_ly_peer('echo', count)
-    channel.send(value)
-    channel.receive()
+def round_trip(link, value, count):
+    """Microseconds from here to an echo and back."""
+    send, receive, wait = link('echo', count)
+    send(value)
+    receive()
     start = time.perf_counter()
     for _ in range(count):
-        channel.send(value)
-        channel.receive()
+        send(value)
+        receive()
     elapsed = time.perf_counter() - start
-    child.wait()
-    return elapsed / count * 1e6
-
-
-def pipe_one_way(value, count):
-    here, there = multiprocessing.Pipe()
-    process = multiprocessing.Process(target=pipe_sink, args=(there, count))
-    process.start()
-    here.send(value)
-    here.recv()
-    start = time.perf_counter()
-    for _ in range(count):
-        here.send(value)
-    assert here.recv() == count
-    elapsed = time.perf_counter() - start
-    process.join()
-    return count / elapsed
-
-
-def pipe_round_trip(value, count):
-    here, there = multiprocessing.Pipe()
-    process = multiprocessing.Process(target=pipe_echo, args=(there, count))
-    process.start()
-    here.send(value)
-    here.recv()
-    start = time.perf_counter()
-    for _ in range(count):
-        here.send(value)
-        here.recv()
-    elapsed = time.perf_counter() - start
-    process.join()
+    wait()
     return elapsed / count * 1e6
 
 
@@ -175,16 +160,16 @@ def main():
     rows.append(('event dict: to_variant+from_variant / pickle dumps+loads (us)',
                  convert_ours, convert_pickle, convert_ours / convert_pickle, '<= 3x'))
 
-    ours = median_of(runs, ly_one_way, EVENT, events)
-    theirs = median_of(runs, pipe_one_way, EVENT, events)
+    ours = median_of(runs, one_way, ly_link, EVENT, events)
+    theirs = median_of(runs, one_way, pipe_link, EVENT, events)
     rows.append(('event dict one way (msg/s)', ours, theirs, ours / theirs, '>= 2x'))
 
-    ours = median_of(runs, ly_one_way, MIB, big) * len(MIB) / 1e6
-    theirs = median_of(runs, pipe_one_way, MIB, big) * len(MIB) / 1e6
+    ours = median_of(runs, one_way, ly_link, MIB, big) * len(MIB) / 1e6
+    theirs = median_of(runs, one_way, pipe_link, MIB, big) * len(MIB) / 1e6
     rows.append(('1 MiB bytes one way (MB/s)', ours, theirs, ours / theirs, '>= 1x'))
 
-    ours = median_of(runs, ly_round_trip, 'ping', trips)
-    theirs = median_of(runs, pipe_round_trip, 'ping', trips)
+    ours = median_of(runs, round_trip, ly_link, 'ping', trips)
+    theirs = median_of(runs, round_trip, pipe_link, 'ping', trips)
     rows.append(('small str round trip (us)', ours, theirs, ours / theirs, '<= 1.2x'))
 
     print('| measure | Ly | peer | ratio | bar |')
