@@ -143,6 +143,21 @@ ly_variant_offset_size (gsize size)
   return size > G_MAXUINT32 ? 8 : size > G_MAXUINT16 ? 4 : size > G_MAXUINT8 ? 2 : size > 0 ? 1 : 0;
 }
 
+/* The size of a container of @body bytes and @n framing offsets in
+ * normal form: the offsets as small as the whole allows. */
+static inline gsize
+ly_variant_framed_size (gsize body,
+                        gsize n)
+{
+  if (body + n <= G_MAXUINT8)
+    return body + n;
+  if (body + 2 * n <= G_MAXUINT16)
+    return body + 2 * n;
+  if (body + 4 * n <= G_MAXUINT32)
+    return body + 4 * n;
+  return body + 8 * n;
+}
+
 static inline guint64
 ly_variant_read_offset (const guint8 *data,
                         gsize         size)

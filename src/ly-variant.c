@@ -183,8 +183,8 @@ is_normal_array (const guint8 *data,
   if (last_end > size || (size - last_end) % offset_size != 0)
     return FALSE;
   length = (size - last_end) / offset_size;
-  if (length == 0)
-    return FALSE;
+  if (length == 0 || ly_variant_framed_size (last_end, length) != size)
+    return FALSE;     /* offsets larger than they need be are not normal */
 
   if (*element == '(' || *element == '{')
     {
@@ -215,7 +215,7 @@ is_normal_items (const guint8          *data,
                  const LyVariantLayout *layout,
                  guint                  depth)
 {
-  gsize offset_size = ly_variant_offset_size (size), framing = size, offset = 0;
+  gsize offset_size = ly_variant_offset_size (size), framing = size, offset = 0, n_offsets;
 
   if (layout->fixed_size != 0 && size != layout->fixed_size)
     return FALSE;
@@ -250,7 +250,8 @@ is_normal_items (const guint8          *data,
 
   if (layout->fixed_size != 0)
     return ly_variant_is_zero (data + offset, size - offset);   /* the padding that makes its size */
-  return offset == framing;
+  n_offsets = (size - framing) / MAX (offset_size, 1);
+  return offset == framing && ly_variant_framed_size (framing, n_offsets) == size;
 }
 
 static gboolean

@@ -827,7 +827,7 @@ read_entry_into (PyObject              *dict,
     {
       gsize offset_size = offset_size_of (size);
 
-      if (size < offset_size)
+      if (size < offset_size || ly_variant_framed_size (size - offset_size, 1) != size)
         return FALSE;
       value_end = size - offset_size;
       key_end = read_offset (data + value_end, offset_size);
@@ -875,6 +875,8 @@ read_array (const guint8 *data,
       if (offsets_start > size || (size - offsets_start) % offset_size != 0)
         return NULL;
       n = (size - offsets_start) / offset_size;
+      if (ly_variant_framed_size (offsets_start, n) != size)
+        return NULL;      /* not normal form: GLib reads it */
     }
 
   if (is_dict)
@@ -959,6 +961,9 @@ read_tuple (const guint8 *data,
       position = stop;
       item_type = next;
     }
+  if (fixed_size == 0 &&
+      (position != framing || ly_variant_framed_size (framing, (size - framing) / MAX (offset_size, 1)) != size))
+    return NULL;      /* not normal form: GLib reads it */
   return PyList_AsTuple (items);
 }
 

@@ -147,7 +147,23 @@ def storage_file_seeds():
     write('storage-file', 'not-a-store', b'hello world')
 
 
+def variant_seeds():
+    """Type string, NUL, serialised data: normal values of many shapes."""
+    values = [
+        v('s', 'hello'), v('s', 'é文字 ' * 5), v('o', '/a/b'), v('g', 'a{sv}'), v('b', True),
+        v('ab', [True, False]), v('as', ['a', '', 'bc']), v('a{sv}', {'k': v('s', 'x'), 'n': v('x', 5)}),
+        v('(ysx)', (1, 'two', 3)), v('(sy)', ('a', 1)), v('(yx)', (1, 2)), v('ms', 'x'), v('ms', None),
+        v('mi', 4), v('amay', [None, b'', b'x']), v('aas', [['a'], []]), v('v', v('u', 7)),
+        v('av', [v('s', 'a'), v('(ii)', (1, 2)), v('as', ['x'])]), v('()', ()), v('a()', [(), ()]),
+        v('a{s(ii)}', {'p': (1, 2)}), v('(a{sv}ay)', ({'a': v('d', 1.5)}, b'zz')),
+    ]
+    for i, value in enumerate(values):
+        data = value.get_data_as_bytes().get_data() if value.get_size() else b''
+        write('variant', '%02d' % i, value.get_type_string().encode() + b'\0' + data)
+
+
 wire_seeds()
+variant_seeds()
 control_seeds()
 config_seeds()
 value_seeds()
