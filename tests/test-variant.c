@@ -203,6 +203,7 @@ test_known_cases (void)
     { "()", "\0", 1 },
     { "()", "\1", 1 },
   };
+  static const guint8 zeros[256] = { 0 };
 
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
     {
@@ -214,6 +215,12 @@ test_known_cases (void)
       /* every one of these is simple enough to be decided here */
       g_assert_cmpint (fast, ==, glib);
     }
+
+  /* found by fuzz-variant: 128 empty arrays framed with two-byte offsets
+   * where one byte does (GLib: not normal) */
+  g_assert_false (ly_variant_is_surely_normal ("aas", zeros, sizeof zeros));
+  g_assert_false (glib_says_normal ("aas", zeros, sizeof zeros));
+  g_assert_true (ly_variant_is_surely_normal ("aas", zeros, 128));
 }
 
 int
