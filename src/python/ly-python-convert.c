@@ -37,6 +37,13 @@ static PyTypeObject *variant_class;   /* GLib.Variant */
 GVariant *
 lypy_peek_variant (PyObject *object)
 {
+  PyTypeObject *type = Py_TYPE (object);
+
+  /* asked of every value converted: the builtins answer at once */
+  if (type == &PyUnicode_Type || type == &PyLong_Type || type == &PyDict_Type || type == &PyList_Type ||
+      type == &PyTuple_Type || type == &PyFloat_Type || type == &PyBool_Type || type == &PyBytes_Type ||
+      object == Py_None)
+    return NULL;
   if (variant_class == NULL || !PyObject_TypeCheck (object, variant_class))
     return NULL;
   return ((PyGPointer *) object)->pointer;

@@ -804,6 +804,38 @@ read_variant (const guint8 *data,
   return read_value (data, zero - 1, type, depth + 1);
 }
 
+/* Dict keys come again and again (every event has its 'type' and
+ * 'user_id'): the str objects of short keys are kept, with their hash,
+ * in a small table (the GIL guards it).  A key not found is decoded. */
+#define KEY_CACHE_SIZE 512
+#define KEY_CACHE_MAX_LENGTH 48
+
+static PyObject *key_cache[KEY_CACHE_SIZE];
+
+static PyObject *
+read_key_string (const guint8 *data,
+                 gsize         size)
+{
+  PyObject **slot, *key;
+  guint hash = 5381;
+  Py_ssize_t length;
+  const char *cached;
+
+  if (size == 0 || size > KEY_CACHE_MAX_LENGTH + 1)
+    return read_string (data, size, 's');
+  for (gsize i = 0; i + 1 < size; i++)
+    hash = hash * 33 + data[i];
+  slot = &key_cache[hash % KEY_CACHE_SIZE];
+  if (*slot != NULL && (cached = PyUnicode_AsUTF8AndSize (*slot, &length)) != NULL &&
+      (gsize) length == size - 1 && memcmp (cached, data, size) == 0)
+    return Py_NewRef (*slot);
+
+  if ((key = read_string (data, size, 's')) == NULL)
+    return NULL;
+  Py_XSETREF (*slot, Py_NewRef (key));
+  return key;
+}
+
 /* A dict entry laid out as @entry ('{KV}'), added to @dict: no tuple
  * between. */
 static gboolean
@@ -838,7 +870,8 @@ read_entry_into (PyObject              *dict,
   if (key_end > value_end || value_start > value_end || value_end > size)
     return FALSE;
 
-  key = read_value (data, key_end, key_item->type, depth + 1);
+  key = *key_item->type == 's' ? read_key_string (data, key_end)
+                                : read_value (data, key_end, key_item->type, depth + 1);
   value = key != NULL ? read_value (data + value_start, value_end - value_start, value_item->type, depth + 1) : NULL;
   return value != NULL && PyDict_SetItem (dict, key, value) == 0;
 }
