@@ -317,7 +317,7 @@ ly_variant_is_surely_normal (const char   *type,
   gsize type_length = strlen (type);
 
   /* GLib's limit counts type nesting too */
-  if (type_length > MAX_DEPTH)
+  if (type_length > MAX_DEPTH || (data == NULL && size > 0))
     return FALSE;
   return is_normal (size > 0 ? data : (const guint8 *) "", size, type, (guint) type_length);
 }

@@ -350,4 +350,34 @@ def test_random_values_match_glib():
         assert Ly.from_variant(ours) == override._py_from_variant(reference), item
 
 
+def test_untrusted_bytes_read_as_glib_reads_them():
+    # any bytes, as any type: the C reader gives what GLib's accessors
+    # give (its normal form of them), and never crashes (it did on a
+    # fixed-size value made from bytes of another size: GLib keeps no data)
+    generator = random.Random(7)
+    basic = 'bynqiuxtdsog'
+
+    def random_type(depth=0):
+        kind = generator.randrange(11 if depth < 3 else 6)
+        if kind < 5:
+            return generator.choice(basic)
+        if kind == 5:
+            return 'v'
+        if kind == 6:
+            return 'm' + random_type(depth + 1)
+        if kind in (7, 8):
+            return 'a' + random_type(depth + 1)
+        if kind == 9:
+            return 'a{' + generator.choice(basic) + random_type(depth + 1) + '}'
+        return '(' + ''.join(random_type(depth + 1) for _ in range(generator.randrange(4))) + ')'
+
+    for _ in range(3000):
+        type_string = random_type()
+        data = bytes(generator.choice([0, 0, 1, 2, 97, 115, 255, generator.randrange(256)])
+                     for _ in range(generator.randrange(40)))
+        untrusted = GLib.Variant.new_from_bytes(GLib.VariantType(type_string), GLib.Bytes(data), False)
+        assert repr(Ly.from_variant(untrusted)) == repr(override._py_from_variant(untrusted.get_normal_form())), \
+            (type_string, data)
+
+
 lytap.run(globals())

@@ -1058,8 +1058,13 @@ lypy_parse (GVariant *variant)
 {
   gsize size = g_variant_get_size (variant);
   const guint8 *data = g_variant_get_data (variant);
-  PyObject *value = read_value (size > 0 ? data : (const guint8 *) "", size,
-                                g_variant_get_type_string (variant), 0);
+  PyObject *value;
+
+  /* GLib gives no data for a fixed-size value made from bytes of
+   * another size: its accessors read zeros, which its normal form says */
+  if (data == NULL && size > 0)
+    return NULL;
+  value = read_value (size > 0 ? data : (const guint8 *) "", size, g_variant_get_type_string (variant), 0);
 
   if (value == NULL && PyErr_Occurred ())
     {
