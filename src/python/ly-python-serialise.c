@@ -558,8 +558,16 @@ write_array (Buffer     *buffer,
       ly_variant_layout_init (&layout, element);      /* two items: always fits */
       while (PyDict_Next (value, &position, &entry[0], &entry[1]))
         {
+          gboolean written;
+
           buffer_pad (buffer, alignment);
-          if (!write_entry (buffer, entry, &layout, depth + 1))
+          /* held: a __bool__ or __float__ of a value may change the dict */
+          Py_INCREF (entry[0]);
+          Py_INCREF (entry[1]);
+          written = write_entry (buffer, entry, &layout, depth + 1);
+          Py_DECREF (entry[0]);
+          Py_DECREF (entry[1]);
+          if (!written)
             return FALSE;
           if (fixed_size == 0)
             offsets_add (&offsets, buffer->length - start);
@@ -576,8 +584,15 @@ write_array (Buffer     *buffer,
       n = PySequence_Fast_GET_SIZE (items);
       for (Py_ssize_t i = 0; i < n; i++)
         {
+          g_autoptr(PyObject) item = NULL;
+
+          /* held, and looked for again: a __bool__ or __float__ of an
+           * item may change the list */
+          if (i >= PySequence_Fast_GET_SIZE (items))
+            return not_of_type (value, type, "the list changed while it was converted");
+          item = Py_NewRef (PySequence_Fast_GET_ITEM (items, i));
           buffer_pad (buffer, alignment);
-          if (!write_value (buffer, PySequence_Fast_GET_ITEM (items, i), element, depth + 1))
+          if (!write_value (buffer, item, element, depth + 1))
             return FALSE;
           if (fixed_size == 0)
             offsets_add (&offsets, buffer->length - start);
@@ -611,8 +626,12 @@ write_items (Buffer      *buffer,
       if (n >= n_items)
         return not_of_type (value, type, "the number of items differs");
       buffer_pad (buffer, item_alignment);
-      if (!write_value (buffer, items[n], item_type, depth + 1))
-        return FALSE;
+      {
+        g_autoptr(PyObject) held = Py_NewRef (items[n]);
+
+        if (!write_value (buffer, held, item_type, depth + 1))
+          return FALSE;
+      }
       if (item_fixed == 0 && *next != ')' && *next != '}')
         offsets_add (&offsets, buffer->length - start);
       item_type = next;
