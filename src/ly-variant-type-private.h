@@ -168,4 +168,85 @@ ly_variant_read_offset (const guint8 *data,
   return GUINT64_FROM_LE (offset);
 }
 
+/* The elements of an array in normal form, one after another: their
+ * framing is checked as it is walked.  Fixed-size elements follow one
+ * another; variable-size ones end where the framing offsets say, each
+ * after the padding of its alignment. */
+typedef struct
+{
+  const guint8 *data;
+  gsize         alignment;
+  gsize         fixed_size;
+  gsize         offset_size;
+  gsize         offsets_start;  /* where the framing offsets begin */
+  gsize         n_elements;
+  gsize         index;
+  gsize         previous_end;   /* where the padding before the next begins */
+} LyVariantArrayIter;
+
+/* FALSE when the array's size or framing is not normal form. */
+static inline gboolean
+ly_variant_array_iter_init (LyVariantArrayIter *iter,
+                            const guint8       *data,
+                            gsize               size,
+                            gsize               alignment,
+                            gsize               fixed_size)
+{
+  memset (iter, 0, sizeof *iter);
+  iter->data = data;
+  iter->alignment = alignment;
+  iter->fixed_size = fixed_size;
+
+  if (fixed_size != 0)
+    {
+      iter->n_elements = size / fixed_size;
+      return size % fixed_size == 0;
+    }
+  if (size == 0)
+    return TRUE;
+
+  iter->offset_size = ly_variant_offset_size (size);
+  iter->offsets_start = ly_variant_read_offset (data + size - iter->offset_size, iter->offset_size);
+  if (iter->offsets_start > size || (size - iter->offsets_start) % iter->offset_size != 0)
+    return FALSE;
+  iter->n_elements = (size - iter->offsets_start) / iter->offset_size;
+  /* no element, or offsets wider than the size needs: not normal */
+  return iter->n_elements > 0 && ly_variant_framed_size (iter->offsets_start, iter->n_elements) == size;
+}
+
+/* The bounds of the next element; FALSE at the end, or when they are not
+ * normal form (ly_variant_array_iter_at_end() tells which). */
+static inline gboolean
+ly_variant_array_iter_next (LyVariantArrayIter *iter,
+                            gsize              *start,
+                            gsize              *stop)
+{
+  if (iter->index == iter->n_elements)
+    return FALSE;
+
+  if (iter->fixed_size != 0)
+    {
+      *start = iter->index * iter->fixed_size;
+      *stop = *start + iter->fixed_size;
+    }
+  else
+    {
+      *start = (iter->previous_end + iter->alignment - 1) & ~(iter->alignment - 1);
+      *stop = ly_variant_read_offset (iter->data + iter->offsets_start + iter->index * iter->offset_size,
+                                      iter->offset_size);
+      if (*start > *stop || *stop > iter->offsets_start)
+        return FALSE;
+    }
+  iter->index++;
+  return TRUE;
+}
+
+/* After the last element: it ended where the framing offsets begin. */
+static inline gboolean
+ly_variant_array_iter_at_end (const LyVariantArrayIter *iter)
+{
+  return iter->index == iter->n_elements &&
+         (iter->fixed_size != 0 || iter->n_elements == 0 || iter->previous_end == iter->offsets_start);
+}
+
 G_END_DECLS

@@ -168,23 +168,16 @@ is_normal_array (const guint8 *data,
                  guint         depth)
 {
   const char *element = type + 1, *end;
-  gsize alignment, fixed_size, offset_size, last_end, length, offset = 0;
+  gsize alignment, fixed_size, start, stop;
+  LyVariantArrayIter iter;
   LyVariantLayout layout;
   const LyVariantLayout *items = NULL;
 
   ly_variant_type_info (element, &alignment, &fixed_size, &end);
   if (fixed_size != 0)
     return is_normal_fixed_array (data, size, element, fixed_size, depth);
-  if (size == 0)
-    return TRUE;
-
-  offset_size = ly_variant_offset_size (size);
-  last_end = ly_variant_read_offset (data + size - offset_size, offset_size);
-  if (last_end > size || (size - last_end) % offset_size != 0)
+  if (!ly_variant_array_iter_init (&iter, data, size, alignment, fixed_size))
     return FALSE;
-  length = (size - last_end) / offset_size;
-  if (length == 0 || ly_variant_framed_size (last_end, length) != size)
-    return FALSE;     /* offsets larger than they need be are not normal */
 
   if (*element == '(' || *element == '{')
     {
@@ -193,20 +186,16 @@ is_normal_array (const guint8 *data,
       items = &layout;
     }
 
-  for (gsize i = 0; i < length; i++)
+  while (ly_variant_array_iter_next (&iter, &start, &stop))
     {
-      gsize this_end = ly_variant_read_offset (data + last_end + i * offset_size, offset_size);
-      gsize start = (offset + alignment - 1) & ~(alignment - 1);
-
-      if (this_end < offset || this_end > last_end || start > this_end ||
-          !ly_variant_is_zero (data + offset, start - offset))
+      if (!ly_variant_is_zero (data + iter.previous_end, start - iter.previous_end))
         return FALSE;
-      if (items != NULL ? !is_normal_items (data + start, this_end - start, items, depth + 1)
-                        : !is_normal (data + start, this_end - start, element, depth + 1))
+      if (items != NULL ? !is_normal_items (data + start, stop - start, items, depth + 1)
+                        : !is_normal (data + start, stop - start, element, depth + 1))
         return FALSE;
-      offset = this_end;
+      iter.previous_end = stop;
     }
-  return offset == last_end;
+  return ly_variant_array_iter_at_end (&iter);
 }
 
 static gboolean

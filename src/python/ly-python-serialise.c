@@ -902,71 +902,43 @@ read_array (const guint8 *data,
             int           depth)
 {
   const char *element = type + 1, *end;
-  gsize alignment, fixed_size, n, offset_size, offsets_start, previous = 0;
-  gboolean is_dict = *element == '{';
+  gsize alignment, fixed_size, start, stop;
+  gboolean is_dict = *element == '{', basic;
+  LyVariantArrayIter iter;
   LyVariantLayout entry;
   PyObject *result;
 
   type_info (element, &alignment, &fixed_size, &end);
   if (*element == 'y')
     return PyBytes_FromStringAndSize ((const char *) data, size);
+  if (!ly_variant_array_iter_init (&iter, data, size, alignment, fixed_size))
+    return NULL;      /* not normal form: GLib reads it */
 
-  if (fixed_size != 0)
-    {
-      if (size % fixed_size != 0)
-        return NULL;
-      n = size / fixed_size;
-      offset_size = offsets_start = 0;
-    }
-  else if (size == 0)
-    n = offset_size = offsets_start = 0;
-  else
-    {
-      offset_size = offset_size_of (size);
-      offsets_start = read_offset (data + size - offset_size, offset_size);
-      if (offsets_start > size || (size - offsets_start) % offset_size != 0)
-        return NULL;
-      n = (size - offsets_start) / offset_size;
-      if (ly_variant_framed_size (offsets_start, n) != size)
-        return NULL;      /* not normal form: GLib reads it */
-    }
-
+  basic = end == element + 1 && fixed_size != 0;
   if (is_dict)
     ly_variant_layout_init (&entry, element);    /* two items: always fits */
-  result = is_dict ? PyDict_New () : PyList_New (n);
-  for (gsize i = 0; result != NULL && i < n; i++)
+  result = is_dict ? PyDict_New () : PyList_New (iter.n_elements);
+  while (result != NULL && ly_variant_array_iter_next (&iter, &start, &stop))
     {
-      gsize start, stop;
+      gsize index = iter.index - 1;
       PyObject *item;
 
-      if (fixed_size != 0)
-        start = i * fixed_size, stop = start + fixed_size;
-      else
-        {
-          start = (previous + alignment - 1) & ~(alignment - 1);
-          stop = read_offset (data + offsets_start + i * offset_size, offset_size);
-          if (start > stop || stop > offsets_start)
-            {
-              Py_DECREF (result);
-              return NULL;
-            }
-          previous = stop;
-        }
-
+      iter.previous_end = stop;
       if (is_dict)
         {
           if (!read_entry_into (result, data + start, stop - start, &entry, depth + 1))
             g_clear_pointer (&result, Py_DecRef);
           continue;
         }
-      item = end == element + 1 && fixed_size != 0
-             ? read_fixed (data + start, *element)
-             : read_value (data + start, stop - start, element, depth + 1);
+      item = basic ? read_fixed (data + start, *element)
+                   : read_value (data + start, stop - start, element, depth + 1);
       if (item == NULL)
         g_clear_pointer (&result, Py_DecRef);
       else
-        PyList_SET_ITEM (result, i, item);
+        PyList_SET_ITEM (result, index, item);
     }
+  if (result != NULL && !ly_variant_array_iter_at_end (&iter))
+    g_clear_pointer (&result, Py_DecRef);
   return result;
 }
 
