@@ -184,7 +184,6 @@ lypy_to_variant (PyObject           *value,
 {
   GVariant *variant = lypy_peek_variant (value);
   g_autoptr(GString) inferred = NULL;
-  g_autofree char *given = NULL;
 
   /* a GLib.Variant goes as it is: the channel's own check says
    * TYPE_MISMATCH, as it does in C */
@@ -197,14 +196,17 @@ lypy_to_variant (PyObject           *value,
 
   if (type != NULL)
     {
-      given = g_variant_type_dup_string (type);
       if (!g_variant_type_is_definite (type))
         {
+          g_autofree char *given = g_variant_type_dup_string (type);
+
           PyErr_Format (PyExc_TypeError, "%.200R is not a value of GVariant type %s: "
                         "the type is not definite: give a GLib.Variant", value, given);
           return NULL;
         }
-      return lypy_serialise (value, given);
+      /* the writer walks type strings by their structure: no copy with a
+       * NUL (this runs for every send on a typed channel) */
+      return lypy_serialise (value, g_variant_type_peek_string (type));
     }
 
   inferred = g_string_sized_new (16);
