@@ -197,30 +197,6 @@ static guint signals[N_SIGNALS];
  * its context get their turn. */
 #define BUSY_POLL_BUDGET_USEC 500
 
-static const GDBusErrorEntry channel_error_entries[] = {
-  { LY_CHANNEL_ERROR_CLOSED,        "icu.liteyuki.Comm1.Error.Channel.Closed" },
-  { LY_CHANNEL_ERROR_TYPE_MISMATCH, "icu.liteyuki.Comm1.Error.Channel.TypeMismatch" },
-  { LY_CHANNEL_ERROR_TOO_LARGE,     "icu.liteyuki.Comm1.Error.Channel.TooLarge" },
-  { LY_CHANNEL_ERROR_MODE,          "icu.liteyuki.Comm1.Error.Channel.Mode" },
-  { LY_CHANNEL_ERROR_FULL,          "icu.liteyuki.Comm1.Error.Channel.Full" },
-  { LY_CHANNEL_ERROR_PROTOCOL,      "icu.liteyuki.Comm1.Error.Channel.Protocol" },
-  { LY_CHANNEL_ERROR_DISCONNECTED,  "icu.liteyuki.Comm1.Error.Channel.Disconnected" },
-};
-
-G_STATIC_ASSERT (G_N_ELEMENTS (channel_error_entries) == LY_CHANNEL_ERROR_DISCONNECTED + 1);
-
-GQuark
-ly_channel_error_quark (void)
-{
-  static gsize quark = 0;
-
-  ly_i18n_init ();
-  g_dbus_error_register_error_domain ("ly-channel-error-quark", &quark,
-                                      channel_error_entries,
-                                      G_N_ELEMENTS (channel_error_entries));
-  return (GQuark) quark;
-}
-
 G_DEFINE_FINAL_TYPE (LyChannel, ly_channel, G_TYPE_OBJECT)
 
 /* Pending operations ------------------------------------------------------ */

@@ -11,6 +11,7 @@
 
 #include <gio/gio.h>
 
+#include "ly-errors.h"
 #include "ly-version-macros.h"
 
 G_BEGIN_DECLS
@@ -36,39 +37,6 @@ typedef enum
 } LyChannelMode;
 
 /**
- * LY_CHANNEL_ERROR:
- *
- * The error domain of channels.  Errors of this domain cross D-Bus as
- * `icu.liteyuki.Comm1.Error.Channel.*`.
- */
-#define LY_CHANNEL_ERROR (ly_channel_error_quark ())
-
-/**
- * LyChannelError:
- * @LY_CHANNEL_ERROR_CLOSED: the channel is closed
- * @LY_CHANNEL_ERROR_TYPE_MISMATCH: the message is not of the channel's #LyChannel:message-type
- * @LY_CHANNEL_ERROR_TOO_LARGE: the message is larger than #LyChannel:max-message-size
- * @LY_CHANNEL_ERROR_MODE: the call does not fit the channel's #LyChannel:mode
- * @LY_CHANNEL_ERROR_FULL: the send queue is over #LyChannel:max-queued-bytes
- * @LY_CHANNEL_ERROR_PROTOCOL: the peer sent something that is not valid
- *   in the wire protocol; the connection was closed
- * @LY_CHANNEL_ERROR_DISCONNECTED: the peer went away without closing the
- *   channel (it crashed or was killed), or the connection failed
- *
- * Errors of #LY_CHANNEL_ERROR.
- */
-typedef enum
-{
-  LY_CHANNEL_ERROR_CLOSED,
-  LY_CHANNEL_ERROR_TYPE_MISMATCH,
-  LY_CHANNEL_ERROR_TOO_LARGE,
-  LY_CHANNEL_ERROR_MODE,
-  LY_CHANNEL_ERROR_FULL,
-  LY_CHANNEL_ERROR_PROTOCOL,
-  LY_CHANNEL_ERROR_DISCONNECTED,
-} LyChannelError;
-
-/**
  * LY_CHANNEL_DEFAULT_MAX_MESSAGE_SIZE:
  *
  * The default of #LyChannel:max-message-size: 16 MiB.
@@ -87,8 +55,6 @@ typedef enum
 LY_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (LyChannel, ly_channel, LY, CHANNEL, GObject)
 
-LY_AVAILABLE_IN_ALL
-GQuark              ly_channel_error_quark          (void);
 
 LY_AVAILABLE_IN_ALL
 LyChannel          *ly_channel_new_for_stream       (const char           *name,

@@ -146,30 +146,6 @@ enum {
 static GParamSpec *properties[N_PROPS];
 static guint signals[N_SIGNALS];
 
-static const GDBusErrorEntry process_error_entries[] = {
-  { LY_PROCESS_ERROR_INVALID_NAME,   "icu.liteyuki.Comm1.Error.Process.InvalidName" },
-  { LY_PROCESS_ERROR_EXISTS,         "icu.liteyuki.Comm1.Error.Process.Exists" },
-  { LY_PROCESS_ERROR_UNKNOWN_TARGET, "icu.liteyuki.Comm1.Error.Process.UnknownTarget" },
-  { LY_PROCESS_ERROR_RUNNING,        "icu.liteyuki.Comm1.Error.Process.Running" },
-  { LY_PROCESS_ERROR_SPAWN_FAILED,   "icu.liteyuki.Comm1.Error.Process.SpawnFailed" },
-  { LY_PROCESS_ERROR_NOT_A_CHILD,    "icu.liteyuki.Comm1.Error.Process.NotAChild" },
-  { LY_PROCESS_ERROR_STOPPED,        "icu.liteyuki.Comm1.Error.Process.Stopped" },
-};
-
-G_STATIC_ASSERT (G_N_ELEMENTS (process_error_entries) == LY_PROCESS_ERROR_STOPPED + 1);
-
-GQuark
-ly_process_error_quark (void)
-{
-  static gsize quark = 0;
-
-  ly_i18n_init ();
-  g_dbus_error_register_error_domain ("ly-process-error-quark", &quark,
-                                      process_error_entries,
-                                      G_N_ELEMENTS (process_error_entries));
-  return (GQuark) quark;
-}
-
 G_DEFINE_FINAL_TYPE (LyProcessManager, ly_process_manager, G_TYPE_OBJECT)
 
 static void start_after_backoff (Target *target);

@@ -11,43 +11,10 @@
 
 #include <gio/gio.h>
 
+#include "ly-errors.h"
 #include "ly-version-macros.h"
 
 G_BEGIN_DECLS
-
-/**
- * LY_PROCESS_ERROR:
- *
- * The error domain of the process manager and of the child runtime.
- * Errors of this domain cross D-Bus as `icu.liteyuki.Comm1.Error.Process.*`.
- */
-#define LY_PROCESS_ERROR (ly_process_error_quark ())
-
-/**
- * LyProcessError:
- * @LY_PROCESS_ERROR_INVALID_NAME: a target name is empty, too long, or
- *   has characters other than ASCII letters, digits, `_`, `-` and `.`
- * @LY_PROCESS_ERROR_EXISTS: a target of that name exists already
- * @LY_PROCESS_ERROR_UNKNOWN_TARGET: no target has that name
- * @LY_PROCESS_ERROR_RUNNING: the target is running already
- * @LY_PROCESS_ERROR_SPAWN_FAILED: the process could not be started
- * @LY_PROCESS_ERROR_NOT_A_CHILD: the call is for a process started by a
- *   #LyProcessManager, and this one was not
- * @LY_PROCESS_ERROR_STOPPED: the target was stopped before the operation
- *   could complete
- *
- * Errors of #LY_PROCESS_ERROR.
- */
-typedef enum
-{
-  LY_PROCESS_ERROR_INVALID_NAME,
-  LY_PROCESS_ERROR_EXISTS,
-  LY_PROCESS_ERROR_UNKNOWN_TARGET,
-  LY_PROCESS_ERROR_RUNNING,
-  LY_PROCESS_ERROR_SPAWN_FAILED,
-  LY_PROCESS_ERROR_NOT_A_CHILD,
-  LY_PROCESS_ERROR_STOPPED,
-} LyProcessError;
 
 /**
  * LyProcessState:
@@ -91,8 +58,6 @@ typedef enum
 LY_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (LyProcessManager, ly_process_manager, LY, PROCESS_MANAGER, GObject)
 
-LY_AVAILABLE_IN_ALL
-GQuark            ly_process_error_quark                (void);
 
 LY_AVAILABLE_IN_ALL
 LyProcessManager *ly_process_manager_new                (void);

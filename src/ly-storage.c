@@ -111,26 +111,6 @@ enum {
 static GParamSpec *properties[N_PROPS];
 static guint signals[N_SIGNALS];
 
-static const GDBusErrorEntry storage_error_entries[] = {
-  { LY_STORAGE_ERROR_INVALID_KEY, "icu.liteyuki.Comm1.Error.Storage.InvalidKey" },
-  { LY_STORAGE_ERROR_TOO_LARGE,   "icu.liteyuki.Comm1.Error.Storage.TooLarge" },
-  { LY_STORAGE_ERROR_NO_SUCH_KEY, "icu.liteyuki.Comm1.Error.Storage.NoSuchKey" },
-};
-
-G_STATIC_ASSERT (G_N_ELEMENTS (storage_error_entries) == LY_STORAGE_ERROR_NO_SUCH_KEY + 1);
-
-GQuark
-ly_storage_error_quark (void)
-{
-  static gsize quark = 0;
-
-  ly_i18n_init ();
-  g_dbus_error_register_error_domain ("ly-storage-error-quark", &quark,
-                                      storage_error_entries,
-                                      G_N_ELEMENTS (storage_error_entries));
-  return (GQuark) quark;
-}
-
 G_DEFINE_FINAL_TYPE (LyStorage, ly_storage, G_TYPE_OBJECT)
 
 /* Events ------------------------------------------------------------------ */

@@ -12,35 +12,10 @@
 
 #include <gio/gio.h>
 
+#include "ly-errors.h"
 #include "ly-version-macros.h"
 
 G_BEGIN_DECLS
-
-/**
- * LY_STORAGE_ERROR:
- *
- * The error domain of the storage.  Errors of this domain cross D-Bus as
- * `icu.liteyuki.Comm1.Error.Storage.*`.
- */
-#define LY_STORAGE_ERROR (ly_storage_error_quark ())
-
-/**
- * LyStorageError:
- * @LY_STORAGE_ERROR_INVALID_KEY: a key or topic is empty, longer than
- *   %LY_STORAGE_MAX_KEY_LENGTH bytes, or not valid UTF-8
- * @LY_STORAGE_ERROR_TOO_LARGE: a value is larger than
- *   #LyStorage:max-value-size
- * @LY_STORAGE_ERROR_NO_SUCH_KEY: the key does not exist (only D-Bus's
- *   Get says so: ly_storage_get() returns %NULL)
- *
- * Errors of #LY_STORAGE_ERROR.
- */
-typedef enum
-{
-  LY_STORAGE_ERROR_INVALID_KEY,
-  LY_STORAGE_ERROR_TOO_LARGE,
-  LY_STORAGE_ERROR_NO_SUCH_KEY,
-} LyStorageError;
 
 /**
  * LY_STORAGE_MAX_KEY_LENGTH:
@@ -62,8 +37,6 @@ typedef enum
 LY_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (LyStorage, ly_storage, LY, STORAGE, GObject)
 
-LY_AVAILABLE_IN_ALL
-GQuark     ly_storage_error_quark       (void);
 
 LY_AVAILABLE_IN_ALL
 LyStorage *ly_storage_get_default       (void);
