@@ -20,6 +20,7 @@
 #include "ly-context-private.h"
 #include "ly-enums.h"
 #include "ly-i18n-private.h"
+#include "ly-transport-private.h"
 #include "ly-wire-private.h"
 
 /**
@@ -125,7 +126,10 @@ struct _LyChannel
   gsize         max_message_size;
   gsize         max_queued_bytes;
 
-  char         *peer_process_name;
+  const char   *peer_process_name;  /* one of @peer_names, or NULL */
+  GHashTable   *peer_names;         /* every name a peer announced: what
+                                     * get_peer_process_name() returned
+                                     * stays valid while the channel lives */
   GPid          peer_pid;
   GError       *end_error;          /* why the connection ended; NULL when clean */
 
@@ -498,12 +502,37 @@ write_locked (LyChannel *self)
 
 /* Reading ----------------------------------------------------------------- */
 
+/* The peer's announced name (taken), as the string kept for it: a
+ * reconnecting peer announces its name again, and a caller of
+ * ly_channel_get_peer_process_name() in another thread may still hold
+ * the last one.  Only a new connection adds a name. */
+static const char *
+remember_peer_name_locked (LyChannel *self,
+                           char      *name)
+{
+  const char *kept;
+
+  if (self->peer_names == NULL)
+    self->peer_names = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+
+  kept = g_hash_table_lookup (self->peer_names, name);
+  if (kept != NULL)
+    {
+      g_free (name);
+      return kept;
+    }
+
+  g_hash_table_add (self->peer_names, name);
+  return name;
+}
+
 static void
 handle_frame_locked (LyChannel  *self,
                      LyWireKind  kind,
                      GVariant   *value)
 {
   g_autoptr(GError) error = NULL;
+  g_autofree char *peer_name = NULL;
 
   if (!self->hello_received)
     {
@@ -517,7 +546,7 @@ handle_frame_locked (LyChannel  *self,
           return;
         }
 
-      if (!ly_wire_hello_parse (value, &self->peer_process_name, &self->peer_pid, &error))
+      if (!ly_wire_hello_parse (value, &peer_name, &self->peer_pid, &error))
         {
           end_connection_locked (self,
                                  g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
@@ -525,6 +554,7 @@ handle_frame_locked (LyChannel  *self,
           g_variant_unref (value);
           return;
         }
+      self->peer_process_name = remember_peer_name_locked (self, g_steal_pointer (&peer_name));
 
       self->hello_received = TRUE;
       g_variant_unref (value);
@@ -1434,7 +1464,7 @@ detach_connection_locked (LyChannel *self,
   ly_wire_reader_free (self->reader);
   self->reader = ly_wire_reader_new (self->max_message_size);
   self->hello_received = FALSE;
-  g_clear_pointer (&self->peer_process_name, g_free);
+  self->peer_process_name = NULL;
   self->peer_pid = 0;
 
   queue_hello_locked (self);
@@ -1510,6 +1540,24 @@ ly_channel_attach (LyChannel   *self,
   else
     attach_locked (self, transport);
   g_mutex_unlock (&self->mutex);
+}
+
+/* A channel over a connected stream socket (taken) that runs in
+ * @context: a hub's end of a child's control connection. */
+LyChannel *
+ly_channel_new_for_socket (const char   *name,
+                           int           fd,
+                           GMainContext *context)
+{
+  return ly_channel_new_for_transport (name, ly_transport_new_for_fd (fd, NULL), context);
+}
+
+/* ly_channel_attach() of a connected stream socket (taken). */
+void
+ly_channel_attach_socket (LyChannel *self,
+                          int        fd)
+{
+  ly_channel_attach (self, ly_transport_new_for_fd (fd, NULL));
 }
 
 /* Drops the connection of a persistent channel, if it has one. */
@@ -1661,7 +1709,7 @@ ly_channel_finalize (GObject *object)
   g_clear_pointer (&self->context, g_main_context_unref);
   g_clear_error (&self->end_error);
   g_clear_error (&self->lost_error);
-  g_free (self->peer_process_name);
+  g_clear_pointer (&self->peer_names, g_hash_table_unref);
   g_free (self->name);
   if (self->wakeup_fd >= 0)
     g_close (self->wakeup_fd, NULL);
@@ -2247,6 +2295,10 @@ ly_channel_get_queued_bytes (LyChannel *self)
  * ly_channel_get_peer_process_name:
  * @self: a #LyChannel
  *
+ * The name the current peer announced.  A hub's channel gets a new peer
+ * each time its process restarts; the string returned stays valid for as
+ * long as the channel lives, whichever thread asks.
+ *
  * Returns: (nullable): the process name the peer announced, or %NULL
  *   before its hello arrived
  */
@@ -2257,7 +2309,7 @@ ly_channel_get_peer_process_name (LyChannel *self)
 
   g_return_val_if_fail (LY_IS_CHANNEL (self), NULL);
 
-  /* set once, never changed afterwards */
+  /* the strings are kept until finalize (remember_peer_name_locked()) */
   g_mutex_lock (&self->mutex);
   name = self->peer_process_name;
   g_mutex_unlock (&self->mutex);
