@@ -16,6 +16,7 @@
 #include "ly-errors.h"
 #include "ly-process-manager.h"
 #include "ly-registry.h"
+#include "ly-runtime.h"
 #include "ly-storage.h"
 
 #undef LITEYUKI_COMM_INSIDE

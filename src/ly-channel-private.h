@@ -6,7 +6,6 @@
 #pragma once
 
 #include "ly-channel.h"
-#include "ly-transport-private.h"
 
 G_BEGIN_DECLS
 
@@ -14,6 +13,11 @@ G_BEGIN_DECLS
  * write what was queued before it: close() promises a flush, but a peer
  * that never reads must not keep the fd forever. */
 #define LY_CHANNEL_LINGER_USEC (10 * G_USEC_PER_SEC)
+
+/* What the rest of the library needs of a channel beyond its API.  Its
+ * connections are sockets here; the transport under them is the
+ * channel's business (tests reach it through ly-transport-private.h). */
+typedef struct _LyTransport LyTransport;
 
 typedef void (*LyChannelMessageFunc) (LyChannel *channel,
                                       GVariant  *message,
@@ -27,8 +31,13 @@ LyChannel *ly_channel_new_for_transport (const char   *name,
                                          GMainContext *context);
 LyChannel *ly_channel_new_persistent    (const char   *name,
                                          GMainContext *context);
+LyChannel *ly_channel_new_for_socket    (const char   *name,
+                                         int           fd,
+                                         GMainContext *context);
 void       ly_channel_attach            (LyChannel   *self,
                                          LyTransport *transport);
+void       ly_channel_attach_socket     (LyChannel   *self,
+                                         int          fd);
 void       ly_channel_detach            (LyChannel   *self);
 void       ly_channel_abort             (LyChannel   *self,
                                          GError      *error);

@@ -8,41 +8,52 @@
 #include "ly-channel-private.h"
 #include "ly-control-private.h"
 #include "ly-i18n-private.h"
+#include "ly-wire-private.h"
 
 #define REQUEST_TYPE         "(usv)"
 #define REPLY_TYPE           "(ubv)"
 #define PAYLOAD_REQUEST_TYPE "(ust)"
 
-/* A call waiting for its reply: with a callback (@func), asynchronous
- * (@task) or blocking (the other fields, read by the blocked thread under
- * the control's mutex). */
+/* A call waiting for its reply: with a callback (@func), or blocking
+ * (the other fields, read by the blocked thread under the control's
+ * mutex). */
 typedef struct
 {
+  const GVariantType *reply_type;
   LyControlReplyFunc  func;
   gpointer            func_data;
-  GTask              *task;
   gboolean            done;
   GVariant           *result;
   GError             *error;
 } Call;
+
+/* A method this side serves. */
+typedef struct
+{
+  GVariantType     *args_type;
+  LyControlHandler  func;
+  gpointer          data;
+  GDestroyNotify    destroy;
+} Handler;
 
 struct _LyControl
 {
   GObject               parent_instance;
 
   LyChannel            *channel;
-  LyControlRequestFunc  func;
-  gpointer              user_data;
 
+  /* @mutex protects @calls, @next_serial, @ended and @handlers */
   GMutex                mutex;
   GHashTable           *calls;       /* serial → Call* */
   guint32               next_serial;
   gboolean              ended;
+  GHashTable           *handlers;    /* method → Handler* */
 
-  /* a request and its payload leave together */
+  /* @send_mutex: a request and its payload leave together */
   GMutex                send_mutex;
 
-  /* a payload request waiting for its payload frame */
+  /* a payload request waiting for its payload frame; only the channel's
+   * dispatch touches these */
   guint32               payload_serial;
   char                 *payload_method;
   guint64               payload_length;
@@ -61,17 +72,6 @@ call_complete (LyControl *self,
     {
       call->func (result, error, call->func_data);
       g_clear_error (&error);
-      g_free (call);
-      return;
-    }
-
-  if (call->task != NULL)
-    {
-      if (error != NULL)
-        g_task_return_error (call->task, error);
-      else
-        g_task_return_pointer (call->task, g_variant_ref (result), (GDestroyNotify) g_variant_unref);
-      g_object_unref (call->task);
       g_free (call);
       return;
     }
@@ -97,8 +97,19 @@ steal_call (LyControl *self,
   return call;
 }
 
-static GError *
-error_from_reply (GVariant *value)
+/* An error in the form replies carry it, (ss): its D-Bus name, which
+ * names its registered domain and code (or encodes an unregistered
+ * one), and its message. */
+GVariant *
+ly_control_error_to_variant (const GError *error)
+{
+  g_autofree char *name = g_dbus_error_encode_gerror (error);
+
+  return g_variant_new ("(ss)", name, error->message);
+}
+
+GError *
+ly_control_error_from_variant (GVariant *value)
 {
   const char *name, *message;
   GError *error;
@@ -133,10 +144,67 @@ handle_reply (LyControl *self,
       return;
     }
 
-  if (ok)
-    call_complete (self, call, value, NULL);
+  if (!ok)
+    call_complete (self, call, NULL, ly_control_error_from_variant (value));
+  else if (!g_variant_is_of_type (value, call->reply_type))
+    call_complete (self, call, NULL,
+                   g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                                _("The peer on “%s” answered with a value of type “%s” instead of “%.*s”"),
+                                ly_channel_get_name (self->channel), g_variant_get_type_string (value),
+                                (int) g_variant_type_get_string_length (call->reply_type),
+                                g_variant_type_peek_string (call->reply_type)));
   else
-    call_complete (self, call, NULL, error_from_reply (value));
+    call_complete (self, call, value, NULL);
+}
+
+static void
+handler_free (Handler *handler)
+{
+  if (handler->destroy != NULL)
+    handler->destroy (handler->data);
+  g_variant_type_free (handler->args_type);
+  g_free (handler);
+}
+
+/* Hands a request or notification to the handler of its method, or
+ * answers for the missing one: nothing reaches a handler with arguments
+ * of a type it did not ask for. */
+static void
+dispatch_request (LyControl  *self,
+                  guint32     serial,
+                  const char *method,
+                  GVariant   *args)
+{
+  g_autoptr(GError) error = NULL;
+  LyControlHandler func = NULL;
+  gpointer data = NULL;
+  Handler *handler;
+
+  g_mutex_lock (&self->mutex);
+  handler = g_hash_table_lookup (self->handlers, method);
+  if (handler == NULL)
+    error = g_error_new (G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                         _("The process on “%s” does not know the request “%s”"),
+                         ly_channel_get_name (self->channel), method);
+  else if (!g_variant_is_of_type (args, handler->args_type))
+    error = g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                         _("The request “%s” takes arguments of type “%.*s”, not “%s”"),
+                         method, (int) g_variant_type_get_string_length (handler->args_type),
+                         g_variant_type_peek_string (handler->args_type),
+                         g_variant_get_type_string (args));
+  else
+    {
+      func = handler->func;
+      data = handler->data;
+    }
+  g_mutex_unlock (&self->mutex);
+
+  if (error == NULL)
+    func (self, serial, args, data);
+  else if (serial != 0)
+    ly_control_reply_error (self, serial, error);
+  else
+    g_debug ("Control of “%s”: notification dropped: %s", ly_channel_get_name (self->channel), error->message);
 }
 
 static void
@@ -153,8 +221,7 @@ on_received (LyChannel *channel,
       guint32 serial;
 
       g_variant_get (message, "(u&sv)", &serial, &method, &args);
-      if (self->func != NULL)
-        self->func (self, serial, method, args, self->user_data);
+      dispatch_request (self, serial, method, args);
     }
   else if (g_str_equal (type, REPLY_TYPE))
     {
@@ -172,8 +239,7 @@ on_received (LyChannel *channel,
     {
       g_autofree char *method = g_steal_pointer (&self->payload_method);
 
-      if (self->func != NULL)
-        self->func (self, self->payload_serial, method, message, self->user_data);
+      dispatch_request (self, self->payload_serial, method, message);
     }
   else
     {
@@ -242,6 +308,7 @@ ly_control_finalize (GObject *object)
   LyControl *self = LY_CONTROL (object);
 
   g_hash_table_unref (self->calls);
+  g_hash_table_unref (self->handlers);
   g_free (self->payload_method);
   g_mutex_clear (&self->mutex);
   g_mutex_clear (&self->send_mutex);
@@ -267,20 +334,18 @@ ly_control_init (LyControl *self)
   g_mutex_init (&self->mutex);
   g_mutex_init (&self->send_mutex);
   self->calls = g_hash_table_new (NULL, NULL);
+  self->handlers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) handler_free);
   self->next_serial = 1;
 }
 
-/* Takes over @channel (which must be fresh: it becomes passive). */
+/* Takes over @channel (which must be fresh: it becomes passive).  It
+ * serves no method until handlers are added. */
 LyControl *
-ly_control_new (LyChannel            *channel,
-                LyControlRequestFunc  func,
-                gpointer              user_data)
+ly_control_new (LyChannel *channel)
 {
   LyControl *self = g_object_new (LY_TYPE_CONTROL, NULL);
 
   self->channel = g_object_ref (channel);
-  self->func = func;
-  self->user_data = user_data;
   ly_channel_set_message_func (channel, (LyChannelMessageFunc) on_received, self);
   g_signal_connect (channel, "closed", G_CALLBACK (on_closed), self);
 
@@ -291,6 +356,69 @@ LyChannel *
 ly_control_get_channel (LyControl *self)
 {
   return self->channel;
+}
+
+/* Where requests, notifications and replies are dispatched. */
+GMainContext *
+ly_control_get_context (LyControl *self)
+{
+  return ly_channel_get_context (self->channel);
+}
+
+const char *
+ly_control_get_name (LyControl *self)
+{
+  return ly_channel_get_name (self->channel);
+}
+
+/* Serves @method: requests and notifications whose arguments are of
+ * @args_type go to @func, in the channel's context.  A second handler
+ * for a method replaces the first. */
+void
+ly_control_add_handler (LyControl        *self,
+                        const char       *method,
+                        const char       *args_type,
+                        LyControlHandler  func,
+                        gpointer          user_data,
+                        GDestroyNotify    destroy)
+{
+  Handler *handler = g_new0 (Handler, 1);
+
+  g_return_if_fail (g_variant_type_string_is_valid (args_type));
+
+  handler->args_type = g_variant_type_new (args_type);
+  handler->func = func;
+  handler->data = user_data;
+  handler->destroy = destroy;
+
+  g_mutex_lock (&self->mutex);
+  g_hash_table_replace (self->handlers, g_strdup (method), handler);
+  g_mutex_unlock (&self->mutex);
+}
+
+/* Stops serving the methods whose handlers have @user_data.  Call it in
+ * the channel's context: a handler running in another thread could
+ * still be using its data. */
+void
+ly_control_remove_handlers (LyControl *self,
+                            gpointer   user_data)
+{
+  g_autoptr(GPtrArray) removed = g_ptr_array_new_with_free_func ((GDestroyNotify) handler_free);
+  GHashTableIter iter;
+  Handler *handler;
+  char *method;
+
+  /* destroy notifies run without the lock: they may call back */
+  g_mutex_lock (&self->mutex);
+  g_hash_table_iter_init (&iter, self->handlers);
+  while (g_hash_table_iter_next (&iter, (gpointer *) &method, (gpointer *) &handler))
+    if (handler->data == user_data)
+      {
+        g_ptr_array_add (removed, handler);
+        g_hash_table_iter_steal (&iter);
+        g_free (method);
+      }
+  g_mutex_unlock (&self->mutex);
 }
 
 static void
@@ -345,12 +473,9 @@ ly_control_reply_error (LyControl    *self,
                         guint32       serial,
                         const GError *error)
 {
-  g_autofree char *name = g_dbus_error_encode_gerror (error);
-
   g_return_if_fail (serial != 0);
 
-  send_or_warn (self, g_variant_new (REPLY_TYPE, serial, FALSE,
-                                     g_variant_new ("(ss)", name, error->message)));
+  send_or_warn (self, g_variant_new (REPLY_TYPE, serial, FALSE, ly_control_error_to_variant (error)));
 }
 
 gboolean
@@ -453,6 +578,7 @@ call_with_func (LyControl          *self,
                 const char         *method,
                 GVariant           *args,
                 GBytes             *payload,
+                const GVariantType *reply_type,
                 LyControlReplyFunc  func,
                 gpointer            user_data)
 {
@@ -460,6 +586,7 @@ call_with_func (LyControl          *self,
   Call *call = g_new0 (Call, 1);
   guint32 serial;
 
+  call->reply_type = reply_type;
   call->func = func;
   call->func_data = user_data;
 
@@ -475,57 +602,83 @@ void
 ly_control_call (LyControl          *self,
                  const char         *method,
                  GVariant           *args,
+                 const GVariantType *reply_type,
                  LyControlReplyFunc  func,
                  gpointer            user_data)
 {
-  call_with_func (self, method, args, NULL, func, user_data);
+  call_with_func (self, method, args, NULL, reply_type, func, user_data);
 }
 
-/* A call whose argument is a large byte string: it travels as a frame of
- * its own, which the reader checks at memory speed (a byte string inside
- * a tuple is checked byte by byte).  The handler gets the `ay`. */
+/* Batches ------------------------------------------------------------------ */
+
+struct _LyControlBatch
+{
+  LyWireWriter *frames;
+};
+
+LyControlBatch *
+ly_control_batch_new (void)
+{
+  LyControlBatch *batch = g_new0 (LyControlBatch, 1);
+
+  batch->frames = ly_wire_writer_new ();
+  return batch;
+}
+
 void
-ly_control_call_payload (LyControl          *self,
-                         const char         *method,
-                         GBytes             *payload,
-                         LyControlReplyFunc  func,
-                         gpointer            user_data)
+ly_control_batch_free (LyControlBatch *batch)
 {
-  call_with_func (self, method, NULL, payload, func, user_data);
+  ly_wire_writer_free (batch->frames);
+  g_free (batch);
 }
 
+/* Appends @item; returns the bytes it takes. */
+gsize
+ly_control_batch_add (LyControlBatch *batch,
+                      GVariant       *item)
+{
+  return ly_wire_writer_append (batch->frames, LY_WIRE_KIND_MESSAGE, item);
+}
+
+/* ly_control_batch_add() of a string, without a GVariant. */
+gsize
+ly_control_batch_add_string (LyControlBatch *batch,
+                             const char     *item)
+{
+  return ly_wire_writer_append_string (batch->frames, item);
+}
+
+/* Sends @batch (taken) as the argument of @method.  It travels as a
+ * frame of its own, which the reader checks at memory speed (a byte
+ * string inside a tuple is checked byte by byte); the handler, which
+ * registered @method with the type `ay`, unpacks it with
+ * ly_control_batch_unpack(). */
 void
-ly_control_call_async (LyControl           *self,
-                       const char          *method,
-                       GVariant            *args,
-                       GCancellable        *cancellable,
-                       GAsyncReadyCallback  callback,
-                       gpointer             user_data)
+ly_control_call_batch (LyControl          *self,
+                       const char         *method,
+                       LyControlBatch     *batch,
+                       const GVariantType *reply_type,
+                       LyControlReplyFunc  func,
+                       gpointer            user_data)
 {
-  g_autoptr(GTask) task = g_task_new (self, cancellable, callback, user_data);
-  g_autoptr(GError) error = NULL;
-  Call *call = g_new0 (Call, 1);
-  guint32 serial;
+  g_autoptr(GBytes) payload = ly_wire_writer_steal_bytes (batch->frames);
 
-  g_task_set_source_tag (task, ly_control_call_async);
-  call->task = g_object_ref (task);
-
-  if (!start_call (self, call, method, args, NULL, &serial, &error))
-    {
-      g_object_unref (call->task);
-      g_free (call);
-      g_task_return_error (task, g_steal_pointer (&error));
-    }
+  ly_control_batch_free (batch);
+  call_with_func (self, method, NULL, payload, reply_type, func, user_data);
 }
 
-GVariant *
-ly_control_call_finish (LyControl     *self,
-                        GAsyncResult  *result,
-                        GError       **error)
+/* The items of a batch, checked as strictly as anything read from a
+ * connection (they come from another process). */
+gboolean
+ly_control_batch_unpack (GVariant   *payload,
+                         gsize       max_item_size,
+                         GPtrArray  *items,
+                         GError    **error)
 {
-  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  gsize size;
+  const guint8 *data = g_variant_get_fixed_array (payload, &size, 1);
 
-  return g_task_propagate_pointer (G_TASK (result), error);
+  return ly_wire_decode_messages (data, size, max_item_size, items, error);
 }
 
 typedef struct
@@ -549,14 +702,15 @@ sync_call_done (gpointer data)
 
 /* Blocks for the reply, driving the channel as a blocking receive does. */
 GVariant *
-ly_control_call_sync (LyControl     *self,
-                      const char    *method,
-                      GVariant      *args,
-                      int            timeout_msec,
-                      GCancellable  *cancellable,
-                      GError       **error)
+ly_control_call_sync (LyControl           *self,
+                      const char          *method,
+                      GVariant            *args,
+                      const GVariantType  *reply_type,
+                      int                  timeout_msec,
+                      GCancellable        *cancellable,
+                      GError             **error)
 {
-  Call call = { NULL, NULL, NULL, FALSE, NULL, NULL };
+  Call call = { reply_type, NULL, NULL, FALSE, NULL, NULL };
   SyncWait wait = { self, &call };
   gint64 deadline = timeout_msec < 0 ? -1 : g_get_monotonic_time () + (gint64) timeout_msec * 1000;
   guint32 serial;

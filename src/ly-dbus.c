@@ -192,9 +192,9 @@ handle_delete (LyDBusStorage *skeleton,
                LyStorage *storage)
 {
   g_autoptr(GError) error = NULL;
-  gboolean existed = ly_storage_contains (storage, key, &error);
+  gboolean existed = FALSE;
 
-  if (error == NULL && ly_storage_delete (storage, key, &error))
+  if (ly_storage_delete_existed (storage, key, &existed, &error))
     ly_dbus_storage_complete_delete (skeleton, invocation, existed);
   else
     g_dbus_method_invocation_return_gerror (invocation, error);

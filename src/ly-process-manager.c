@@ -24,7 +24,6 @@
 #include "ly-registry.h"
 #include "ly-runtime-private.h"
 #include "ly-storage-private.h"
-#include "ly-transport-private.h"
 
 /**
  * LyProcessManager:
@@ -60,8 +59,12 @@
  * #LyProcessManager:crash-loop-interval: then it is given up
  * (%LY_PROCESS_STATE_FAILED).
  *
- * Signals and completions are emitted in the thread-default main context
- * of the thread that created the manager.  No thread is created per
+ * The manager belongs to the thread-default main context of the thread
+ * that created it: every change of its targets happens there, and its
+ * signals and completions are emitted there.  A call from another
+ * thread is handed to that context, and a synchronous one waits for it
+ * (when nobody runs the context, the calling thread runs it meanwhile).
+ * The getters may be called from any thread.  No thread is created per
  * child: the hub's thread count does not grow with the number of
  * children.
  */
@@ -83,14 +86,18 @@ struct _Target
   LyRestartPolicy   policy;
   double            stop_timeout;     /* < 0: the manager's */
 
+  /* written in the manager's context with its @state_mutex held, read
+   * there without it and elsewhere with it (the getters) */
   LyProcessState    state;
   GPid              pid;              /* 0 when no process runs */
+  guint             restarts;
+
+  /* the manager's context's alone */
   GSource          *child_watch;      /* reaps @pid: until then the pid cannot be reused */
   LyChannel        *active;
   LyChannel        *passive;
   LyControl        *control;
 
-  guint             restarts;
   guint             quick_failures;
   gint64            started_at;
   GQueue            failure_times;    /* of gint64*, within crash-loop-interval */
@@ -109,6 +116,12 @@ struct _LyProcessManager
   GObject       parent_instance;
 
   GMainContext *context;
+  LyStorage    *storage;              /* serves the children's storage requests */
+
+  /* @state_mutex protects @targets and @order (which change only in
+   * @context) and each target's state, pid and restarts, for the
+   * getters of other threads */
+  GMutex        state_mutex;
   GHashTable   *targets;              /* name → Target* */
   GPtrArray    *order;                /* Target*, in the order they were added */
 
@@ -126,6 +139,7 @@ struct _LyProcessManager
 
 enum {
   PROP_0,
+  PROP_STORAGE,
   PROP_STOP_TIMEOUT,
   PROP_RESTART_DELAY,
   PROP_RESTART_DELAY_MAX,
@@ -157,7 +171,9 @@ target_set_state (Target         *target,
   if (target->state == state)
     return;
 
+  g_mutex_lock (&target->manager->state_mutex);
   target->state = state;
+  g_mutex_unlock (&target->manager->state_mutex);
   g_signal_emit (target->manager, signals[STATE_CHANGED], 0, target->name, state);
 }
 
@@ -212,6 +228,29 @@ timer_new (Target      *target,
   return source;
 }
 
+/* The process is gone: so is its control connection, and what it
+ * served. */
+static void
+target_drop_control (Target *target)
+{
+  if (target->control == NULL)
+    return;
+
+  ly_control_remove_handlers (target->control, target);
+  ly_storage_remove_peer (target->manager->storage, target->control);
+  ly_channel_close (ly_control_get_channel (target->control));
+  g_clear_object (&target->control);
+}
+
+static void
+target_set_pid (Target *target,
+                GPid    pid)
+{
+  g_mutex_lock (&target->manager->state_mutex);
+  target->pid = pid;
+  g_mutex_unlock (&target->manager->state_mutex);
+}
+
 static void
 target_free (Target *target)
 {
@@ -223,11 +262,9 @@ target_free (Target *target)
        * since its watch is gone */
       kill (target->pid, SIGKILL);
       waitpid (target->pid, NULL, 0);
-      target->pid = 0;
+      target_set_pid (target, 0);
     }
-  if (target->control != NULL)
-    ly_storage_remove_peer (ly_storage_get_default (), target->control);
-  g_clear_object (&target->control);
+  target_drop_control (target);
   if (ly_get_channel (ly_channel_get_name (target->active)) == target->active)
     ly_set_channel (ly_channel_get_name (target->active), NULL);
   if (ly_get_channel (ly_channel_get_name (target->passive)) == target->passive)
@@ -365,6 +402,7 @@ child_environment (Target *target)
 static gboolean
 spawn_process (Target       *target,
                SocketPairs  *pairs,
+               GPid         *pid,
                GError      **error)
 {
   g_auto(GStrv) envp = child_environment (target);
@@ -378,18 +416,21 @@ spawn_process (Target       *target,
                                            child_setup, GINT_TO_POINTER (getpid ()),
                                            -1, -1, -1,
                                            pairs->child, target_fds, 3,
-                                           &target->pid, NULL, NULL, NULL,
+                                           pid, NULL, NULL, NULL,
                                            error);
 }
 
-static void on_control_request (LyControl  *control,
-                                guint32     serial,
-                                const char *method,
-                                GVariant   *args,
-                                gpointer    user_data);
-static void on_process_exited (GPid     pid,
-                               int      wait_status,
-                               gpointer user_data);
+static void on_request_stop    (LyControl *control,
+                                guint32    serial,
+                                GVariant  *args,
+                                gpointer   user_data);
+static void on_request_restart (LyControl *control,
+                                guint32    serial,
+                                GVariant  *args,
+                                gpointer   user_data);
+static void on_process_exited  (GPid       pid,
+                                int        wait_status,
+                                gpointer   user_data);
 
 static gboolean
 target_spawn (Target  *target,
@@ -401,11 +442,12 @@ target_spawn (Target  *target,
   g_autofree char *control_name = NULL;
   SocketPairs pairs;
   gboolean spawned;
+  GPid pid = 0;
 
   if (!socket_pairs_open (&pairs, error))
     return FALSE;
 
-  spawned = spawn_process (target, &pairs, &spawn_error);
+  spawned = spawn_process (target, &pairs, &pid, &spawn_error);
   /* the child has its ends now (or never will) */
   for (guint i = 0; i < 3; i++)
     {
@@ -422,17 +464,20 @@ target_spawn (Target  *target,
     }
 
   target->started_at = g_get_monotonic_time ();
+  target_set_pid (target, pid);
   target_set_state (target, LY_PROCESS_STATE_RUNNING);
 
-  /* the control channel runs in the manager's context */
+  /* the control channel runs in the manager's context; the manager
+   * serves the lifecycle requests, the storage the rest */
   control_name = g_strconcat (target->name, "-control", NULL);
-  control_channel = ly_channel_new_for_transport (control_name, ly_transport_new_for_fd (pairs.hub[0], NULL),
-                                                  self->context);
+  control_channel = ly_channel_new_for_socket (control_name, pairs.hub[0], self->context);
   ly_channel_set_busy_poll (control_channel, self->busy_poll_usec);
-  target->control = ly_control_new (control_channel, on_control_request, target);
-  ly_storage_add_peer (ly_storage_get_default (), target->control);
-  ly_channel_attach (target->active, ly_transport_new_for_fd (pairs.hub[1], NULL));
-  ly_channel_attach (target->passive, ly_transport_new_for_fd (pairs.hub[2], NULL));
+  target->control = ly_control_new (control_channel);
+  ly_control_add_handler (target->control, "RequestStop", "()", on_request_stop, target, NULL);
+  ly_control_add_handler (target->control, "RequestRestart", "()", on_request_restart, target, NULL);
+  ly_storage_add_peer (self->storage, target->control);
+  ly_channel_attach_socket (target->active, pairs.hub[1]);
+  ly_channel_attach_socket (target->passive, pairs.hub[2]);
 
   target->child_watch = g_child_watch_source_new (target->pid);
   g_source_set_callback (target->child_watch, (GSourceFunc) (void (*) (void)) on_process_exited, target, NULL);
@@ -453,7 +498,9 @@ target_respawn (Target *target)
 
   if (target_spawn (target, &error))
     {
+      g_mutex_lock (&target->manager->state_mutex);
       target->restarts++;
+      g_mutex_unlock (&target->manager->state_mutex);
       complete_tasks (&target->restart_tasks, NULL);
       return;
     }
@@ -554,15 +601,10 @@ on_process_exited (GPid     pid,
   g_spawn_close_pid (pid);
   target_clear_timers (target);
   g_clear_pointer (&target->child_watch, g_source_unref);
-  if (target->control != NULL)
-    {
-      ly_storage_remove_peer (ly_storage_get_default (), target->control);
-      ly_channel_close (ly_control_get_channel (target->control));
-    }
-  g_clear_object (&target->control);
+  target_drop_control (target);
   ly_channel_detach (target->active);
   ly_channel_detach (target->passive);
-  target->pid = 0;
+  target_set_pid (target, 0);
   target_set_state (target, LY_PROCESS_STATE_STOPPED);
 
   g_debug ("“%s” exited with wait status %d", target->name, status);
@@ -631,15 +673,8 @@ target_begin_stop (Target *target)
   if (target->pid == 0)
     return;
 
-  /* held for the call: a synchronous stop from another thread runs this
-   * while the manager's thread may drop the control of an exited
-   * process (narrows, does not close, the race of issue 12) */
-  {
-    g_autoptr(LyControl) control = target->control != NULL ? g_object_ref (target->control) : NULL;
-
-    if (control != NULL)
-      ly_control_notify (control, "Stop", NULL, NULL);
-  }
+  if (target->control != NULL)
+    ly_control_notify (target->control, "Stop", NULL, NULL);
 
   target->term_source = timer_new (target, timeout_ms / 2, send_sigterm, "[liteyuki-comm] SIGTERM");
   target->kill_source = timer_new (target, MAX (timeout_ms, 1), send_sigkill, "[liteyuki-comm] SIGKILL");
@@ -659,8 +694,9 @@ target_settle (Target *target)
 }
 
 static void
-target_stop_async (Target *target,
-                   GTask  *task)
+target_stop_async (LyProcessManager *self,
+                   Target           *target,
+                   GTask            *task)
 {
   if (target_settle (target))
     {
@@ -675,35 +711,29 @@ target_stop_async (Target *target,
 /* Control requests of the child ------------------------------------------- */
 
 static void
-on_control_request (LyControl  *control,
-                    guint32     serial,
-                    const char *method,
-                    GVariant   *args,
-                    gpointer    user_data)
+on_request_stop (LyControl *control,
+                 guint32    serial,
+                 GVariant  *args,
+                 gpointer   user_data)
 {
   Target *target = user_data;
 
-  if (ly_storage_handle_request (ly_storage_get_default (), control, serial, method, args))
-    return;
+  if (serial != 0)
+    ly_control_reply (control, serial, NULL);
+  target_begin_stop (target);
+}
 
-  if (g_str_equal (method, "RequestStop"))
-    {
-      if (serial != 0)
-        ly_control_reply (control, serial, NULL);
-      target_begin_stop (target);
-    }
-  else if (g_str_equal (method, "RequestRestart"))
-    {
-      if (serial != 0)
-        ly_control_reply (control, serial, NULL);
-      ly_process_manager_restart_async (target->manager, target->name, NULL, NULL, NULL);
-    }
-  else if (serial != 0)
-    {
-      g_autoptr(GError) error = g_error_new (G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                                             _("The hub does not know the request “%s”"), method);
-      ly_control_reply_error (control, serial, error);
-    }
+static void
+on_request_restart (LyControl *control,
+                    guint32    serial,
+                    GVariant  *args,
+                    gpointer   user_data)
+{
+  Target *target = user_data;
+
+  if (serial != 0)
+    ly_control_reply (control, serial, NULL);
+  ly_process_manager_restart_async (target->manager, target->name, NULL, NULL, NULL);
 }
 
 /* Async plumbing ---------------------------------------------------------- */
@@ -721,137 +751,299 @@ finish_boolean (LyProcessManager  *self,
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
+/* Thread affinity ------------------------------------------------------------
+ *
+ * The targets change only in the manager's context, in the thread that
+ * runs it: a call from another thread is handed over (run_in_context()
+ * and wait_in_context() for a synchronous one, queue_in_context() for an
+ * asynchronous one).  A thread that can acquire the context (it runs it,
+ * or nobody does) is that thread for the time of the call: the context
+ * is acquired meanwhile, so nothing else runs in it. */
+
+/* Something a thread waits for; set in the manager's context. */
 typedef struct
 {
-  GMutex        mutex;
-  GCond         cond;
-  GAsyncResult *result;
-  gboolean      owner;      /* this thread runs the manager's context */
-} SyncResult;
+  GMutex   mutex;
+  GCond    cond;
+  gboolean done;
+} Waiter;
 
 static void
-store_result (GObject      *source,
-              GAsyncResult *result,
-              gpointer      user_data)
+waiter_init (Waiter *waiter)
 {
-  SyncResult *sync = user_data;
-
-  g_mutex_lock (&sync->mutex);
-  sync->result = g_object_ref (result);
-  g_cond_signal (&sync->cond);
-  g_mutex_unlock (&sync->mutex);
+  g_mutex_init (&waiter->mutex);
+  g_cond_init (&waiter->cond);
+  waiter->done = FALSE;
 }
 
-/* The synchronous calls: sync_begin(), the _async() call with
- * store_result(), then sync_end() for the result.
- *
- * A thread that can acquire the manager's context runs it (a nested main
- * loop) until the operation completes; the completion comes to that
- * context.  Else another thread runs it (a Python or GJS program may run
- * GLib in a thread of its own), and this one waits for that thread to
- * complete the operation. */
 static void
-sync_begin (LyProcessManager *self,
-            SyncResult       *sync)
+waiter_clear (Waiter *waiter)
 {
-  g_mutex_init (&sync->mutex);
-  g_cond_init (&sync->cond);
-  sync->result = NULL;
-  sync->owner = g_main_context_acquire (self->context);
-  if (sync->owner)
-    g_main_context_push_thread_default (self->context);
+  g_mutex_clear (&waiter->mutex);
+  g_cond_clear (&waiter->cond);
 }
 
-static GAsyncResult *
-sync_end (LyProcessManager *self,
-          SyncResult       *sync)
+static void
+waiter_signal (Waiter *waiter)
 {
-  GAsyncResult *result;
+  g_mutex_lock (&waiter->mutex);
+  waiter->done = TRUE;
+  g_cond_signal (&waiter->cond);
+  g_mutex_unlock (&waiter->mutex);
+}
 
-  if (sync->owner)
+static gboolean
+waiter_is_done (Waiter *waiter)
+{
+  gboolean done;
+
+  g_mutex_lock (&waiter->mutex);
+  done = waiter->done;
+  g_mutex_unlock (&waiter->mutex);
+
+  return done;
+}
+
+/* Waits until @waiter is signalled: running the manager's context when
+ * this thread can acquire it, else waiting for the thread that runs it,
+ * and taking the context over should that thread stop running it. */
+static void
+wait_in_context (LyProcessManager *self,
+                 Waiter           *waiter)
+{
+  while (!waiter_is_done (waiter))
     {
-      while (g_atomic_pointer_get (&sync->result) == NULL)
-        g_main_context_iteration (self->context, TRUE);
-      g_main_context_pop_thread_default (self->context);
-      g_main_context_release (self->context);
-    }
-
-  /* Another thread runs the context and completes the operation; should
-   * it stop running it meanwhile, this thread takes the context over. */
-  g_mutex_lock (&sync->mutex);
-  while (sync->result == NULL)
-    {
-      gint64 deadline = g_get_monotonic_time () + 50 * G_TIME_SPAN_MILLISECOND;
-
-      if (g_cond_wait_until (&sync->cond, &sync->mutex, deadline) || sync->result != NULL)
-        continue;
-
-      g_mutex_unlock (&sync->mutex);
       if (g_main_context_acquire (self->context))
         {
           g_main_context_push_thread_default (self->context);
-          while (g_atomic_pointer_get (&sync->result) == NULL)
+          while (!waiter_is_done (waiter))
             g_main_context_iteration (self->context, TRUE);
           g_main_context_pop_thread_default (self->context);
           g_main_context_release (self->context);
+          return;
         }
-      g_mutex_lock (&sync->mutex);
+
+      g_mutex_lock (&waiter->mutex);
+      if (!waiter->done)
+        g_cond_wait_until (&waiter->cond, &waiter->mutex,
+                           g_get_monotonic_time () + 50 * G_TIME_SPAN_MILLISECOND);
+      g_mutex_unlock (&waiter->mutex);
     }
-  result = sync->result;
-  g_mutex_unlock (&sync->mutex);
-
-  g_mutex_clear (&sync->mutex);
-  g_cond_clear (&sync->cond);
-
-  return result;
 }
 
-/* An _async() call of a synchronous wrapper, made where the manager's
- * state may change: in the thread that runs its context. */
-typedef void (*SyncStart) (LyProcessManager    *self,
-                           const char          *name,
-                           GCancellable        *cancellable,
-                           GAsyncReadyCallback  callback,
-                           gpointer             user_data);
+/* Runs @func in this thread if it can acquire the manager's context,
+ * with the context as its thread-default one; TRUE if it did. */
+static gboolean
+run_here_if_owner (LyProcessManager *self,
+                   GSourceFunc       func,
+                   gpointer          data)
+{
+  if (!g_main_context_acquire (self->context))
+    return FALSE;
+
+  g_main_context_push_thread_default (self->context);
+  func (data);
+  g_main_context_pop_thread_default (self->context);
+  g_main_context_release (self->context);
+  return TRUE;
+}
+
+/* Runs @func (@data) in the manager's context, and returns when it ran;
+ * @func returns G_SOURCE_REMOVE. */
+typedef struct
+{
+  GMainContext *context;
+  GSourceFunc   func;
+  gpointer      data;
+  Waiter        waiter;
+} ContextCall;
+
+static gboolean
+context_call_dispatch (gpointer user_data)
+{
+  ContextCall *call = user_data;
+
+  g_main_context_push_thread_default (call->context);
+  call->func (call->data);
+  g_main_context_pop_thread_default (call->context);
+  waiter_signal (&call->waiter);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+run_in_context (LyProcessManager *self,
+                GSourceFunc       func,
+                gpointer          data)
+{
+  ContextCall call = { self->context, func, data, };
+
+  if (run_here_if_owner (self, func, data))
+    return;
+
+  waiter_init (&call.waiter);
+  g_main_context_invoke_full (self->context, G_PRIORITY_DEFAULT, context_call_dispatch, &call, NULL);
+  wait_in_context (self, &call.waiter);
+  waiter_clear (&call.waiter);
+}
+
+/* Runs @func (@data, freed with @destroy) in the manager's context, now
+ * or later, without waiting. */
+static void
+queue_in_context (LyProcessManager *self,
+                  GSourceFunc       func,
+                  gpointer          data,
+                  GDestroyNotify    destroy)
+{
+  if (run_here_if_owner (self, func, data))
+    destroy (data);
+  else
+    g_main_context_invoke_full (self->context, G_PRIORITY_DEFAULT, func, data, destroy);
+}
+
+/* The state-changing half of a call that completes at once. */
+typedef gboolean (*ContextFunc) (LyProcessManager  *self,
+                                 gpointer           data,
+                                 GError           **error);
+
+typedef struct
+{
+  LyProcessManager  *self;
+  ContextFunc        func;
+  gpointer           data;
+  gboolean           result;
+  GError            *error;
+} SyncCall;
+
+static gboolean
+sync_call_run (gpointer user_data)
+{
+  SyncCall *call = user_data;
+
+  call->result = call->func (call->self, call->data, &call->error);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+call_in_context (LyProcessManager  *self,
+                 ContextFunc        func,
+                 gpointer           data,
+                 GError           **error)
+{
+  SyncCall call = { self, func, data, FALSE, NULL };
+
+  run_in_context (self, sync_call_run, &call);
+  if (call.error != NULL)
+    g_propagate_error (error, call.error);
+  return call.result;
+}
+
+/* An asynchronous operation on a target, begun in the manager's context;
+ * its task was made in the caller's. */
+typedef void (*TargetOpFunc) (LyProcessManager *self,
+                              Target           *target,
+                              GTask            *task);
 
 typedef struct
 {
   LyProcessManager *self;
-  SyncStart         start;
-  const char       *name;
-  GCancellable     *cancellable;
-  SyncResult       *sync;
-} SyncCall;
+  char             *name;      /* NULL: every target */
+  GTask            *task;
+  TargetOpFunc      func;
+} TargetOp;
+
+static void
+target_op_free (gpointer data)
+{
+  TargetOp *op = data;
+
+  g_object_unref (op->self);
+  g_free (op->name);
+  g_object_unref (op->task);
+  g_free (op);
+}
 
 static gboolean
-sync_call_in_context (gpointer user_data)
+target_op_run (gpointer data)
 {
-  SyncCall *call = user_data;
+  TargetOp *op = data;
+  GError *error = NULL;
+  Target *target = NULL;
 
-  g_main_context_push_thread_default (call->self->context);
-  call->start (call->self, call->name, call->cancellable, store_result, call->sync);
-  g_main_context_pop_thread_default (call->self->context);
+  if (op->name == NULL || (target = lookup_target (op->self, op->name, &error)) != NULL)
+    op->func (op->self, target, op->task);
+  else
+    g_task_return_error (op->task, error);
+
   return G_SOURCE_REMOVE;
 }
 
-/* The synchronous form of @start: in this thread when it can run the
- * manager's context, else handed to the thread that runs it (the
- * state of the targets is that thread's alone), waiting for it. */
+static void
+begin_target_op (LyProcessManager *self,
+                 const char       *name,
+                 GTask            *task,
+                 TargetOpFunc      func)
+{
+  TargetOp *op = g_new0 (TargetOp, 1);
+
+  op->self = g_object_ref (self);
+  op->name = g_strdup (name);
+  op->task = g_object_ref (task);
+  op->func = func;
+  queue_in_context (self, target_op_run, op, target_op_free);
+}
+
+/* The synchronous form of an _async() call: it is made in the manager's
+ * context (its completion comes there), and this thread waits. */
+typedef void (*AsyncStart) (LyProcessManager    *self,
+                            const char          *name,
+                            GCancellable        *cancellable,
+                            GAsyncReadyCallback  callback,
+                            gpointer             user_data);
+
+typedef struct
+{
+  LyProcessManager *self;
+  AsyncStart        start;
+  const char       *name;
+  GCancellable     *cancellable;
+  GAsyncResult     *result;
+  Waiter            waiter;
+} SyncOp;
+
+static void
+sync_op_done (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  SyncOp *op = user_data;
+
+  op->result = g_object_ref (result);
+  waiter_signal (&op->waiter);
+}
+
+static gboolean
+sync_op_start (gpointer user_data)
+{
+  SyncOp *op = user_data;
+
+  op->start (op->self, op->name, op->cancellable, sync_op_done, op);
+  return G_SOURCE_REMOVE;
+}
+
 static GAsyncResult *
 sync_run (LyProcessManager *self,
-          SyncStart         start,
+          AsyncStart        start,
           const char       *name,
           GCancellable     *cancellable)
 {
-  SyncResult sync;
-  SyncCall call = { self, start, name, cancellable, &sync };
+  SyncOp op = { self, start, name, cancellable, NULL, };
 
-  sync_begin (self, &sync);
-  if (sync.owner)
-    start (self, name, cancellable, store_result, &sync);
-  else
-    g_main_context_invoke_full (self->context, G_PRIORITY_DEFAULT, sync_call_in_context, &call, NULL);
-  return sync_end (self, &sync);
+  waiter_init (&op.waiter);
+  run_in_context (self, sync_op_start, &op);
+  wait_in_context (self, &op.waiter);
+  waiter_clear (&op.waiter);
+
+  return op.result;
 }
 
 static void
@@ -865,6 +1057,17 @@ start_stop_all (LyProcessManager    *self,
 }
 
 /* GObject ----------------------------------------------------------------- */
+
+static void
+ly_process_manager_constructed (GObject *object)
+{
+  LyProcessManager *self = LY_PROCESS_MANAGER (object);
+
+  G_OBJECT_CLASS (ly_process_manager_parent_class)->constructed (object);
+
+  if (self->storage == NULL)
+    self->storage = g_object_ref (ly_storage_get_default ());
+}
 
 static void
 ly_process_manager_dispose (GObject *object)
@@ -882,6 +1085,7 @@ ly_process_manager_dispose (GObject *object)
       g_clear_pointer (&self->order, g_ptr_array_unref);
     }
   g_clear_pointer (&self->targets, g_hash_table_unref);
+  g_clear_object (&self->storage);
 
   G_OBJECT_CLASS (ly_process_manager_parent_class)->dispose (object);
 }
@@ -892,6 +1096,7 @@ ly_process_manager_finalize (GObject *object)
   LyProcessManager *self = LY_PROCESS_MANAGER (object);
 
   g_clear_pointer (&self->context, g_main_context_unref);
+  g_mutex_clear (&self->state_mutex);
 
   G_OBJECT_CLASS (ly_process_manager_parent_class)->finalize (object);
 }
@@ -906,6 +1111,9 @@ ly_process_manager_get_property (GObject    *object,
 
   switch (prop_id)
     {
+    case PROP_STORAGE:
+      g_value_set_object (value, self->storage);
+      break;
     case PROP_STOP_TIMEOUT:
       g_value_set_double (value, self->stop_timeout);
       break;
@@ -936,6 +1144,9 @@ ly_process_manager_set_property (GObject      *object,
 
   switch (prop_id)
     {
+    case PROP_STORAGE:
+      self->storage = g_value_dup_object (value);
+      break;
     case PROP_STOP_TIMEOUT:
       self->stop_timeout = g_value_get_double (value);
       break;
@@ -963,10 +1174,23 @@ ly_process_manager_class_init (LyProcessManagerClass *klass)
 
   ly_i18n_init ();
 
+  object_class->constructed = ly_process_manager_constructed;
   object_class->dispose = ly_process_manager_dispose;
   object_class->finalize = ly_process_manager_finalize;
   object_class->get_property = ly_process_manager_get_property;
   object_class->set_property = ly_process_manager_set_property;
+
+  /**
+   * LyProcessManager:storage:
+   *
+   * The storage whose requests the children's storage proxies make: the
+   * children share it with the hub.  The default is
+   * [func@Ly.Storage.get_default].
+   */
+  properties[PROP_STORAGE] =
+    g_param_spec_object ("storage", NULL, NULL,
+                         LY_TYPE_STORAGE,
+                         (G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS));
 
   /**
    * LyProcessManager:stop-timeout:
@@ -1108,6 +1332,7 @@ busy_poll_usec_from_environment (void)
 static void
 ly_process_manager_init (LyProcessManager *self)
 {
+  g_mutex_init (&self->state_mutex);
   self->context = g_main_context_ref_thread_default ();
   self->targets = g_hash_table_new (g_str_hash, g_str_equal);
   self->order = g_ptr_array_new ();
@@ -1120,6 +1345,134 @@ ly_process_manager_init (LyProcessManager *self)
 }
 
 /* Public API -------------------------------------------------------------- */
+
+typedef struct
+{
+  const char         *name;
+  const char * const *argv;
+} AddTarget;
+
+static gboolean
+add_target_in_context (LyProcessManager  *self,
+                       gpointer           data,
+                       GError           **error)
+{
+  AddTarget *add = data;
+  g_autofree char *active_name = NULL;
+  g_autofree char *passive_name = NULL;
+  Target *target;
+
+  if (!name_is_valid (add->name))
+    {
+      g_set_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_INVALID_NAME,
+                   _("“%s” is not a valid target name: use 1 to %d ASCII letters, digits, “_”, “-” or “.”"),
+                   add->name, MAX_NAME_LENGTH);
+      return FALSE;
+    }
+
+  if (add->argv[0] == NULL || add->argv[0][0] == '\0')
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   _("The command of target “%s” is empty"), add->name);
+      return FALSE;
+    }
+
+  if (g_hash_table_contains (self->targets, add->name))
+    {
+      g_set_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_EXISTS,
+                   _("A target named “%s” exists already"), add->name);
+      return FALSE;
+    }
+
+  target = g_new0 (Target, 1);
+  target->manager = self;
+  target->name = g_strdup (add->name);
+  target->argv = g_strdupv ((char **) add->argv);
+  target->policy = LY_RESTART_NEVER;
+  target->stop_timeout = -1;
+
+  /* The channels run in the manager's context. */
+  active_name = g_strdup_printf ("%s-active", add->name);
+  passive_name = g_strdup_printf ("%s-passive", add->name);
+  target->active = ly_channel_new_persistent (active_name, self->context);
+  target->passive = ly_channel_new_persistent (passive_name, self->context);
+
+  ly_set_channel (active_name, target->active);
+  ly_set_channel (passive_name, target->passive);
+
+  g_mutex_lock (&self->state_mutex);
+  g_hash_table_insert (self->targets, target->name, target);
+  g_ptr_array_add (self->order, target);
+  g_mutex_unlock (&self->state_mutex);
+
+  return TRUE;
+}
+
+/* A change of a target's configuration, made in the manager's context. */
+typedef void (*ConfigureFunc) (Target   *target,
+                               gpointer  data);
+
+typedef struct
+{
+  const char    *name;
+  ConfigureFunc  func;
+  gpointer       data;
+} Configure;
+
+static gboolean
+configure_in_context (LyProcessManager  *self,
+                      gpointer           data,
+                      GError           **error)
+{
+  Configure *configure = data;
+  Target *target = lookup_target (self, configure->name, error);
+
+  if (target != NULL)
+    configure->func (target, configure->data);
+  return target != NULL;
+}
+
+static gboolean
+configure_target (LyProcessManager  *self,
+                  const char        *name,
+                  ConfigureFunc      func,
+                  gpointer           data,
+                  GError           **error)
+{
+  Configure configure = { name, func, data };
+
+  return call_in_context (self, configure_in_context, &configure, error);
+}
+
+static void
+set_policy (Target   *target,
+            gpointer  data)
+{
+  target->policy = *(LyRestartPolicy *) data;
+}
+
+static void
+set_stop_timeout (Target   *target,
+                  gpointer  data)
+{
+  target->stop_timeout = *(double *) data;
+}
+
+static void
+set_environment (Target   *target,
+                 gpointer  data)
+{
+  g_strfreev (target->environment);
+  target->environment = g_strdupv (data);
+}
+
+static void
+set_working_directory (Target   *target,
+                       gpointer  data)
+{
+  g_free (target->working_directory);
+  target->working_directory = g_strdup (data);
+}
 
 /**
  * ly_process_manager_new:
@@ -1155,57 +1508,14 @@ ly_process_manager_add_target (LyProcessManager    *self,
                                const char * const  *argv,
                                GError             **error)
 {
-  g_autofree char *active_name = NULL;
-  g_autofree char *passive_name = NULL;
-  Target *target;
+  AddTarget add = { name, argv };
 
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
   g_return_val_if_fail (name != NULL, FALSE);
   g_return_val_if_fail (argv != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if (!name_is_valid (name))
-    {
-      g_set_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_INVALID_NAME,
-                   _("“%s” is not a valid target name: use 1 to %d ASCII letters, digits, “_”, “-” or “.”"),
-                   name, MAX_NAME_LENGTH);
-      return FALSE;
-    }
-
-  if (argv[0] == NULL || argv[0][0] == '\0')
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                   _("The command of target “%s” is empty"), name);
-      return FALSE;
-    }
-
-  if (g_hash_table_contains (self->targets, name))
-    {
-      g_set_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_EXISTS,
-                   _("A target named “%s” exists already"), name);
-      return FALSE;
-    }
-
-  target = g_new0 (Target, 1);
-  target->manager = self;
-  target->name = g_strdup (name);
-  target->argv = g_strdupv ((char **) argv);
-  target->policy = LY_RESTART_NEVER;
-  target->stop_timeout = -1;
-
-  /* The channels run in the manager's context. */
-  active_name = g_strdup_printf ("%s-active", name);
-  passive_name = g_strdup_printf ("%s-passive", name);
-  target->active = ly_channel_new_persistent (active_name, self->context);
-  target->passive = ly_channel_new_persistent (passive_name, self->context);
-
-  ly_set_channel (active_name, target->active);
-  ly_set_channel (passive_name, target->passive);
-
-  g_hash_table_insert (self->targets, target->name, target);
-  g_ptr_array_add (self->order, target);
-
-  return TRUE;
+  return call_in_context (self, add_target_in_context, &add, error);
 }
 
 /**
@@ -1226,16 +1536,10 @@ ly_process_manager_set_restart_policy (LyProcessManager  *self,
                                        LyRestartPolicy    policy,
                                        GError           **error)
 {
-  Target *target;
-
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
   g_return_val_if_fail (name != NULL, FALSE);
 
-  if ((target = lookup_target (self, name, error)) == NULL)
-    return FALSE;
-
-  target->policy = policy;
-  return TRUE;
+  return configure_target (self, name, set_policy, &policy, error);
 }
 
 /**
@@ -1257,16 +1561,10 @@ ly_process_manager_set_target_stop_timeout (LyProcessManager  *self,
                                             double             seconds,
                                             GError           **error)
 {
-  Target *target;
-
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
   g_return_val_if_fail (name != NULL, FALSE);
 
-  if ((target = lookup_target (self, name, error)) == NULL)
-    return FALSE;
-
-  target->stop_timeout = seconds;
-  return TRUE;
+  return configure_target (self, name, set_stop_timeout, &seconds, error);
 }
 
 /**
@@ -1287,13 +1585,8 @@ ly_process_manager_set_environment (LyProcessManager    *self,
                                     const char * const  *environment,
                                     GError             **error)
 {
-  Target *target;
-
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
   g_return_val_if_fail (name != NULL, FALSE);
-
-  if ((target = lookup_target (self, name, error)) == NULL)
-    return FALSE;
 
   for (guint i = 0; environment != NULL && environment[i] != NULL; i++)
     if (strchr (environment[i], '=') == NULL || environment[i][0] == '=')
@@ -1303,9 +1596,7 @@ ly_process_manager_set_environment (LyProcessManager    *self,
         return FALSE;
       }
 
-  g_strfreev (target->environment);
-  target->environment = g_strdupv ((char **) environment);
-  return TRUE;
+  return configure_target (self, name, set_environment, (gpointer) environment, error);
 }
 
 /**
@@ -1326,17 +1617,10 @@ ly_process_manager_set_working_directory (LyProcessManager  *self,
                                           const char        *directory,
                                           GError           **error)
 {
-  Target *target;
-
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
   g_return_val_if_fail (name != NULL, FALSE);
 
-  if ((target = lookup_target (self, name, error)) == NULL)
-    return FALSE;
-
-  g_free (target->working_directory);
-  target->working_directory = g_strdup (directory);
-  return TRUE;
+  return configure_target (self, name, set_working_directory, (gpointer) directory, error);
 }
 
 /**
@@ -1355,12 +1639,56 @@ ly_process_manager_list_targets (LyProcessManager *self)
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), NULL);
 
   builder = g_strv_builder_new ();
+  g_mutex_lock (&self->state_mutex);
   for (guint i = 0; i < self->order->len; i++)
     g_strv_builder_add (builder, ((Target *) g_ptr_array_index (self->order, i))->name);
+  g_mutex_unlock (&self->state_mutex);
   names = g_strv_builder_end (builder);
   g_strv_builder_unref (builder);
 
   return names;
+}
+
+static gboolean
+start_in_context (LyProcessManager  *self,
+                  gpointer           data,
+                  GError           **error)
+{
+  const char *name = data;
+  Target *target;
+
+  if ((target = lookup_target (self, name, error)) == NULL)
+    return FALSE;
+
+  target_settle (target);
+  if (is_running (target))
+    {
+      g_set_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_RUNNING,
+                   _("“%s” is running already (process %d)"), name, target->pid);
+      return FALSE;
+    }
+
+  target->quick_failures = 0;
+  g_queue_clear_full (&target->failure_times, g_free);
+
+  return target_spawn (target, error);
+}
+
+static gboolean
+start_all_in_context (LyProcessManager  *self,
+                      gpointer           data,
+                      GError           **error)
+{
+  for (guint i = 0; i < self->order->len; i++)
+    {
+      Target *target = g_ptr_array_index (self->order, i);
+
+      target_settle (target);
+      if (!is_running (target) && !start_in_context (self, target->name, error))
+        return FALSE;
+    }
+
+  return TRUE;
 }
 
 /**
@@ -1381,27 +1709,11 @@ ly_process_manager_start (LyProcessManager  *self,
                           const char        *name,
                           GError           **error)
 {
-  Target *target;
-
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
   g_return_val_if_fail (name != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if ((target = lookup_target (self, name, error)) == NULL)
-    return FALSE;
-
-  target_settle (target);
-  if (is_running (target))
-    {
-      g_set_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_RUNNING,
-                   _("“%s” is running already (process %d)"), name, target->pid);
-      return FALSE;
-    }
-
-  target->quick_failures = 0;
-  g_queue_clear_full (&target->failure_times, g_free);
-
-  return target_spawn (target, error);
+  return call_in_context (self, start_in_context, (gpointer) name, error);
 }
 
 /**
@@ -1421,16 +1733,7 @@ ly_process_manager_start_all (LyProcessManager  *self,
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  for (guint i = 0; i < self->order->len; i++)
-    {
-      Target *target = g_ptr_array_index (self->order, i);
-
-      target_settle (target);
-      if (!is_running (target) && !ly_process_manager_start (self, target->name, error))
-        return FALSE;
-    }
-
-  return TRUE;
+  return call_in_context (self, start_all_in_context, NULL, error);
 }
 
 /**
@@ -1456,19 +1759,13 @@ ly_process_manager_stop_async (LyProcessManager    *self,
                                gpointer             user_data)
 {
   g_autoptr(GTask) task = NULL;
-  GError *error = NULL;
-  Target *target;
 
   g_return_if_fail (LY_IS_PROCESS_MANAGER (self));
   g_return_if_fail (name != NULL);
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, ly_process_manager_stop_async);
-
-  if ((target = lookup_target (self, name, &error)) == NULL)
-    g_task_return_error (task, error);
-  else
-    target_stop_async (target, task);
+  begin_target_op (self, name, task, target_stop_async);
 }
 
 /**
@@ -1518,6 +1815,24 @@ ly_process_manager_stop (LyProcessManager  *self,
   return ly_process_manager_stop_finish (self, result, error);
 }
 
+static void
+target_restart_async (LyProcessManager *self,
+                      Target           *target,
+                      GTask            *task)
+{
+  g_signal_emit (self, signals[BEFORE_RESTART], 0, target->name);
+  g_queue_push_tail (&target->restart_tasks, g_object_ref (task));
+
+  if (target_settle (target))
+    {
+      target_respawn (target);
+      return;
+    }
+
+  target->restart_after_stop = TRUE;
+  target_begin_stop (target);
+}
+
 /**
  * ly_process_manager_restart_async:
  * @self: a #LyProcessManager
@@ -1538,32 +1853,13 @@ ly_process_manager_restart_async (LyProcessManager    *self,
                                   gpointer             user_data)
 {
   g_autoptr(GTask) task = NULL;
-  GError *error = NULL;
-  Target *target;
 
   g_return_if_fail (LY_IS_PROCESS_MANAGER (self));
   g_return_if_fail (name != NULL);
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, ly_process_manager_restart_async);
-
-  if ((target = lookup_target (self, name, &error)) == NULL)
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-
-  g_signal_emit (self, signals[BEFORE_RESTART], 0, target->name);
-  g_queue_push_tail (&target->restart_tasks, g_object_ref (task));
-
-  if (target_settle (target))
-    {
-      target_respawn (target);
-      return;
-    }
-
-  target->restart_after_stop = TRUE;
-  target_begin_stop (target);
+  begin_target_op (self, name, task, target_restart_async);
 }
 
 /**
@@ -1629,6 +1925,31 @@ stopped_one (GObject      *source,
     g_task_return_boolean (task, TRUE);
 }
 
+static void
+stop_all_targets (LyProcessManager *self,
+                  Target           *unused,
+                  GTask            *task)
+{
+  StopAll *all = g_new0 (StopAll, 1);
+
+  g_task_set_task_data (task, all, g_free);
+
+  /* one extra count, released below, so that stops completing at once
+   * do not finish the task before all have begun */
+  all->pending = 1;
+  for (guint i = 0; i < self->order->len; i++)
+    {
+      Target *target = g_ptr_array_index (self->order, i);
+
+      all->pending++;
+      ly_process_manager_stop_async (self, target->name, g_task_get_cancellable (task),
+                                     stopped_one, g_object_ref (task));
+    }
+
+  if (--all->pending == 0)
+    g_task_return_boolean (task, TRUE);
+}
+
 /**
  * ly_process_manager_stop_all_async:
  * @self: a #LyProcessManager
@@ -1645,27 +1966,12 @@ ly_process_manager_stop_all_async (LyProcessManager    *self,
                                    gpointer             user_data)
 {
   g_autoptr(GTask) task = NULL;
-  StopAll *all = g_new0 (StopAll, 1);
 
   g_return_if_fail (LY_IS_PROCESS_MANAGER (self));
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, ly_process_manager_stop_all_async);
-  g_task_set_task_data (task, all, g_free);
-
-  /* one extra count, released below, so that stops completing at once
-   * do not finish the task before all have begun */
-  all->pending = 1;
-  for (guint i = 0; i < self->order->len; i++)
-    {
-      Target *target = g_ptr_array_index (self->order, i);
-
-      all->pending++;
-      ly_process_manager_stop_async (self, target->name, cancellable, stopped_one, g_object_ref (task));
-    }
-
-  if (--all->pending == 0)
-    g_task_return_boolean (task, TRUE);
+  begin_target_op (self, NULL, task, stop_all_targets);
 }
 
 /**
@@ -1711,6 +2017,36 @@ ly_process_manager_stop_all (LyProcessManager  *self,
   return ly_process_manager_stop_all_finish (self, result, error);
 }
 
+/* What the getters of other threads see of a target. */
+typedef struct
+{
+  gboolean       exists;
+  LyProcessState state;
+  GPid           pid;
+  guint          restarts;
+} TargetSnapshot;
+
+static TargetSnapshot
+snapshot_target (LyProcessManager *self,
+                 const char       *name)
+{
+  TargetSnapshot snapshot = { FALSE, LY_PROCESS_STATE_STOPPED, 0, 0 };
+  Target *target;
+
+  g_mutex_lock (&self->state_mutex);
+  target = g_hash_table_lookup (self->targets, name);
+  if (target != NULL)
+    {
+      snapshot.exists = TRUE;
+      snapshot.state = target->state;
+      snapshot.pid = target->pid;
+      snapshot.restarts = target->restarts;
+    }
+  g_mutex_unlock (&self->state_mutex);
+
+  return snapshot;
+}
+
 /**
  * ly_process_manager_is_alive:
  * @self: a #LyProcessManager
@@ -1722,13 +2058,13 @@ gboolean
 ly_process_manager_is_alive (LyProcessManager *self,
                              const char       *name)
 {
-  Target *target;
+  TargetSnapshot target;
 
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
   g_return_val_if_fail (name != NULL, FALSE);
 
-  target = g_hash_table_lookup (self->targets, name);
-  return target != NULL && is_running (target);
+  target = snapshot_target (self, name);
+  return target.state == LY_PROCESS_STATE_RUNNING || target.state == LY_PROCESS_STATE_STOPPING;
 }
 
 /**
@@ -1743,13 +2079,13 @@ GPid
 ly_process_manager_get_pid (LyProcessManager *self,
                             const char       *name)
 {
-  Target *target;
+  TargetSnapshot target;
 
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), 0);
   g_return_val_if_fail (name != NULL, 0);
 
-  target = g_hash_table_lookup (self->targets, name);
-  return target != NULL ? target->pid : 0;
+  target = snapshot_target (self, name);
+  return target.pid;
 }
 
 /**
@@ -1764,13 +2100,13 @@ LyProcessState
 ly_process_manager_get_state (LyProcessManager *self,
                               const char       *name)
 {
-  Target *target;
+  TargetSnapshot target;
 
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), LY_PROCESS_STATE_STOPPED);
   g_return_val_if_fail (name != NULL, LY_PROCESS_STATE_STOPPED);
 
-  target = g_hash_table_lookup (self->targets, name);
-  return target != NULL ? target->state : LY_PROCESS_STATE_STOPPED;
+  target = snapshot_target (self, name);
+  return target.state;
 }
 
 /**
@@ -1785,13 +2121,13 @@ guint
 ly_process_manager_get_restart_count (LyProcessManager *self,
                                       const char       *name)
 {
-  Target *target;
+  TargetSnapshot target;
 
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), 0);
   g_return_val_if_fail (name != NULL, 0);
 
-  target = g_hash_table_lookup (self->targets, name);
-  return target != NULL ? target->restarts : 0;
+  target = snapshot_target (self, name);
+  return target.restarts;
 }
 
 /**

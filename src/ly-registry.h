@@ -1,4 +1,4 @@
-/* ly-registry.h: the process-wide table of channels, and the child runtime
+/* ly-registry.h: the process-wide table of channels
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -13,16 +13,6 @@
 
 G_BEGIN_DECLS
 
-/**
- * LyStopFunc:
- * @user_data: the data given to ly_set_stop_handler()
- *
- * Called in a managed child when the hub asks it to stop politely.  It
- * should make the process end soon: the hub sends `SIGTERM`, then
- * `SIGKILL`, when it does not.
- */
-typedef void (*LyStopFunc) (gpointer user_data);
-
 LY_AVAILABLE_IN_ALL
 LyChannel  *ly_get_channel       (const char     *name);
 LY_AVAILABLE_IN_ALL
@@ -30,22 +20,5 @@ void        ly_set_channel       (const char     *name,
                                   LyChannel      *channel);
 LY_AVAILABLE_IN_ALL
 char      **ly_list_channels     (void);
-
-LY_AVAILABLE_IN_ALL
-gboolean    ly_is_main_process   (void);
-LY_AVAILABLE_IN_ALL
-const char *ly_get_process_name  (void);
-LY_AVAILABLE_IN_ALL
-LyChannel  *ly_active_channel    (void);
-LY_AVAILABLE_IN_ALL
-LyChannel  *ly_passive_channel   (void);
-LY_AVAILABLE_IN_ALL
-gboolean    ly_request_stop      (GError        **error);
-LY_AVAILABLE_IN_ALL
-gboolean    ly_request_restart   (GError        **error);
-LY_AVAILABLE_IN_ALL
-void        ly_set_stop_handler  (LyStopFunc      handler,
-                                  gpointer        user_data,
-                                  GDestroyNotify  destroy);
 
 G_END_DECLS

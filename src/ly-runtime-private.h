@@ -22,13 +22,8 @@ G_BEGIN_DECLS
 #define LY_CHILD_ACTIVE_FD   4
 #define LY_CHILD_PASSIVE_FD  5
 
-/* How long a child's blocking request to the hub may take. */
-#define LY_CONTROL_TIMEOUT_MSEC (10 * 1000)
+typedef struct _LyControl LyControl;
 
-typedef struct _LyStorage LyStorage;
-
-/* The storage proxy of a managed child, made on first use; NULL in any
- * other process. */
-LyStorage *ly_runtime_storage (void);
+LyControl *ly_runtime_get_control (void);
 
 G_END_DECLS

@@ -1,4 +1,4 @@
-/* ly-storage-private.h
+/* ly-storage-private.h: what the rest of the library uses of LyStorage
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -10,56 +10,32 @@
 
 G_BEGIN_DECLS
 
-/*
- * The storage on the control connection
- * =====================================
- *
- * A child's storage is a proxy: each operation is a request to the hub,
- * which applies it to the authoritative store, in one order for all.
- *
- *     StorageSet (sv)                  → (b) whether it changed the value
- *     StorageSetMany ay (a payload)    → (aba(us)) changed flags, and the
- *                                        sets refused (index, message);
- *                                        the ay holds wire frames (see
- *                                        ly-wire-private.h): key (s), value
- *     StorageGet (s)                   → (mv)
- *     StorageDelete (s)                → (b) whether the key existed
- *     StorageContains (s)              → (b)
- *     StorageListKeys ()               → (as)
- *     StorageGetAll ()                 → (a{sv})
- *     StorageCompareAndSet (smvmv)     → (bb) swapped, changed
- *     StoragePublish (sv)              → ()
- *     StorageSubscribe (s), StorageUnsubscribe (s) → ()
- *
- * The hub notifies every child of every change (StorageChanged (smv),
- * except the one that made it, whose reply says so) and every subscriber
- * of every publication (StoragePublished (sv)).
- */
-
+/* Called in the storage's context for every change and every
+ * publication, subscribed or not (the D-Bus surface). */
 typedef void (*LyStorageMonitor) (LyStorage  *storage,
                                   gboolean    publication,
                                   const char *name,
                                   GVariant   *value,
                                   gpointer    user_data);
 
-LyStorage *ly_storage_new_proxy            (LyControl  *control);
-void       ly_storage_add_monitor          (LyStorage        *self,
-                                            LyStorageMonitor  func,
-                                            gpointer          data);
-void       ly_storage_remove_monitor       (LyStorage        *self,
-                                            LyStorageMonitor  func,
-                                            gpointer          data);
-void       ly_storage_add_peer             (LyStorage  *self,
-                                            LyControl  *control);
-void       ly_storage_remove_peer          (LyStorage  *self,
-                                            LyControl  *control);
-gboolean   ly_storage_handle_request       (LyStorage  *self,
-                                            LyControl  *control,
-                                            guint32     serial,
-                                            const char *method,
-                                            GVariant   *args);
-gboolean   ly_storage_handle_notification  (LyStorage  *self,
-                                            const char *method,
-                                            GVariant   *args);
+void       ly_storage_add_monitor     (LyStorage        *self,
+                                       LyStorageMonitor  func,
+                                       gpointer          data);
+void       ly_storage_remove_monitor  (LyStorage        *self,
+                                       LyStorageMonitor  func,
+                                       gpointer          data);
+
+/* The hub's storage serves a child's requests on @control (see
+ * ly-storage-server.c) from add_peer until remove_peer, which must be
+ * called in the control's context. */
+void       ly_storage_add_peer        (LyStorage  *self,
+                                       LyControl  *control);
+void       ly_storage_remove_peer     (LyStorage  *self,
+                                       LyControl  *control);
+
+gboolean   ly_storage_delete_existed  (LyStorage   *self,
+                                       const char  *key,
+                                       gboolean    *existed,
+                                       GError     **error);
 
 G_END_DECLS

@@ -1,19 +1,16 @@
-/* ly-storage.c
+/* ly-storage.c: the front end of the storage (its backends are behind
+ * ly-storage-backend-private.h)
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
 #include "config.h"
 
-#include <string.h>
-
-#include "ly-channel-private.h"
-#include "ly-context-private.h"
 #include "ly-i18n-private.h"
-#include "ly-registry.h"
 #include "ly-runtime-private.h"
+#include "ly-storage-backend-private.h"
 #include "ly-storage-private.h"
-#include "ly-wire-private.h"
+#include "ly-storage-server-private.h"
 
 /**
  * LyStorage:
@@ -43,6 +40,12 @@
  * Every method may be called from any thread.
  */
 
+/* The front end checks what callers give, hands each operation to its
+ * backend, and emits what the backend reports, in the storage's context:
+ * events are queued as the backend reports them (in the order of the
+ * store) and emitted by the event source, or at once after an operation
+ * of a thread that may run the context. */
+
 typedef enum
 {
   EVENT_CHANGED,
@@ -63,37 +66,28 @@ typedef struct
   gpointer         data;
 } Monitor;
 
-/* A child connected to the authoritative store. */
-typedef struct
-{
-  LyControl  *control;
-  GHashTable *topics;      /* topics it subscribed to */
-  gboolean    warned;
-} Peer;
-
 struct _LyStorage
 {
-  GObject       parent_instance;
+  GObject           parent_instance;
 
-  GMutex        mutex;
-  GMainContext *context;
-  GSource      *event_source;
-  GQueue        events;              /* of Event*, to emit in @context */
-  gboolean      draining;
-  gsize         max_value_size;
+  LyStorageBackend *backend;
+  GMainContext     *context;
+  GSource          *event_source;
+  gsize             max_value_size;
 
-  /* the authoritative store */
-  GHashTable   *values;              /* key → GVariant */
-  GHashTable   *subscriptions;       /* topics this process subscribed to */
-  GPtrArray    *peers;               /* of Peer* */
-  GArray       *monitors;            /* of Monitor */
+  /* @mutex protects @events, @draining, @monitors, @subscriptions and
+   * @server.  Backends report events with their own lock held: never
+   * call a backend with @mutex held. */
+  GMutex            mutex;
+  GQueue            events;          /* of Event*, to emit in @context */
+  gboolean          draining;
+  GArray           *monitors;        /* of Monitor */
+  GHashTable       *subscriptions;   /* topics this process subscribed to */
+  LyStorageServer  *server;          /* the hub's, made with its first child */
 
-  /* a child's proxy */
-  LyControl    *control;
-  LyWireWriter *batch;               /* async sets not sent yet: key and value frames */
-  GPtrArray    *batch_calls;         /* their SetCall*, NULL for no callback */
-  gsize         batch_bytes;
-  GSource      *batch_source;        /* sends the batch at the next iteration */
+  /* @subscribe_mutex: one subscription change at a time, so that the
+   * backend hears of a topic once */
+  GMutex            subscribe_mutex;
 };
 
 enum {
@@ -123,6 +117,8 @@ event_free (Event *event)
   g_free (event);
 }
 
+/* Queues an event; the first of a run wakes the event source, which
+ * emits them unless an operation's flush_events() did first. */
 static void
 queue_event_locked (LyStorage  *self,
                     EventKind   kind,
@@ -140,6 +136,8 @@ queue_event_locked (LyStorage  *self,
   event->name = g_strdup (name);
   event->value = value != NULL ? g_variant_ref (value) : NULL;
   event->emit = emit;
+  if (g_queue_is_empty (&self->events))
+    g_source_set_ready_time (self->event_source, 0);
   g_queue_push_tail (&self->events, event);
 }
 
@@ -176,9 +174,10 @@ ly_storage_remove_monitor (LyStorage        *self,
   g_mutex_unlock (&self->mutex);
 }
 
+/* Drops and retakes @mutex around the calls. */
 static void
-call_monitors_locked (LyStorage *self,
-                      Event     *event)
+call_monitors_unlocked (LyStorage *self,
+                        Event     *event)
 {
   g_autoptr(GArray) monitors = g_array_copy (self->monitors);
 
@@ -214,7 +213,7 @@ drain_events (LyStorage *self)
       GQuark detail = g_quark_try_string (event->name);
 
       if (self->monitors->len > 0)
-        call_monitors_locked (self, event);
+        call_monitors_unlocked (self, event);
 
       if (event->emit)
         {
@@ -230,8 +229,8 @@ drain_events (LyStorage *self)
   g_mutex_unlock (&self->mutex);
 }
 
-/* Emits now when this thread may run the storage's context, otherwise
- * from the context. */
+/* Emits now when this thread may run the storage's context; otherwise
+ * the event source does, in the context. */
 static void
 flush_events (LyStorage *self)
 {
@@ -241,16 +240,11 @@ flush_events (LyStorage *self)
   pending = !g_queue_is_empty (&self->events);
   g_mutex_unlock (&self->mutex);
 
-  if (!pending)
-    return;
-
-  if (g_main_context_acquire (self->context))
+  if (pending && g_main_context_acquire (self->context))
     {
       drain_events (self);
       g_main_context_release (self->context);
     }
-  else
-    g_source_set_ready_time (self->event_source, 0);
 }
 
 static gboolean
@@ -273,647 +267,126 @@ on_event_source (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
-/* Validation -------------------------------------------------------------- */
-
-typedef enum
-{
-  NAME_KEY,
-  NAME_TOPIC,
-} NameKind;
-
-static gboolean
-check_name (const char  *name,
-            NameKind     kind,
-            GError     **error)
-{
-  gsize length = strlen (name);
-  /* translated only on failure: this runs for every operation */
-  const char *problem = NULL;
-
-  if (length == 0)
-    problem = kind == NAME_KEY ? _("The key is empty") : _("The topic is empty");
-  else if (length > LY_STORAGE_MAX_KEY_LENGTH)
-    {
-      g_set_error (error, LY_STORAGE_ERROR, LY_STORAGE_ERROR_INVALID_KEY,
-                   kind == NAME_KEY ? _("The key is %zu bytes long; the limit is %d bytes")
-                                    : _("The topic is %zu bytes long; the limit is %d bytes"),
-                   length, LY_STORAGE_MAX_KEY_LENGTH);
-      return FALSE;
-    }
-  else if (!g_utf8_validate (name, length, NULL))
-    problem = kind == NAME_KEY ? _("The key is not valid UTF-8") : _("The topic is not valid UTF-8");
-
-  if (problem != NULL)
-    {
-      g_set_error_literal (error, LY_STORAGE_ERROR, LY_STORAGE_ERROR_INVALID_KEY, problem);
-      return FALSE;
-    }
-
-  return TRUE;
-}
-
-static gboolean
-check_key (const char  *key,
-           GError     **error)
-{
-  return check_name (key, NAME_KEY, error);
-}
-
-static gboolean
-check_topic (const char  *topic,
-             GError     **error)
-{
-  return check_name (topic, NAME_TOPIC, error);
-}
-
-static gboolean
-check_value (LyStorage  *self,
-             GVariant   *value,
-             GError    **error)
-{
-  gsize size;
-
-  if (value == NULL)
-    return TRUE;
-
-  size = g_variant_get_size (value);
-  if (size > self->max_value_size)
-    {
-      g_set_error (error, LY_STORAGE_ERROR, LY_STORAGE_ERROR_TOO_LARGE,
-                   _("A value of %zu bytes is larger than the limit of the storage (%zu bytes)"),
-                   size, self->max_value_size);
-      return FALSE;
-    }
-
-  return TRUE;
-}
-
-/* The authoritative store ------------------------------------------------- */
-
-/* Tells every peer but @origin about a change; a peer whose queue is full
- * misses it (and the hub says so once): the hub never waits for a child. */
+/* What the backend reports: queued for the signals, and passed at once
+ * to the children (the server), in the order of the store. */
 static void
-notify_peers_locked (LyStorage  *self,
-                     LyControl  *origin,
-                     const char *method,
-                     GVariant   *args,
-                     const char *topic)
+on_backend_changed (gpointer       front,
+                    const char    *key,
+                    GVariant      *value,
+                    gconstpointer  origin)
 {
-  g_autoptr(GVariant) owned = g_variant_ref_sink (args);
+  LyStorage *self = front;
+  LyStorageServer *server;
 
-  for (guint i = 0; i < self->peers->len; i++)
-    {
-      Peer *peer = g_ptr_array_index (self->peers, i);
-      g_autoptr(GError) error = NULL;
-
-      if (peer->control == origin)
-        continue;
-      if (topic != NULL && !g_hash_table_contains (peer->topics, topic))
-        continue;
-
-      if (!ly_control_notify (peer->control, method, owned, &error) && !peer->warned &&
-          !g_error_matches (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_CLOSED))
-        {
-          peer->warned = TRUE;
-          g_warning ("A child misses storage notifications: %s", error->message);
-        }
-    }
-}
-
-/* Sets @key to @value, or deletes it when @value is NULL.  Returns
- * whether that changed anything: setting an equal value does not. */
-static gboolean
-apply_set_locked (LyStorage  *self,
-                  LyControl  *origin,
-                  const char *key,
-                  GVariant   *value)
-{
-  GVariant *old = g_hash_table_lookup (self->values, key);
-
-  if (value == NULL ? old == NULL : (old != NULL && g_variant_equal (old, value)))
-    return FALSE;
-
-  if (value != NULL)
-    g_hash_table_replace (self->values, g_strdup (key), g_variant_ref_sink (value));
-  else
-    g_hash_table_remove (self->values, key);
-
+  g_mutex_lock (&self->mutex);
+  server = self->server;
   queue_event_locked (self, EVENT_CHANGED, key, value, TRUE);
-  notify_peers_locked (self, origin, "StorageChanged",
-                       g_variant_new ("(s@mv)", key, g_variant_new_maybe (G_VARIANT_TYPE_VARIANT,
-                                                                           value != NULL ? g_variant_new_variant (value) : NULL)),
-                       NULL);
-  return TRUE;
-}
+  g_mutex_unlock (&self->mutex);
 
-static gboolean
-matches_locked (LyStorage  *self,
-                const char *key,
-                GVariant   *expected)
-{
-  GVariant *current = g_hash_table_lookup (self->values, key);
-
-  return expected == NULL ? current == NULL : (current != NULL && g_variant_equal (current, expected));
+  if (server != NULL)
+    ly_storage_server_notify_changed (server, key, value, origin);
 }
 
 static void
-apply_publish_locked (LyStorage  *self,
-                      const char *topic,
-                      GVariant   *value)
+on_backend_published (gpointer       front,
+                      const char    *topic,
+                      GVariant      *value,
+                      gconstpointer  origin)
 {
+  LyStorage *self = front;
+  LyStorageServer *server;
+
+  g_mutex_lock (&self->mutex);
+  server = self->server;
   queue_event_locked (self, EVENT_PUBLISHED, topic, value,
                       g_hash_table_contains (self->subscriptions, topic));
-  notify_peers_locked (self, NULL, "StoragePublished", g_variant_new ("(sv)", topic, value), topic);
+  g_mutex_unlock (&self->mutex);
+
+  if (server != NULL)
+    ly_storage_server_notify_published (server, topic, value);
 }
 
-static Peer *
-find_peer_locked (LyStorage *self,
-                  LyControl *control)
+static const LyStorageEvents storage_events = {
+  .changed = on_backend_changed,
+  .published = on_backend_published,
+};
+
+/* Operations -------------------------------------------------------------- */
+
+static gboolean
+run_op (LyStorage          *self,
+        const LyStorageOp  *op,
+        LyStorageResult    *result,
+        GError            **error)
 {
-  for (guint i = 0; i < self->peers->len; i++)
-    {
-      Peer *peer = g_ptr_array_index (self->peers, i);
+  gboolean ok = ly_storage_check_op (op, self->max_value_size, error) &&
+                ly_storage_backend_run (self->backend, op, result, error);
 
-      if (peer->control == control)
-        return peer;
-    }
-
-  return NULL;
+  flush_events (self);
+  return ok;
 }
 
 static void
-peer_free (Peer *peer)
+task_completed (const LyStorageResult *result,
+                const GError          *error,
+                gpointer               user_data)
 {
-  g_object_unref (peer->control);
-  g_hash_table_unref (peer->topics);
-  g_free (peer);
-}
+  g_autoptr(GTask) task = user_data;
+  LyStorageOpKind kind = GPOINTER_TO_UINT (g_task_get_task_data (task));
 
-void
-ly_storage_add_peer (LyStorage *self,
-                     LyControl *control)
-{
-  Peer *peer = g_new0 (Peer, 1);
+  /* the changes come before the completion, as after a blocking call */
+  flush_events (g_task_get_source_object (task));
 
-  peer->control = g_object_ref (control);
-  peer->topics = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-
-  g_mutex_lock (&self->mutex);
-  g_ptr_array_add (self->peers, peer);
-  g_mutex_unlock (&self->mutex);
-}
-
-void
-ly_storage_remove_peer (LyStorage *self,
-                        LyControl *control)
-{
-  g_mutex_lock (&self->mutex);
-  for (guint i = 0; i < self->peers->len; i++)
-    if (((Peer *) g_ptr_array_index (self->peers, i))->control == control)
-      {
-        g_ptr_array_remove_index (self->peers, i);
-        break;
-      }
-  g_mutex_unlock (&self->mutex);
-}
-
-/* The hub's side of the requests ------------------------------------------ */
-
-static gboolean
-check_args (const char  *method,
-            GVariant    *args,
-            const char  *type,
-            GError     **error)
-{
-  if (g_variant_is_of_type (args, G_VARIANT_TYPE (type)))
-    return TRUE;
-
-  g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-               _("The request “%s” takes arguments of type “%s”, not “%s”"),
-               method, type, g_variant_get_type_string (args));
-  return FALSE;
-}
-
-static GVariant *
-maybe_variant (GVariant *value)
-{
-  return g_variant_new_maybe (G_VARIANT_TYPE_VARIANT, value != NULL ? g_variant_new_variant (value) : NULL);
-}
-
-/* Unwraps an mv argument: NULL for nothing. */
-static GVariant *
-unmaybe (GVariant *maybe)
-{
-  g_autoptr(GVariant) inner = g_variant_get_maybe (maybe);
-
-  return inner != NULL ? g_variant_get_variant (inner) : NULL;
-}
-
-/* A batch of sets, in order: the changed flags, and the sets refused
- * (index and message) — the others are applied all the same.  The batch
- * is one `ay` of wire frames, key (`s`) then value, checked as strictly
- * as anything read from a connection. */
-static GVariant *
-apply_set_many (LyStorage   *self,
-                LyControl   *origin,
-                GVariant    *args,
-                GError     **error)
-{
-  g_autoptr(GPtrArray) frames = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
-  g_autofree guint8 *changed = NULL;
-  GVariantBuilder failures;
-  const guint8 *data;
-  gsize size, n;
-
-  if (!check_args ("StorageSetMany", args, "ay", error))
-    return NULL;
-
-  data = g_variant_get_fixed_array (args, &size, 1);
-  if (!ly_wire_decode_messages (data, size, self->max_value_size + 64 * 1024, frames, error))
-    return NULL;
-
-  n = frames->len / 2;
-  for (gsize i = 0; i < frames->len; i += 2)
-    if (i + 1 >= frames->len ||
-        !g_variant_is_of_type (g_ptr_array_index (frames, i), G_VARIANT_TYPE_STRING))
-      {
-        g_set_error_literal (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
-                             _("A batch of sets is not made of key and value pairs"));
-        return NULL;
-      }
-
-  changed = g_malloc0 (MAX (n, 1));
-  g_variant_builder_init (&failures, G_VARIANT_TYPE ("a(us)"));
-
-  g_mutex_lock (&self->mutex);
-  for (gsize i = 0; i < n; i++)
-    {
-      const char *key = g_variant_get_string (g_ptr_array_index (frames, 2 * i), NULL);
-      GVariant *value = g_ptr_array_index (frames, 2 * i + 1);
-      g_autoptr(GError) set_error = NULL;
-
-      if (check_key (key, &set_error) && check_value (self, value, &set_error))
-        changed[i] = apply_set_locked (self, origin, key, value);
-      else
-        g_variant_builder_add (&failures, "(us)", (guint32) i, set_error->message);
-    }
-  g_mutex_unlock (&self->mutex);
-
-  return g_variant_new ("(@ab@a(us))",
-                        g_variant_new_fixed_array (G_VARIANT_TYPE_BOOLEAN, changed, n, 1),
-                        g_variant_builder_end (&failures));
-}
-
-/* Applies one request of a child; the reply, or NULL with @error. */
-static GVariant *
-apply_request (LyStorage   *self,
-               LyControl   *origin,
-               const char  *method,
-               GVariant    *args,
-               GError     **error)
-{
-  g_autoptr(GVariant) value = NULL;
-  g_autoptr(GVariant) expected = NULL;
-  GVariant *reply = NULL;
-  const char *name = NULL;
-
-  if (g_str_equal (method, "StorageSetMany"))
-    return apply_set_many (self, origin, args, error);
-
-  if (g_str_equal (method, "StorageSet") || g_str_equal (method, "StoragePublish"))
-    {
-      if (!check_args (method, args, "(sv)", error))
-        return NULL;
-      g_variant_get (args, "(&sv)", &name, &value);
-      if (!(g_str_equal (method, "StorageSet") ? check_key (name, error) : check_topic (name, error)) ||
-          !check_value (self, value, error))
-        return NULL;
-    }
-  else if (g_str_equal (method, "StorageCompareAndSet"))
-    {
-      g_autoptr(GVariant) expected_maybe = NULL;
-      g_autoptr(GVariant) value_maybe = NULL;
-
-      if (!check_args (method, args, "(smvmv)", error))
-        return NULL;
-      g_variant_get (args, "(&s@mv@mv)", &name, &expected_maybe, &value_maybe);
-      expected = unmaybe (expected_maybe);
-      value = unmaybe (value_maybe);
-      if (!check_key (name, error) || !check_value (self, value, error))
-        return NULL;
-    }
-  else if (g_str_equal (method, "StorageListKeys") || g_str_equal (method, "StorageGetAll"))
-    {
-      if (!check_args (method, args, "()", error))
-        return NULL;
-    }
+  if (error != NULL)
+    g_task_return_error (task, g_error_copy (error));
+  else if (kind == LY_STORAGE_OP_GET)
+    g_task_return_pointer (task, result->value != NULL ? g_variant_ref (result->value) : NULL,
+                           (GDestroyNotify) g_variant_unref);
+  else if (kind == LY_STORAGE_OP_COMPARE_AND_SET)
+    g_task_return_int (task, result->done);
   else
-    {
-      if (!check_args (method, args, "(s)", error))
-        return NULL;
-      g_variant_get (args, "(&s)", &name);
-      if (!(g_str_has_suffix (method, "scribe") ? check_topic (name, error) : check_key (name, error)))
-        return NULL;
-    }
-
-  g_mutex_lock (&self->mutex);
-
-  if (g_str_equal (method, "StorageSet"))
-    reply = g_variant_new ("(b)", apply_set_locked (self, origin, name, value));
-  else if (g_str_equal (method, "StorageGet"))
-    reply = g_variant_new ("(@mv)", maybe_variant (g_hash_table_lookup (self->values, name)));
-  else if (g_str_equal (method, "StorageDelete"))
-    reply = g_variant_new ("(b)", apply_set_locked (self, origin, name, NULL));
-  else if (g_str_equal (method, "StorageContains"))
-    reply = g_variant_new ("(b)", g_hash_table_contains (self->values, name));
-  else if (g_str_equal (method, "StorageCompareAndSet"))
-    {
-      gboolean swapped = matches_locked (self, name, expected);
-      gboolean changed = swapped && apply_set_locked (self, origin, name, value);
-
-      reply = g_variant_new ("(bb)", swapped, changed);
-    }
-  else if (g_str_equal (method, "StoragePublish"))
-    {
-      apply_publish_locked (self, name, value);
-      reply = g_variant_new ("()");
-    }
-  else if (g_str_equal (method, "StorageSubscribe") || g_str_equal (method, "StorageUnsubscribe"))
-    {
-      Peer *peer = find_peer_locked (self, origin);
-
-      if (peer != NULL && g_str_equal (method, "StorageSubscribe"))
-        g_hash_table_add (peer->topics, g_strdup (name));
-      else if (peer != NULL)
-        g_hash_table_remove (peer->topics, name);
-      reply = g_variant_new ("()");
-    }
-
-  g_mutex_unlock (&self->mutex);
-
-  if (reply == NULL)
-    {
-      if (g_str_equal (method, "StorageListKeys"))
-        {
-          g_auto(GStrv) list = ly_storage_list_keys (self, NULL);
-          reply = g_variant_new ("(^as)", list);
-        }
-      else if (g_str_equal (method, "StorageGetAll"))
-        {
-          g_autoptr(GVariant) all = ly_storage_get_all (self, NULL);
-          reply = g_variant_new ("(@a{sv})", all);
-        }
-      else
-        g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                     _("The hub does not know the request “%s”"), method);
-    }
-
-  return reply;
+    g_task_return_boolean (task, TRUE);
 }
 
-/* For the process manager: TRUE if @method was a storage request (then
- * answered). */
-gboolean
-ly_storage_handle_request (LyStorage  *self,
-                           LyControl  *control,
-                           guint32     serial,
-                           const char *method,
-                           GVariant   *args)
+/* Submits @op; @task (or, when NULL, a warning) gets the outcome. */
+static void
+submit_op (LyStorage         *self,
+           const LyStorageOp *op,
+           GTask             *task)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GVariant) reply = NULL;
 
-  if (!g_str_has_prefix (method, "Storage"))
-    return FALSE;
-
-  reply = apply_request (self, control, method, args, &error);
-  if (serial != 0)
+  if (!ly_storage_check_op (op, self->max_value_size, &error))
     {
-      if (reply != NULL)
-        ly_control_reply (control, serial, g_steal_pointer (&reply));
+      if (task != NULL)
+        g_task_return_error (task, g_steal_pointer (&error));
       else
-        ly_control_reply_error (control, serial, error);
+        ly_storage_warn_unanswered (op->name, error);
+      return;
     }
 
-  flush_events (self);
-  return TRUE;
-}
-
-/* For the child runtime: TRUE if @method was a storage notification. */
-gboolean
-ly_storage_handle_notification (LyStorage  *self,
-                                const char *method,
-                                GVariant   *args)
-{
-  if (g_str_equal (method, "StorageChanged") && g_variant_is_of_type (args, G_VARIANT_TYPE ("(smv)")))
+  if (task != NULL)
     {
-      g_autoptr(GVariant) maybe = NULL;
-      g_autoptr(GVariant) value = NULL;
-      const char *key;
-
-      g_variant_get (args, "(&s@mv)", &key, &maybe);
-      value = unmaybe (maybe);
-      g_mutex_lock (&self->mutex);
-      queue_event_locked (self, EVENT_CHANGED, key, value, TRUE);
-      g_mutex_unlock (&self->mutex);
-    }
-  else if (g_str_equal (method, "StoragePublished") && g_variant_is_of_type (args, G_VARIANT_TYPE ("(sv)")))
-    {
-      g_autoptr(GVariant) value = NULL;
-      const char *topic;
-
-      g_variant_get (args, "(&sv)", &topic, &value);
-      g_mutex_lock (&self->mutex);
-      queue_event_locked (self, EVENT_PUBLISHED, topic, value,
-                          g_hash_table_contains (self->subscriptions, topic));
-      g_mutex_unlock (&self->mutex);
+      g_task_set_task_data (task, GUINT_TO_POINTER (op->kind), NULL);
+      ly_storage_backend_submit (self->backend, op, task_completed, g_object_ref (task));
     }
   else
-    return FALSE;
+    ly_storage_backend_submit (self->backend, op, NULL, NULL);
 
   flush_events (self);
-  return TRUE;
 }
 
-/* The proxy --------------------------------------------------------------- */
-
-static void send_batch (LyStorage *self);
-
-static GVariant *
-proxy_call (LyStorage   *self,
-            const char  *method,
-            GVariant    *args,
-            GError     **error)
+static GTask *
+task_new (LyStorage           *self,
+          GCancellable        *cancellable,
+          GAsyncReadyCallback  callback,
+          gpointer             user_data,
+          gpointer             source_tag)
 {
-  send_batch (self);
-  return ly_control_call_sync (self->control, method, args, LY_CONTROL_TIMEOUT_MSEC, NULL, error);
-}
+  GTask *task = g_task_new (self, cancellable, callback, user_data);
 
-/* A set or delete the hub reports as a change: emitted here too. */
-static void
-proxy_changed (LyStorage  *self,
-               const char *key,
-               GVariant   *value)
-{
-  g_mutex_lock (&self->mutex);
-  queue_event_locked (self, EVENT_CHANGED, key, value, TRUE);
-  g_mutex_unlock (&self->mutex);
-  flush_events (self);
-}
-
-/* Pipelined sets ------------------------------------------------------------
- *
- * A child's async sets made in one main loop iteration travel as one
- * StorageSetMany request, applied by the hub in order, answered by one
- * reply: per set, a message and a dispatch less on both sides.  Any other
- * request sends the pending batch first, so order holds. */
-
-#define BATCH_MAX_SETS  4096
-#define BATCH_MAX_BYTES (1024 * 1024)
-
-typedef struct
-{
-  char     *key;
-  GVariant *value;
-  GTask    *task;      /* NULL: nobody waits for this one */
-} SetCall;
-
-static void
-set_call_free (SetCall *call)
-{
-  g_free (call->key);
-  g_variant_unref (call->value);
-  g_clear_object (&call->task);
-  g_free (call);
-}
-
-typedef struct
-{
-  LyStorage *storage;
-  GPtrArray *calls;
-} Batch;
-
-static void
-batch_replied (GVariant     *reply,
-               const GError *error,
-               gpointer      user_data)
-{
-  Batch *batch = user_data;
-  g_autoptr(GError) local_error = NULL;
-  g_autoptr(GVariant) changed = NULL;
-  g_autoptr(GVariant) failures = NULL;
-  const guint8 *flags = NULL;
-  gsize n_flags = 0;
-
-  if (error == NULL && !g_variant_is_of_type (reply, G_VARIANT_TYPE ("(aba(us))")))
-    error = local_error = g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
-                                       _("The hub answered a storage request with “%s”"),
-                                       g_variant_get_type_string (reply));
-  if (error == NULL)
-    {
-      g_variant_get (reply, "(@ab@a(us))", &changed, &failures);
-      flags = g_variant_get_fixed_array (changed, &n_flags, 1);
-      if (n_flags != batch->calls->len)
-        error = local_error = g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
-                                           _("The hub answered %zu sets with %zu results"),
-                                           (gsize) batch->calls->len, n_flags);
-    }
-
-  for (guint i = 0; i < batch->calls->len; i++)
-    {
-      SetCall *call = g_ptr_array_index (batch->calls, i);
-      g_autoptr(GError) call_error = error != NULL ? g_error_copy (error) : NULL;
-      gboolean was_changed = error == NULL && flags[i];
-
-      if (call_error == NULL && failures != NULL)
-        for (gsize j = 0; j < g_variant_n_children (failures); j++)
-          {
-            const char *message;
-            guint32 index;
-
-            g_variant_get_child (failures, j, "(u&s)", &index, &message);
-            if (index == i)
-              call_error = g_error_new_literal (LY_STORAGE_ERROR, LY_STORAGE_ERROR_TOO_LARGE, message);
-          }
-
-      if (was_changed)
-        proxy_changed (batch->storage, call->key, call->value);
-
-      if (call->task != NULL && call_error != NULL)
-        g_task_return_error (call->task, g_steal_pointer (&call_error));
-      else if (call->task != NULL)
-        g_task_return_boolean (call->task, TRUE);
-      else if (call_error != NULL)
-        g_warning ("A set of “%s” without a callback failed: %s", call->key, call_error->message);
-    }
-
-  g_object_unref (batch->storage);
-  g_ptr_array_unref (batch->calls);
-  g_free (batch);
-}
-
-/* Sends the pending sets; the caller holds the storage's mutex, so that
- * batches leave in the order they were made. */
-static void
-send_batch_locked (LyStorage *self)
-{
-  g_autoptr(GBytes) packed = NULL;
-  Batch *batch;
-
-  if (self->batch == NULL)
-    return;
-
-  batch = g_new0 (Batch, 1);
-  batch->storage = g_object_ref (self);
-  batch->calls = g_steal_pointer (&self->batch_calls);
-  self->batch_bytes = 0;
-  packed = ly_wire_writer_steal_bytes (self->batch);
-  g_clear_pointer (&self->batch, ly_wire_writer_free);
-  ly_control_call_payload (self->control, "StorageSetMany", packed, batch_replied, batch);
-}
-
-static void
-send_batch (LyStorage *self)
-{
-  g_mutex_lock (&self->mutex);
-  send_batch_locked (self);
-  g_mutex_unlock (&self->mutex);
-}
-
-static gboolean
-on_batch_source (gpointer user_data)
-{
-  send_batch (user_data);
-  return G_SOURCE_CONTINUE;
-}
-
-static void
-queue_set (LyStorage  *self,
-           const char *key,
-           GVariant   *value,
-           GTask      *task)
-{
-  SetCall *call = g_new0 (SetCall, 1);
-
-  call->key = g_strdup (key);
-  call->value = g_variant_ref (value);
-  call->task = task != NULL ? g_object_ref (task) : NULL;
-
-  g_mutex_lock (&self->mutex);
-  if (self->batch == NULL)
-    {
-      self->batch = ly_wire_writer_new ();
-      self->batch_calls = g_ptr_array_new_with_free_func ((GDestroyNotify) set_call_free);
-      g_source_set_ready_time (self->batch_source, 0);
-    }
-  self->batch_bytes += ly_wire_writer_append_string (self->batch, key);
-  self->batch_bytes += ly_wire_writer_append (self->batch, LY_WIRE_KIND_MESSAGE, value);
-  g_ptr_array_add (self->batch_calls, call);
-  /* nobody would run the batch source: no batching then */
-  if (self->batch_calls->len >= BATCH_MAX_SETS || self->batch_bytes >= BATCH_MAX_BYTES ||
-      !ly_context_will_dispatch (self->context))
-    send_batch_locked (self);
-  g_mutex_unlock (&self->mutex);
+  g_task_set_source_tag (task, source_tag);
+  return task;
 }
 
 /* GObject ----------------------------------------------------------------- */
@@ -923,23 +396,16 @@ ly_storage_finalize (GObject *object)
 {
   LyStorage *self = LY_STORAGE (object);
 
+  g_clear_pointer (&self->server, ly_storage_server_free);
+  g_clear_pointer (&self->backend, ly_storage_backend_free);
   g_source_destroy (self->event_source);
   g_source_unref (self->event_source);
-  if (self->batch_source != NULL)
-    {
-      g_source_destroy (self->batch_source);
-      g_source_unref (self->batch_source);
-    }
-  g_clear_pointer (&self->batch, ly_wire_writer_free);
-  g_clear_pointer (&self->batch_calls, g_ptr_array_unref);
   g_queue_clear_full (&self->events, (GDestroyNotify) event_free);
-  g_hash_table_unref (self->values);
   g_hash_table_unref (self->subscriptions);
-  g_ptr_array_unref (self->peers);
   g_array_unref (self->monitors);
-  g_clear_object (&self->control);
   g_main_context_unref (self->context);
   g_mutex_clear (&self->mutex);
+  g_mutex_clear (&self->subscribe_mutex);
 
   G_OBJECT_CLASS (ly_storage_parent_class)->finalize (object);
 }
@@ -974,6 +440,10 @@ ly_storage_set_property (GObject      *object,
     {
     case PROP_MAX_VALUE_SIZE:
       self->max_value_size = g_value_get_uint64 (value);
+      g_mutex_lock (&self->mutex);
+      if (self->server != NULL)
+        ly_storage_server_set_max_value_size (self->server, self->max_value_size);
+      g_mutex_unlock (&self->mutex);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -1036,22 +506,25 @@ static void
 ly_storage_init (LyStorage *self)
 {
   g_mutex_init (&self->mutex);
+  g_mutex_init (&self->subscribe_mutex);
   self->max_value_size = LY_STORAGE_DEFAULT_MAX_VALUE_SIZE;
-  self->values = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_variant_unref);
   self->subscriptions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  self->peers = g_ptr_array_new_with_free_func ((GDestroyNotify) peer_free);
   self->monitors = g_array_new (FALSE, FALSE, sizeof (Monitor));
 }
 
-static void
-attach_event_source (LyStorage    *self,
-                     GMainContext *context)
+/* A storage whose signals are emitted in @context. */
+static LyStorage *
+storage_new (GMainContext *context)
 {
+  LyStorage *self = g_object_new (LY_TYPE_STORAGE, NULL);
+
   self->context = g_main_context_ref (context);
   self->event_source = g_source_new (&event_source_funcs, sizeof (GSource));
   g_source_set_callback (self->event_source, on_event_source, self, NULL);
   g_source_set_static_name (self->event_source, "[liteyuki-comm] storage events");
   g_source_attach (self->event_source, context);
+
+  return self;
 }
 
 /**
@@ -1066,24 +539,21 @@ attach_event_source (LyStorage    *self,
 LyStorage *
 ly_storage_new (void)
 {
-  LyStorage *self = g_object_new (LY_TYPE_STORAGE, NULL);
   g_autoptr(GMainContext) context = g_main_context_ref_thread_default ();
+  LyStorage *self = storage_new (context);
 
-  attach_event_source (self, context);
+  self->backend = ly_storage_local_new (&storage_events, self);
   return self;
 }
 
-LyStorage *
-ly_storage_new_proxy (LyControl *control)
+/* A child's storage: a proxy over its control connection to the hub,
+ * emitting in the control's context. */
+static LyStorage *
+storage_new_proxy (LyControl *control)
 {
-  LyStorage *self = g_object_new (LY_TYPE_STORAGE, NULL);
+  LyStorage *self = storage_new (ly_control_get_context (control));
 
-  self->control = g_object_ref (control);
-  attach_event_source (self, ly_channel_get_context (ly_control_get_channel (control)));
-  self->batch_source = g_source_new (&event_source_funcs, sizeof (GSource));
-  g_source_set_callback (self->batch_source, on_batch_source, self, NULL);
-  g_source_set_static_name (self->batch_source, "[liteyuki-comm] storage sets");
-  g_source_attach (self->batch_source, self->context);
+  self->backend = ly_storage_proxy_new (control, &storage_events, self);
   return self;
 }
 
@@ -1104,11 +574,9 @@ ly_storage_get_default (void)
 
   if (g_once_init_enter (&instance))
     {
-      LyStorage *storage = ly_runtime_storage ();
+      LyControl *control = ly_runtime_get_control ();
 
-      if (storage == NULL)
-        storage = ly_storage_new ();
-      g_once_init_leave (&instance, (gsize) storage);
+      g_once_init_leave (&instance, (gsize) (control != NULL ? storage_new_proxy (control) : ly_storage_new ()));
     }
 
   return (LyStorage *) instance;
@@ -1125,7 +593,38 @@ ly_storage_is_proxy (LyStorage *self)
 {
   g_return_val_if_fail (LY_IS_STORAGE (self), FALSE);
 
-  return self->control != NULL;
+  return self->backend->vtable->is_proxy;
+}
+
+/* Serving children -------------------------------------------------------- */
+
+void
+ly_storage_add_peer (LyStorage *self,
+                     LyControl *control)
+{
+  LyStorageServer *server;
+
+  g_mutex_lock (&self->mutex);
+  if (self->server == NULL)
+    self->server = ly_storage_server_new (self->backend, self->max_value_size);
+  server = self->server;
+  g_mutex_unlock (&self->mutex);
+
+  ly_storage_server_add_peer (server, control);
+}
+
+void
+ly_storage_remove_peer (LyStorage *self,
+                        LyControl *control)
+{
+  LyStorageServer *server;
+
+  g_mutex_lock (&self->mutex);
+  server = self->server;
+  g_mutex_unlock (&self->mutex);
+
+  if (server != NULL)
+    ly_storage_server_remove_peer (server, control);
 }
 
 /* Public API -------------------------------------------------------------- */
@@ -1151,35 +650,16 @@ ly_storage_set (LyStorage   *self,
                 GVariant    *value,
                 GError     **error)
 {
-  g_autoptr(GVariant) owned = NULL;
-  g_autoptr(GVariant) reply = NULL;
-  gboolean changed;
+  g_auto(LyStorageOp) op = { 0, };
+  g_auto(LyStorageResult) result = { 0, };
 
   g_return_val_if_fail (LY_IS_STORAGE (self), FALSE);
   g_return_val_if_fail (key != NULL, FALSE);
   g_return_val_if_fail (value != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  owned = g_variant_ref_sink (value);
-  if (!check_key (key, error) || !check_value (self, owned, error))
-    return FALSE;
-
-  if (self->control == NULL)
-    {
-      g_mutex_lock (&self->mutex);
-      apply_set_locked (self, NULL, key, owned);
-      g_mutex_unlock (&self->mutex);
-      flush_events (self);
-      return TRUE;
-    }
-
-  reply = proxy_call (self, "StorageSet", g_variant_new ("(sv)", key, owned), error);
-  if (reply == NULL)
-    return FALSE;
-  g_variant_get (reply, "(b)", &changed);
-  if (changed)
-    proxy_changed (self, key, owned);
-  return TRUE;
+  ly_storage_op_init (&op, LY_STORAGE_OP_SET, key, NULL, value);
+  return run_op (self, &op, &result, error);
 }
 
 /**
@@ -1205,40 +685,19 @@ ly_storage_set_async (LyStorage           *self,
                       GAsyncReadyCallback  callback,
                       gpointer             user_data)
 {
+  g_auto(LyStorageOp) op = { 0, };
   g_autoptr(GTask) task = NULL;
-  g_autoptr(GVariant) owned = NULL;
-  GError *error = NULL;
 
   g_return_if_fail (LY_IS_STORAGE (self));
   g_return_if_fail (key != NULL);
   g_return_if_fail (value != NULL);
 
-  owned = g_variant_ref_sink (value);
-
   /* Without a callback nobody waits: no GTask, the cheapest pipelining. */
   if (callback != NULL)
-    {
-      task = g_task_new (self, cancellable, callback, user_data);
-      g_task_set_source_tag (task, ly_storage_set_async);
-    }
+    task = task_new (self, cancellable, callback, user_data, ly_storage_set_async);
 
-  if (self->control == NULL || !check_key (key, &error) || !check_value (self, owned, &error))
-    {
-      if (error == NULL)
-        ly_storage_set (self, key, owned, &error);
-      if (task != NULL && error != NULL)
-        g_task_return_error (task, error);
-      else if (task != NULL)
-        g_task_return_boolean (task, TRUE);
-      else if (error != NULL)
-        {
-          g_warning ("A set of “%s” without a callback failed: %s", key, error->message);
-          g_error_free (error);
-        }
-      return;
-    }
-
-  queue_set (self, key, owned, task);
+  ly_storage_op_init (&op, LY_STORAGE_OP_SET, key, NULL, value);
+  submit_op (self, &op, task);
 }
 
 /**
@@ -1278,68 +737,18 @@ ly_storage_get (LyStorage   *self,
                 const char  *key,
                 GError     **error)
 {
-  g_autoptr(GVariant) reply = NULL;
-  g_autoptr(GVariant) maybe = NULL;
-  GVariant *value;
+  g_auto(LyStorageOp) op = { 0, };
+  g_auto(LyStorageResult) result = { 0, };
 
   g_return_val_if_fail (LY_IS_STORAGE (self), NULL);
   g_return_val_if_fail (key != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  if (!check_key (key, error))
+  ly_storage_op_init (&op, LY_STORAGE_OP_GET, key, NULL, NULL);
+  if (!run_op (self, &op, &result, error))
     return NULL;
 
-  if (self->control == NULL)
-    {
-      g_mutex_lock (&self->mutex);
-      value = g_hash_table_lookup (self->values, key);
-      if (value != NULL)
-        g_variant_ref (value);
-      g_mutex_unlock (&self->mutex);
-      return value;
-    }
-
-  reply = proxy_call (self, "StorageGet", g_variant_new ("(s)", key), error);
-  if (reply == NULL)
-    return NULL;
-  g_variant_get (reply, "(@mv)", &maybe);
-  return unmaybe (maybe);
-}
-
-static void
-get_inline (GTask        *task,
-               gpointer      source,
-               gpointer      task_data,
-               GCancellable *cancellable)
-{
-  GError *error = NULL;
-  GVariant *value = ly_storage_get (source, task_data, &error);
-
-  if (error != NULL)
-    g_task_return_error (task, error);
-  else
-    g_task_return_pointer (task, value, (GDestroyNotify) g_variant_unref);
-}
-
-static void
-get_replied (GVariant     *reply,
-             const GError *error,
-             gpointer      user_data)
-{
-  g_autoptr(GTask) task = user_data;
-  g_autoptr(GVariant) maybe = NULL;
-
-  if (error != NULL)
-    g_task_return_error (task, g_error_copy (error));
-  else if (!g_variant_is_of_type (reply, G_VARIANT_TYPE ("(mv)")))
-    g_task_return_new_error (task, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
-                             _("The hub answered a storage request with “%s”"),
-                             g_variant_get_type_string (reply));
-  else
-    {
-      g_variant_get (reply, "(@mv)", &maybe);
-      g_task_return_pointer (task, unmaybe (maybe), (GDestroyNotify) g_variant_unref);
-    }
+  return g_steal_pointer (&result.value);
 }
 
 /**
@@ -1359,26 +768,15 @@ ly_storage_get_async (LyStorage           *self,
                       GAsyncReadyCallback  callback,
                       gpointer             user_data)
 {
+  g_auto(LyStorageOp) op = { 0, };
   g_autoptr(GTask) task = NULL;
-  GError *error = NULL;
 
   g_return_if_fail (LY_IS_STORAGE (self));
   g_return_if_fail (key != NULL);
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, ly_storage_get_async);
-  g_task_set_task_data (task, g_strdup (key), g_free);
-
-  if (!check_key (key, &error))
-    g_task_return_error (task, error);
-  else if (self->control == NULL)
-    get_inline (task, self, (gpointer) key, cancellable);
-  else
-    {
-      send_batch (self);
-      ly_control_call (self->control, "StorageGet", g_variant_new ("(s)", key),
-                       get_replied, g_steal_pointer (&task));
-    }
+  task = task_new (self, cancellable, callback, user_data, ly_storage_get_async);
+  ly_storage_op_init (&op, LY_STORAGE_OP_GET, key, NULL, NULL);
+  submit_op (self, &op, task);
 }
 
 /**
@@ -1403,6 +801,26 @@ ly_storage_get_finish (LyStorage     *self,
   return g_task_propagate_pointer (G_TASK (result), error);
 }
 
+/* ly_storage_delete(), and whether the key existed (the D-Bus surface
+ * says so). */
+gboolean
+ly_storage_delete_existed (LyStorage   *self,
+                           const char  *key,
+                           gboolean    *existed,
+                           GError     **error)
+{
+  g_auto(LyStorageOp) op = { 0, };
+  g_auto(LyStorageResult) result = { 0, };
+
+  ly_storage_op_init (&op, LY_STORAGE_OP_DELETE, key, NULL, NULL);
+  if (!run_op (self, &op, &result, error))
+    return FALSE;
+
+  if (existed != NULL)
+    *existed = result.done;
+  return TRUE;
+}
+
 /**
  * ly_storage_delete:
  * @self: a #LyStorage
@@ -1420,32 +838,11 @@ ly_storage_delete (LyStorage   *self,
                    const char  *key,
                    GError     **error)
 {
-  g_autoptr(GVariant) reply = NULL;
-  gboolean existed;
-
   g_return_val_if_fail (LY_IS_STORAGE (self), FALSE);
   g_return_val_if_fail (key != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if (!check_key (key, error))
-    return FALSE;
-
-  if (self->control == NULL)
-    {
-      g_mutex_lock (&self->mutex);
-      apply_set_locked (self, NULL, key, NULL);
-      g_mutex_unlock (&self->mutex);
-      flush_events (self);
-      return TRUE;
-    }
-
-  reply = proxy_call (self, "StorageDelete", g_variant_new ("(s)", key), error);
-  if (reply == NULL)
-    return FALSE;
-  g_variant_get (reply, "(b)", &existed);
-  if (existed)
-    proxy_changed (self, key, NULL);
-  return TRUE;
+  return ly_storage_delete_existed (self, key, NULL, error);
 }
 
 /**
@@ -1461,36 +858,15 @@ ly_storage_contains (LyStorage   *self,
                      const char  *key,
                      GError     **error)
 {
-  g_autoptr(GVariant) reply = NULL;
-  gboolean contains;
+  g_auto(LyStorageOp) op = { 0, };
+  g_auto(LyStorageResult) result = { 0, };
 
   g_return_val_if_fail (LY_IS_STORAGE (self), FALSE);
   g_return_val_if_fail (key != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if (!check_key (key, error))
-    return FALSE;
-
-  if (self->control == NULL)
-    {
-      g_mutex_lock (&self->mutex);
-      contains = g_hash_table_contains (self->values, key);
-      g_mutex_unlock (&self->mutex);
-      return contains;
-    }
-
-  reply = proxy_call (self, "StorageContains", g_variant_new ("(s)", key), error);
-  if (reply == NULL)
-    return FALSE;
-  g_variant_get (reply, "(b)", &contains);
-  return contains;
-}
-
-static int
-compare_keys (gconstpointer a,
-              gconstpointer b)
-{
-  return strcmp (*(const char * const *) a, *(const char * const *) b);
+  ly_storage_op_init (&op, LY_STORAGE_OP_CONTAINS, key, NULL, NULL);
+  return run_op (self, &op, &result, error) && result.done;
 }
 
 /**
@@ -1505,28 +881,17 @@ char **
 ly_storage_list_keys (LyStorage  *self,
                       GError    **error)
 {
-  g_autoptr(GVariant) reply = NULL;
-  char **keys;
+  g_auto(LyStorageOp) op = { 0, };
+  g_auto(LyStorageResult) result = { 0, };
 
   g_return_val_if_fail (LY_IS_STORAGE (self), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  if (self->control == NULL)
-    {
-      g_mutex_lock (&self->mutex);
-      keys = (char **) g_hash_table_get_keys_as_array (self->values, NULL);
-      for (guint i = 0; keys[i] != NULL; i++)
-        keys[i] = g_strdup (keys[i]);
-      g_mutex_unlock (&self->mutex);
-      qsort (keys, g_strv_length (keys), sizeof (char *), compare_keys);
-      return keys;
-    }
-
-  reply = proxy_call (self, "StorageListKeys", NULL, error);
-  if (reply == NULL)
+  ly_storage_op_init (&op, LY_STORAGE_OP_LIST_KEYS, NULL, NULL, NULL);
+  if (!run_op (self, &op, &result, error))
     return NULL;
-  g_variant_get (reply, "(^as)", &keys);
-  return keys;
+
+  return g_steal_pointer (&result.keys);
 }
 
 /**
@@ -1544,33 +909,17 @@ GVariant *
 ly_storage_get_all (LyStorage  *self,
                     GError    **error)
 {
-  g_autoptr(GVariant) reply = NULL;
-  GVariant *all;
+  g_auto(LyStorageOp) op = { 0, };
+  g_auto(LyStorageResult) result = { 0, };
 
   g_return_val_if_fail (LY_IS_STORAGE (self), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  if (self->control == NULL)
-    {
-      g_auto(GVariantBuilder) builder = G_VARIANT_BUILDER_INIT (G_VARIANT_TYPE_VARDICT);
-      GHashTableIter iter;
-      const char *key;
-      GVariant *value;
-
-      g_mutex_lock (&self->mutex);
-      g_hash_table_iter_init (&iter, self->values);
-      while (g_hash_table_iter_next (&iter, (gpointer *) &key, (gpointer *) &value))
-        g_variant_builder_add (&builder, "{sv}", key, value);
-      g_mutex_unlock (&self->mutex);
-
-      return g_variant_ref_sink (g_variant_builder_end (&builder));
-    }
-
-  reply = proxy_call (self, "StorageGetAll", NULL, error);
-  if (reply == NULL)
+  ly_storage_op_init (&op, LY_STORAGE_OP_GET_ALL, NULL, NULL, NULL);
+  if (!run_op (self, &op, &result, error))
     return NULL;
-  g_variant_get (reply, "(@a{sv})", &all);
-  return all;
+
+  return g_steal_pointer (&result.value);
 }
 
 /**
@@ -1596,80 +945,15 @@ ly_storage_compare_and_set (LyStorage   *self,
                             GVariant    *value,
                             GError     **error)
 {
-  g_autoptr(GVariant) owned_expected = NULL;
-  g_autoptr(GVariant) owned_value = NULL;
-  g_autoptr(GVariant) reply = NULL;
-  gboolean swapped, changed;
+  g_auto(LyStorageOp) op = { 0, };
+  g_auto(LyStorageResult) result = { 0, };
 
   g_return_val_if_fail (LY_IS_STORAGE (self), FALSE);
   g_return_val_if_fail (key != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  owned_expected = expected != NULL ? g_variant_ref_sink (expected) : NULL;
-  owned_value = value != NULL ? g_variant_ref_sink (value) : NULL;
-  if (!check_key (key, error) || !check_value (self, owned_value, error))
-    return FALSE;
-
-  if (self->control == NULL)
-    {
-      g_mutex_lock (&self->mutex);
-      swapped = matches_locked (self, key, owned_expected);
-      if (swapped)
-        apply_set_locked (self, NULL, key, owned_value);
-      g_mutex_unlock (&self->mutex);
-      flush_events (self);
-      return swapped;
-    }
-
-  reply = proxy_call (self, "StorageCompareAndSet",
-                      g_variant_new ("(s@mv@mv)", key, maybe_variant (owned_expected), maybe_variant (owned_value)),
-                      error);
-  if (reply == NULL)
-    return FALSE;
-  g_variant_get (reply, "(bb)", &swapped, &changed);
-  if (changed)
-    proxy_changed (self, key, owned_value);
-  return swapped;
-}
-
-typedef struct
-{
-  char     *key;
-  GVariant *expected;
-  GVariant *value;
-} CasData;
-
-static void
-cas_data_free (CasData *data)
-{
-  g_free (data->key);
-  g_clear_pointer (&data->expected, g_variant_unref);
-  g_clear_pointer (&data->value, g_variant_unref);
-  g_free (data);
-}
-
-static void
-cas_replied (GVariant     *reply,
-             const GError *error,
-             gpointer      user_data)
-{
-  g_autoptr(GTask) task = user_data;
-  CasData *data = g_task_get_task_data (task);
-  gboolean swapped, changed;
-
-  if (error != NULL)
-    g_task_return_error (task, g_error_copy (error));
-  else if (!g_variant_is_of_type (reply, G_VARIANT_TYPE ("(bb)")))
-    g_task_return_new_error (task, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
-                             _("The hub answered a storage request with “%s”"),
-                             g_variant_get_type_string (reply));
-  else
-    {
-      g_variant_get (reply, "(bb)", &swapped, &changed);
-      if (changed)
-        proxy_changed (g_task_get_source_object (task), data->key, data->value);
-      g_task_return_int (task, swapped);
-    }
+  ly_storage_op_init (&op, LY_STORAGE_OP_COMPARE_AND_SET, key, expected, value);
+  return run_op (self, &op, &result, error) && result.done;
 }
 
 /**
@@ -1693,35 +977,15 @@ ly_storage_compare_and_set_async (LyStorage           *self,
                                   GAsyncReadyCallback  callback,
                                   gpointer             user_data)
 {
+  g_auto(LyStorageOp) op = { 0, };
   g_autoptr(GTask) task = NULL;
-  CasData *data = g_new0 (CasData, 1);
-  GError *error = NULL;
 
   g_return_if_fail (LY_IS_STORAGE (self));
   g_return_if_fail (key != NULL);
 
-  data->key = g_strdup (key);
-  data->expected = expected != NULL ? g_variant_ref_sink (expected) : NULL;
-  data->value = value != NULL ? g_variant_ref_sink (value) : NULL;
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, ly_storage_compare_and_set_async);
-  g_task_set_task_data (task, data, (GDestroyNotify) cas_data_free);
-
-  if (self->control == NULL || !check_key (key, &error) || !check_value (self, data->value, &error))
-    {
-      gboolean swapped = error == NULL && ly_storage_compare_and_set (self, key, data->expected, data->value, &error);
-
-      if (error != NULL)
-        g_task_return_error (task, error);
-      else
-        g_task_return_int (task, swapped);
-      return;
-    }
-
-  send_batch (self);
-  ly_control_call (self->control, "StorageCompareAndSet",
-                   g_variant_new ("(s@mv@mv)", key, maybe_variant (data->expected), maybe_variant (data->value)),
-                   cas_replied, g_steal_pointer (&task));
+  task = task_new (self, cancellable, callback, user_data, ly_storage_compare_and_set_async);
+  ly_storage_op_init (&op, LY_STORAGE_OP_COMPARE_AND_SET, key, expected, value);
+  submit_op (self, &op, task);
 }
 
 /**
@@ -1779,42 +1043,16 @@ ly_storage_publish (LyStorage   *self,
                     GVariant    *value,
                     GError     **error)
 {
-  g_autoptr(GVariant) owned = NULL;
-  g_autoptr(GVariant) reply = NULL;
+  g_auto(LyStorageOp) op = { 0, };
+  g_auto(LyStorageResult) result = { 0, };
 
   g_return_val_if_fail (LY_IS_STORAGE (self), FALSE);
   g_return_val_if_fail (topic != NULL, FALSE);
   g_return_val_if_fail (value != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  owned = g_variant_ref_sink (value);
-  if (!check_topic (topic, error) || !check_value (self, owned, error))
-    return FALSE;
-
-  if (self->control == NULL)
-    {
-      g_mutex_lock (&self->mutex);
-      apply_publish_locked (self, topic, owned);
-      g_mutex_unlock (&self->mutex);
-      flush_events (self);
-      return TRUE;
-    }
-
-  reply = proxy_call (self, "StoragePublish", g_variant_new ("(sv)", topic, owned), error);
-  return reply != NULL;
-}
-
-static void
-publish_replied (GVariant     *reply,
-                 const GError *error,
-                 gpointer      user_data)
-{
-  g_autoptr(GTask) task = user_data;
-
-  if (error != NULL)
-    g_task_return_error (task, g_error_copy (error));
-  else
-    g_task_return_boolean (task, TRUE);
+  ly_storage_op_init (&op, LY_STORAGE_OP_PUBLISH, topic, NULL, value);
+  return run_op (self, &op, &result, error);
 }
 
 /**
@@ -1836,30 +1074,16 @@ ly_storage_publish_async (LyStorage           *self,
                           GAsyncReadyCallback  callback,
                           gpointer             user_data)
 {
+  g_auto(LyStorageOp) op = { 0, };
   g_autoptr(GTask) task = NULL;
-  g_autoptr(GVariant) owned = NULL;
-  GError *error = NULL;
 
   g_return_if_fail (LY_IS_STORAGE (self));
   g_return_if_fail (topic != NULL);
   g_return_if_fail (value != NULL);
 
-  owned = g_variant_ref_sink (value);
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, ly_storage_publish_async);
-
-  if (self->control == NULL || !check_topic (topic, &error) || !check_value (self, owned, &error))
-    {
-      if (error == NULL && ly_storage_publish (self, topic, owned, &error))
-        g_task_return_boolean (task, TRUE);
-      else
-        g_task_return_error (task, error);
-      return;
-    }
-
-  send_batch (self);
-  ly_control_call (self->control, "StoragePublish", g_variant_new ("(sv)", topic, owned),
-                   publish_replied, g_steal_pointer (&task));
+  task = task_new (self, cancellable, callback, user_data, ly_storage_publish_async);
+  ly_storage_op_init (&op, LY_STORAGE_OP_PUBLISH, topic, NULL, value);
+  submit_op (self, &op, task);
 }
 
 /**
@@ -1883,35 +1107,48 @@ ly_storage_publish_finish (LyStorage     *self,
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
+/* This process's own set of topics filters what it emits; the backend
+ * hears of a topic when the first subscription comes and when the last
+ * one goes.  The topic is in the set before the backend is asked, so no
+ * publication that follows the subscription is filtered out. */
 static gboolean
 change_subscription (LyStorage   *self,
                      const char  *topic,
                      gboolean     subscribe,
                      GError     **error)
 {
-  g_autoptr(GVariant) reply = NULL;
+  g_auto(LyStorageOp) op = { 0, };
+  g_auto(LyStorageResult) result = { 0, };
+  gboolean subscribed, ok;
 
-  if (!check_topic (topic, error))
+  ly_storage_op_init (&op, subscribe ? LY_STORAGE_OP_SUBSCRIBE : LY_STORAGE_OP_UNSUBSCRIBE, topic, NULL, NULL);
+  if (!ly_storage_check_op (&op, self->max_value_size, error))
     return FALSE;
 
-  /* this process's own table filters what it emits, in the hub and in a
-   * child alike; a child's is the hub's too */
-  if (self->control != NULL)
-    {
-      reply = proxy_call (self, subscribe ? "StorageSubscribe" : "StorageUnsubscribe",
-                          g_variant_new ("(s)", topic), error);
-      if (reply == NULL)
-        return FALSE;
-    }
+  g_mutex_lock (&self->subscribe_mutex);
 
   g_mutex_lock (&self->mutex);
+  subscribed = g_hash_table_contains (self->subscriptions, topic);
   if (subscribe)
     g_hash_table_add (self->subscriptions, g_strdup (topic));
   else
     g_hash_table_remove (self->subscriptions, topic);
   g_mutex_unlock (&self->mutex);
 
-  return TRUE;
+  ok = subscribed == subscribe || run_op (self, &op, &result, error);
+  if (!ok)
+    {
+      /* as it was */
+      g_mutex_lock (&self->mutex);
+      if (subscribe)
+        g_hash_table_remove (self->subscriptions, topic);
+      else
+        g_hash_table_add (self->subscriptions, g_strdup (topic));
+      g_mutex_unlock (&self->mutex);
+    }
+
+  g_mutex_unlock (&self->subscribe_mutex);
+  return ok;
 }
 
 /**

@@ -342,7 +342,7 @@ test_persistent_peer_gone_during_write (void)
   for (guint round = 0; round < 5; round++)
     {
       g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
-      ly_channel_attach (channel, ly_transport_new_for_fd (fds[0], NULL));
+      ly_channel_attach_socket (channel, fds[0]);
       close (fds[1]);
       /* a large message is written at once, before any read */
       g_assert_true (ly_channel_send (channel, large, &error));
@@ -352,7 +352,7 @@ test_persistent_peer_gone_during_write (void)
 
   /* the messages sent after the last process went away reach the next */
   g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, next), ==, 0);
-  ly_channel_attach (channel, ly_transport_new_for_fd (next[0], NULL));
+  ly_channel_attach_socket (channel, next[0]);
   {
     g_autoptr(LyChannel) peer = ly_channel_new_for_fd ("faults-peer", next[1], &error);
 

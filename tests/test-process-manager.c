@@ -25,7 +25,16 @@ typedef struct
   guint             n_exited;
   int               last_status;
   GPid              last_pid;
+  GThread          *signal_thread;  /* when set: where signals must come */
+  guint             wrong_thread;   /* signals that came elsewhere */
 } Fixture;
+
+static void
+check_thread (Fixture *f)
+{
+  if (f->signal_thread != NULL && g_thread_self () != f->signal_thread)
+    g_atomic_int_inc (&f->wrong_thread);
+}
 
 static void
 on_started (LyProcessManager *manager,
@@ -35,6 +44,7 @@ on_started (LyProcessManager *manager,
 {
   gint64 now = g_get_monotonic_time ();
 
+  check_thread (f);
   g_ptr_array_add (f->events, g_strdup_printf ("started %s", name));
   g_array_append_val (f->start_times, now);
   f->n_started++;
@@ -47,6 +57,7 @@ on_exited (LyProcessManager *manager,
            int               status,
            Fixture          *f)
 {
+  check_thread (f);
   g_ptr_array_add (f->events, g_strdup_printf ("exited %s", name));
   f->n_exited++;
   f->last_status = status;
@@ -57,6 +68,7 @@ on_before_shutdown (LyProcessManager *manager,
                     const char       *name,
                     Fixture          *f)
 {
+  check_thread (f);
   g_ptr_array_add (f->events, g_strdup_printf ("before-shutdown %s", name));
 }
 
@@ -65,6 +77,7 @@ on_before_restart (LyProcessManager *manager,
                    const char       *name,
                    Fixture          *f)
 {
+  check_thread (f);
   g_ptr_array_add (f->events, g_strdup_printf ("before-restart %s", name));
 }
 
@@ -325,6 +338,8 @@ test_sync_from_another_thread (Fixture       *f,
   dispatcher = g_thread_new ("dispatcher", run_loop, loop);
   while (!g_main_loop_is_running (loop))
     g_usleep (1000);
+  /* from now on every signal comes in the thread that runs the context */
+  f->signal_thread = dispatcher;
 
   g_assert_true (ly_process_manager_restart (f->manager, "threaded", NULL, &error));
   g_assert_no_error (error);
@@ -334,10 +349,28 @@ test_sync_from_another_thread (Fixture       *f,
   g_assert_no_error (error);
   g_assert_false (ly_process_manager_is_alive (f->manager, "threaded"));
 
+  /* adding and starting, too, happen there */
+  add_c_child (f, "threaded2", "example", NULL);
+  g_assert_true (ly_process_manager_start (f->manager, "threaded2", &error));
+  g_assert_no_error (error);
+  g_assert_false (ly_process_manager_start (f->manager, "threaded2", &error));
+  g_assert_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_RUNNING);
+  g_clear_error (&error);
+  g_assert_true (ly_process_manager_start_all (f->manager, &error));
+  g_assert_no_error (error);
+  g_assert_true (ly_process_manager_is_alive (f->manager, "threaded"));
+  g_assert_true (ly_process_manager_stop_all (f->manager, NULL, &error));
+  g_assert_no_error (error);
+
   g_main_loop_quit (loop);
   g_thread_join (dispatcher);
-  g_assert_cmpuint (count_events (f, "exited threaded"), ==, 2);
-  g_assert_cmpuint (count_events (f, "started threaded"), ==, 2);
+  f->signal_thread = NULL;
+  g_assert_cmpuint (g_atomic_int_get (&f->wrong_thread), ==, 0);
+  g_assert_cmpuint (count_events (f, "exited threaded"), ==, 3);
+  g_assert_cmpuint (count_events (f, "started threaded"), ==, 3);
+  g_assert_cmpuint (count_events (f, "before-restart threaded"), ==, 1);
+  g_assert_cmpuint (count_events (f, "started threaded2"), ==, 1);
+  g_assert_cmpuint (count_events (f, "exited threaded2"), ==, 1);
 }
 
 static void

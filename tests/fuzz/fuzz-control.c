@@ -25,29 +25,16 @@
 
 FUZZ_DEFINE_INITIALIZE ()
 
-/* What on_control_request() of the process manager does, minus acting
- * on a target. */
+/* What the process manager serves besides the storage, minus acting on
+ * a target. */
 static void
-on_request (LyControl  *control,
-            guint32     serial,
-            const char *method,
-            GVariant   *args,
-            gpointer    user_data)
+on_lifecycle_request (LyControl *control,
+                      guint32    serial,
+                      GVariant  *args,
+                      gpointer   user_data)
 {
-  g_autoptr(GError) error = NULL;
-
-  if (ly_storage_handle_request (ly_storage_get_default (), control, serial, method, args))
-    return;
-
-  if (serial == 0)
-    return;
-  if (g_str_equal (method, "RequestStop") || g_str_equal (method, "RequestRestart"))
-    {
-      ly_control_reply (control, serial, NULL);
-      return;
-    }
-  error = g_error_new (G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED, "The hub does not know the request “%s”", method);
-  ly_control_reply_error (control, serial, error);
+  if (serial != 0)
+    ly_control_reply (control, serial, NULL);
 }
 
 /* The child's end reads whatever the hub answers, so that the hub never
@@ -130,8 +117,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
   write_all (fds[1], data, size);
   shutdown (fds[1], SHUT_WR);
 
-  channel = ly_channel_new_for_transport ("control", ly_transport_new_for_fd (fds[0], NULL), NULL);
-  control = ly_control_new (channel, on_request, NULL);
+  channel = ly_channel_new_for_socket ("control", fds[0], NULL);
+  control = ly_control_new (channel);
+  ly_control_add_handler (control, "RequestStop", "()", on_lifecycle_request, NULL, NULL);
+  ly_control_add_handler (control, "RequestRestart", "()", on_lifecycle_request, NULL, NULL);
   ly_storage_add_peer (storage, control);
   drain_id = g_unix_fd_add (fds[1], G_IO_IN, drain, &child_eof);
 

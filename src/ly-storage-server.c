@@ -1,0 +1,562 @@
+/* ly-storage-server.c: the hub serves its children's storage requests
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include "ly-control-private.h"
+#include "ly-i18n-private.h"
+#include "ly-storage-server-private.h"
+
+/* Each child's control connection gets a handler per storage method (the
+ * table below); each handler turns the request into an LyStorageOp,
+ * checks it as the front end checks a caller's, and submits it to the
+ * hub's backend, naming the child as its origin.  The reply leaves when
+ * the backend answers.  Changes and publications come back from the
+ * backend through ly_storage_server_notify_*(), in the order of the
+ * store: every child but the origin hears of every change (the origin's
+ * reply says it), every subscriber of a topic of its publications. */
+
+typedef struct _Peer Peer;
+
+typedef void (*ServeFunc) (Peer     *peer,
+                           guint32   serial,
+                           GVariant *args,
+                           guint     kind);
+
+/* The handlers: the method (an index into ly_storage_methods, which
+ * names it and its arguments' type) and what serves it. */
+typedef struct
+{
+  guint       method;
+  ServeFunc   serve;
+} ServerMethod;
+
+static void serve_op        (Peer *peer, guint32 serial, GVariant *args, guint kind);
+static void serve_subscribe (Peer *peer, guint32 serial, GVariant *args, guint kind);
+static void serve_set_many  (Peer *peer, guint32 serial, GVariant *args, guint unused);
+
+static const ServerMethod server_methods[] = {
+  { LY_STORAGE_OP_GET,             serve_op },
+  { LY_STORAGE_OP_CONTAINS,        serve_op },
+  { LY_STORAGE_OP_LIST_KEYS,       serve_op },
+  { LY_STORAGE_OP_GET_ALL,         serve_op },
+  { LY_STORAGE_OP_SET,             serve_op },
+  { LY_STORAGE_OP_DELETE,          serve_op },
+  { LY_STORAGE_OP_COMPARE_AND_SET, serve_op },
+  { LY_STORAGE_OP_PUBLISH,         serve_op },
+  { LY_STORAGE_OP_SUBSCRIBE,       serve_subscribe },
+  { LY_STORAGE_OP_UNSUBSCRIBE,     serve_subscribe },
+  { LY_STORAGE_METHOD_SET_MANY,    serve_set_many },
+};
+
+/* What a handler gets as its data: the peer, and which method. */
+typedef struct
+{
+  Peer               *peer;
+  const ServerMethod *method;
+} Binding;
+
+struct _Peer
+{
+  LyStorageServer *server;
+  LyControl       *control;
+  GHashTable      *topics;        /* it subscribed to; under the server's mutex */
+  gboolean         warned;        /* about missed notifications */
+  Binding          bindings[G_N_ELEMENTS (server_methods)];
+};
+
+struct _LyStorageServer
+{
+  LyStorageBackend *backend;
+
+  /* @mutex protects @peers, each peer's @topics and @warned,
+   * @subscribers and @max_value_size */
+  GMutex            mutex;
+  GPtrArray        *peers;        /* of Peer* */
+  GHashTable       *subscribers;  /* topic → how many peers subscribed */
+  gsize             max_value_size;
+};
+
+static gsize
+get_max_value_size (LyStorageServer *self)
+{
+  gsize size;
+
+  g_mutex_lock (&self->mutex);
+  size = self->max_value_size;
+  g_mutex_unlock (&self->mutex);
+
+  return size;
+}
+
+/* Replies ------------------------------------------------------------------ */
+
+typedef struct
+{
+  LyControl       *control;
+  guint32          serial;
+  LyStorageOpKind  kind;
+} Reply;
+
+static Reply *
+reply_new (Peer            *peer,
+           guint32          serial,
+           LyStorageOpKind  kind)
+{
+  Reply *reply = g_new0 (Reply, 1);
+
+  /* the backend may answer after the peer left */
+  reply->control = g_object_ref (peer->control);
+  reply->serial = serial;
+  reply->kind = kind;
+
+  return reply;
+}
+
+static void
+send_reply (const LyStorageResult *result,
+            const GError          *error,
+            gpointer               user_data)
+{
+  Reply *reply = user_data;
+
+  if (error != NULL)
+    ly_control_reply_error (reply->control, reply->serial, error);
+  else
+    ly_control_reply (reply->control, reply->serial, ly_storage_result_to_reply (reply->kind, result));
+
+  g_object_unref (reply->control);
+  g_free (reply);
+}
+
+/* A notification (serial 0) asks for no reply: it is applied all the
+ * same, and the backend logs a failure. */
+static void
+submit_op (Peer              *peer,
+           guint32            serial,
+           const LyStorageOp *op)
+{
+  if (serial == 0)
+    ly_storage_backend_submit (peer->server->backend, op, NULL, NULL);
+  else
+    ly_storage_backend_submit (peer->server->backend, op, send_reply, reply_new (peer, serial, op->kind));
+}
+
+static gboolean
+check_op_or_reply (Peer              *peer,
+                   guint32            serial,
+                   const LyStorageOp *op)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (ly_storage_check_op (op, get_max_value_size (peer->server), &error))
+    return TRUE;
+
+  if (serial != 0)
+    ly_control_reply_error (peer->control, serial, error);
+  return FALSE;
+}
+
+/* Handlers ----------------------------------------------------------------- */
+
+static void
+serve_op (Peer     *peer,
+          guint32   serial,
+          GVariant *args,
+          guint     kind)
+{
+  g_auto(LyStorageOp) op = { 0, };
+
+  ly_storage_op_init_from_args (&op, kind, args);
+  op.origin = peer->control;
+  if (check_op_or_reply (peer, serial, &op))
+    submit_op (peer, serial, &op);
+}
+
+/* Updates @peer's topics; TRUE if that made the first or took the last
+ * subscriber of the topic among all peers: then the backend is told. */
+static gboolean
+change_peer_topic_locked (Peer       *peer,
+                          const char *topic,
+                          gboolean    subscribe)
+{
+  GHashTable *subscribers = peer->server->subscribers;
+  guint count = GPOINTER_TO_UINT (g_hash_table_lookup (subscribers, topic));
+
+  if (subscribe)
+    {
+      if (!g_hash_table_add (peer->topics, g_strdup (topic)))
+        return FALSE;
+      g_hash_table_replace (subscribers, g_strdup (topic), GUINT_TO_POINTER (count + 1));
+      return count == 0;
+    }
+
+  if (!g_hash_table_remove (peer->topics, topic))
+    return FALSE;
+  if (count <= 1)
+    g_hash_table_remove (subscribers, topic);
+  else
+    g_hash_table_replace (subscribers, g_strdup (topic), GUINT_TO_POINTER (count - 1));
+  return count <= 1;
+}
+
+static void
+serve_subscribe (Peer     *peer,
+                 guint32   serial,
+                 GVariant *args,
+                 guint     kind)
+{
+  g_auto(LyStorageOp) op = { 0, };
+  gboolean tell_backend;
+
+  ly_storage_op_init_from_args (&op, kind, args);
+  op.origin = peer->control;
+  if (!check_op_or_reply (peer, serial, &op))
+    return;
+
+  g_mutex_lock (&peer->server->mutex);
+  tell_backend = change_peer_topic_locked (peer, op.name, kind == LY_STORAGE_OP_SUBSCRIBE);
+  g_mutex_unlock (&peer->server->mutex);
+
+  if (tell_backend)
+    submit_op (peer, serial, &op);
+  else if (serial != 0)
+    ly_control_reply (peer->control, serial, NULL);
+}
+
+/* A batch of sets, applied in order; the reply comes when the backend
+ * answered all of them.  A refused set is reported with its error; the
+ * others are applied all the same. */
+typedef struct
+{
+  LyControl       *control;
+  guint32          serial;
+  guint            pending;
+  guint8          *changed;
+  guint            n;
+  GVariantBuilder  failures;
+} SetMany;
+
+static void
+set_many_fail (SetMany      *many,
+               guint         index,
+               const GError *error)
+{
+  g_autoptr(GVariant) encoded = g_variant_ref_sink (ly_control_error_to_variant (error));
+  const char *name, *message;
+
+  g_variant_get (encoded, "(&s&s)", &name, &message);
+  g_variant_builder_add (&many->failures, "(uss)", (guint32) index, name, message);
+}
+
+static void
+set_many_release (SetMany *many)
+{
+  if (--many->pending > 0)
+    return;
+
+  if (many->serial != 0)
+    ly_control_reply (many->control, many->serial,
+                      g_variant_new ("(@ab@a(uss))",
+                                     g_variant_new_fixed_array (G_VARIANT_TYPE_BOOLEAN, many->changed, many->n, 1),
+                                     g_variant_builder_end (&many->failures)));
+  else
+    g_variant_builder_clear (&many->failures);
+
+  g_object_unref (many->control);
+  g_free (many->changed);
+  g_free (many);
+}
+
+typedef struct
+{
+  SetMany *many;
+  guint    index;
+} SetManyItem;
+
+static void
+set_many_item_done (const LyStorageResult *result,
+                    const GError          *error,
+                    gpointer               user_data)
+{
+  SetManyItem *item = user_data;
+
+  if (error != NULL)
+    set_many_fail (item->many, item->index, error);
+  else
+    item->many->changed[item->index] = result->done;
+  set_many_release (item->many);
+  g_free (item);
+}
+
+/* The items of a batch, checked: key (s) and value pairs. */
+static gboolean
+unpack_set_many (GVariant   *args,
+                 gsize       max_value_size,
+                 GPtrArray  *items,
+                 GError    **error)
+{
+  if (!ly_control_batch_unpack (args, max_value_size + 64 * 1024, items, error))
+    return FALSE;
+
+  for (guint i = 0; i < items->len; i += 2)
+    if (i + 1 >= items->len ||
+        !g_variant_is_of_type (g_ptr_array_index (items, i), G_VARIANT_TYPE_STRING))
+      {
+        g_set_error_literal (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                             _("A batch of sets is not made of key and value pairs"));
+        return FALSE;
+      }
+
+  return TRUE;
+}
+
+static void
+serve_set_many (Peer     *peer,
+                guint32   serial,
+                GVariant *args,
+                guint     unused)
+{
+  g_autoptr(GPtrArray) items = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+  g_autoptr(GError) error = NULL;
+  gsize max_value_size = get_max_value_size (peer->server);
+  SetMany *many;
+
+  if (!unpack_set_many (args, max_value_size, items, &error))
+    {
+      if (serial != 0)
+        ly_control_reply_error (peer->control, serial, error);
+      return;
+    }
+
+  many = g_new0 (SetMany, 1);
+  many->control = g_object_ref (peer->control);
+  many->serial = serial;
+  many->n = items->len / 2;
+  many->changed = g_malloc0 (MAX (many->n, 1));
+  many->pending = 1;    /* released below, once every set was submitted */
+  g_variant_builder_init (&many->failures, G_VARIANT_TYPE ("a(uss)"));
+
+  for (guint i = 0; i < many->n; i++)
+    {
+      g_auto(LyStorageOp) op = { 0, };
+      g_autoptr(GError) set_error = NULL;
+      SetManyItem *item;
+
+      ly_storage_op_init (&op, LY_STORAGE_OP_SET, g_variant_get_string (g_ptr_array_index (items, 2 * i), NULL),
+                          NULL, g_ptr_array_index (items, 2 * i + 1));
+      op.origin = peer->control;
+      if (!ly_storage_check_op (&op, max_value_size, &set_error))
+        {
+          set_many_fail (many, i, set_error);
+          continue;
+        }
+
+      item = g_new0 (SetManyItem, 1);
+      item->many = many;
+      item->index = i;
+      many->pending++;
+      ly_storage_backend_submit (peer->server->backend, &op, set_many_item_done, item);
+    }
+
+  set_many_release (many);
+}
+
+static void
+on_request (LyControl *control,
+            guint32    serial,
+            GVariant  *args,
+            gpointer   user_data)
+{
+  Binding *binding = user_data;
+
+  binding->method->serve (binding->peer, serial, args, binding->method->method);
+}
+
+/* Peers -------------------------------------------------------------------- */
+
+/* Serves @control's storage requests, and tells it about changes. */
+void
+ly_storage_server_add_peer (LyStorageServer *self,
+                            LyControl       *control)
+{
+  Peer *peer = g_new0 (Peer, 1);
+
+  peer->server = self;
+  peer->control = g_object_ref (control);
+  peer->topics = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+
+  g_mutex_lock (&self->mutex);
+  g_ptr_array_add (self->peers, peer);
+  g_mutex_unlock (&self->mutex);
+
+  for (guint i = 0; i < G_N_ELEMENTS (server_methods); i++)
+    {
+      const LyStorageMethod *method = &ly_storage_methods[server_methods[i].method];
+
+      peer->bindings[i].peer = peer;
+      peer->bindings[i].method = &server_methods[i];
+      ly_control_add_handler (control, method->method, method->args_type, on_request, &peer->bindings[i], NULL);
+    }
+}
+
+/* Its subscriptions end with it. */
+static void
+peer_free (Peer *peer)
+{
+  LyStorageServer *self = peer->server;
+  g_autoptr(GPtrArray) unsubscribed = g_ptr_array_new_with_free_func (g_free);
+  GHashTableIter iter;
+  const char *topic;
+
+  g_mutex_lock (&self->mutex);
+  g_hash_table_iter_init (&iter, peer->topics);
+  while (g_hash_table_iter_next (&iter, (gpointer *) &topic, NULL))
+    {
+      guint count = GPOINTER_TO_UINT (g_hash_table_lookup (self->subscribers, topic));
+
+      if (count <= 1)
+        {
+          g_hash_table_remove (self->subscribers, topic);
+          g_ptr_array_add (unsubscribed, g_strdup (topic));
+        }
+      else
+        g_hash_table_replace (self->subscribers, g_strdup (topic), GUINT_TO_POINTER (count - 1));
+    }
+  g_mutex_unlock (&self->mutex);
+
+  for (guint i = 0; i < unsubscribed->len; i++)
+    {
+      g_auto(LyStorageOp) op = { 0, };
+
+      ly_storage_op_init (&op, LY_STORAGE_OP_UNSUBSCRIBE, g_ptr_array_index (unsubscribed, i), NULL, NULL);
+      ly_storage_backend_submit (self->backend, &op, NULL, NULL);
+    }
+
+  for (guint i = 0; i < G_N_ELEMENTS (peer->bindings); i++)
+    ly_control_remove_handlers (peer->control, &peer->bindings[i]);
+  g_object_unref (peer->control);
+  g_hash_table_unref (peer->topics);
+  g_free (peer);
+}
+
+/* Call it in the control's context (see ly_control_remove_handlers()). */
+void
+ly_storage_server_remove_peer (LyStorageServer *self,
+                               LyControl       *control)
+{
+  Peer *peer = NULL;
+
+  g_mutex_lock (&self->mutex);
+  for (guint i = 0; i < self->peers->len; i++)
+    if (((Peer *) g_ptr_array_index (self->peers, i))->control == control)
+      {
+        peer = g_ptr_array_steal_index (self->peers, i);
+        break;
+      }
+  g_mutex_unlock (&self->mutex);
+
+  if (peer != NULL)
+    peer_free (peer);
+}
+
+/* Notifications ------------------------------------------------------------ */
+
+/* Tells @peer; a peer whose queue is full misses it (and the hub says so
+ * once): the hub never waits for a child. */
+static void
+notify_peer_locked (Peer       *peer,
+                    const char *method,
+                    GVariant   *args)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!ly_control_notify (peer->control, method, args, &error) && !peer->warned &&
+      !g_error_matches (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_CLOSED))
+    {
+      peer->warned = TRUE;
+      g_warning ("“%s” misses storage notifications: %s", ly_control_get_name (peer->control), error->message);
+    }
+}
+
+void
+ly_storage_server_notify_changed (LyStorageServer *self,
+                                  const char      *key,
+                                  GVariant        *value,
+                                  gconstpointer    origin)
+{
+  g_autoptr(GVariant) args = NULL;
+
+  g_mutex_lock (&self->mutex);
+  for (guint i = 0; i < self->peers->len; i++)
+    {
+      Peer *peer = g_ptr_array_index (self->peers, i);
+
+      if (peer->control == origin)
+        continue;
+      if (args == NULL)
+        args = g_variant_ref_sink (g_variant_new ("(s@mv)", key, ly_storage_maybe_variant (value)));
+      notify_peer_locked (peer, LY_STORAGE_CHANGED_METHOD, args);
+    }
+  g_mutex_unlock (&self->mutex);
+}
+
+void
+ly_storage_server_notify_published (LyStorageServer *self,
+                                    const char      *topic,
+                                    GVariant        *value)
+{
+  g_autoptr(GVariant) args = NULL;
+
+  g_mutex_lock (&self->mutex);
+  for (guint i = 0; i < self->peers->len; i++)
+    {
+      Peer *peer = g_ptr_array_index (self->peers, i);
+
+      if (!g_hash_table_contains (peer->topics, topic))
+        continue;
+      if (args == NULL)
+        args = g_variant_ref_sink (g_variant_new ("(sv)", topic, value));
+      notify_peer_locked (peer, LY_STORAGE_PUBLISHED_METHOD, args);
+    }
+  g_mutex_unlock (&self->mutex);
+}
+
+/* The server --------------------------------------------------------------- */
+
+LyStorageServer *
+ly_storage_server_new (LyStorageBackend *backend,
+                       gsize             max_value_size)
+{
+  LyStorageServer *self = g_new0 (LyStorageServer, 1);
+
+  g_mutex_init (&self->mutex);
+  self->backend = backend;
+  self->peers = g_ptr_array_new ();
+  self->subscribers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->max_value_size = max_value_size;
+
+  return self;
+}
+
+void
+ly_storage_server_set_max_value_size (LyStorageServer *self,
+                                      gsize            max_value_size)
+{
+  g_mutex_lock (&self->mutex);
+  self->max_value_size = max_value_size;
+  g_mutex_unlock (&self->mutex);
+}
+
+void
+ly_storage_server_free (LyStorageServer *self)
+{
+  while (self->peers->len > 0)
+    peer_free (g_ptr_array_steal_index (self->peers, self->peers->len - 1));
+  g_ptr_array_unref (self->peers);
+  g_hash_table_unref (self->subscribers);
+  g_mutex_clear (&self->mutex);
+  g_free (self);
+}
