@@ -165,13 +165,7 @@ ly_storage_op_to_args (const LyStorageOp *op)
     case LY_STORAGE_OP_COMPARE_AND_SET:
       return g_variant_new ("(s@mv@mv)", op->name, ly_storage_maybe_variant (op->expected),
                             ly_storage_maybe_variant (op->value));
-    case LY_STORAGE_OP_GET:
-    case LY_STORAGE_OP_CONTAINS:
-    case LY_STORAGE_OP_DELETE:
-    case LY_STORAGE_OP_SUBSCRIBE:
-    case LY_STORAGE_OP_UNSUBSCRIBE:
-    case LY_STORAGE_N_OPS:
-    default:
+    default:    /* the key or topic alone */
       return g_variant_new ("(s)", op->name);
     }
 }
@@ -207,13 +201,7 @@ ly_storage_op_init_from_args (LyStorageOp     *op,
         value = ly_storage_unmaybe (value_maybe);
       }
       break;
-    case LY_STORAGE_OP_GET:
-    case LY_STORAGE_OP_CONTAINS:
-    case LY_STORAGE_OP_DELETE:
-    case LY_STORAGE_OP_SUBSCRIBE:
-    case LY_STORAGE_OP_UNSUBSCRIBE:
-    case LY_STORAGE_N_OPS:
-    default:
+    default:    /* the key or topic alone */
       g_variant_get (args, "(&s)", &name);
       break;
     }
@@ -240,10 +228,6 @@ ly_storage_result_to_reply (LyStorageOpKind        kind,
     case LY_STORAGE_OP_SET:
     case LY_STORAGE_OP_DELETE:
       return g_variant_new ("(b)", result->done);
-    case LY_STORAGE_OP_PUBLISH:
-    case LY_STORAGE_OP_SUBSCRIBE:
-    case LY_STORAGE_OP_UNSUBSCRIBE:
-    case LY_STORAGE_N_OPS:
     default:
       return g_variant_new ("()");
     }
@@ -279,10 +263,6 @@ ly_storage_result_from_reply (LyStorageOpKind  kind,
     case LY_STORAGE_OP_DELETE:
       g_variant_get (reply, "(b)", &result->done);
       break;
-    case LY_STORAGE_OP_PUBLISH:
-    case LY_STORAGE_OP_SUBSCRIBE:
-    case LY_STORAGE_OP_UNSUBSCRIBE:
-    case LY_STORAGE_N_OPS:
     default:
       break;
     }

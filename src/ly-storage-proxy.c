@@ -103,14 +103,6 @@ report_own_change (LyStorageProxy        *self,
       if (result->changed)
         ly_storage_backend_changed (&self->parent, key, value, NULL);
       break;
-    case LY_STORAGE_OP_GET:
-    case LY_STORAGE_OP_CONTAINS:
-    case LY_STORAGE_OP_LIST_KEYS:
-    case LY_STORAGE_OP_GET_ALL:
-    case LY_STORAGE_OP_PUBLISH:
-    case LY_STORAGE_OP_SUBSCRIBE:
-    case LY_STORAGE_OP_UNSUBSCRIBE:
-    case LY_STORAGE_N_OPS:
     default:
       break;
     }

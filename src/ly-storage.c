@@ -268,23 +268,39 @@ on_event_source (gpointer user_data)
 }
 
 /* What the backend reports: queued for the signals, and passed at once
- * to the children (the server), in the order of the store. */
+ * to the children (the server), in the order of the store.  A
+ * publication is emitted here only on a topic this process subscribed
+ * to; the monitors see them all. */
+static void
+report_event (LyStorage     *self,
+              EventKind      kind,
+              const char    *name,
+              GVariant      *value,
+              gconstpointer  origin)
+{
+  LyStorageServer *server;
+
+  g_mutex_lock (&self->mutex);
+  server = self->server;
+  queue_event_locked (self, kind, name, value,
+                      kind == EVENT_CHANGED || g_hash_table_contains (self->subscriptions, name));
+  g_mutex_unlock (&self->mutex);
+
+  if (server == NULL)
+    return;
+  if (kind == EVENT_CHANGED)
+    ly_storage_server_notify_changed (server, name, value, origin);
+  else
+    ly_storage_server_notify_published (server, name, value);
+}
+
 static void
 on_backend_changed (gpointer       front,
                     const char    *key,
                     GVariant      *value,
                     gconstpointer  origin)
 {
-  LyStorage *self = front;
-  LyStorageServer *server;
-
-  g_mutex_lock (&self->mutex);
-  server = self->server;
-  queue_event_locked (self, EVENT_CHANGED, key, value, TRUE);
-  g_mutex_unlock (&self->mutex);
-
-  if (server != NULL)
-    ly_storage_server_notify_changed (server, key, value, origin);
+  report_event (front, EVENT_CHANGED, key, value, origin);
 }
 
 static void
@@ -293,17 +309,7 @@ on_backend_published (gpointer       front,
                       GVariant      *value,
                       gconstpointer  origin)
 {
-  LyStorage *self = front;
-  LyStorageServer *server;
-
-  g_mutex_lock (&self->mutex);
-  server = self->server;
-  queue_event_locked (self, EVENT_PUBLISHED, topic, value,
-                      g_hash_table_contains (self->subscriptions, topic));
-  g_mutex_unlock (&self->mutex);
-
-  if (server != NULL)
-    ly_storage_server_notify_published (server, topic, value);
+  report_event (front, EVENT_PUBLISHED, topic, value, origin);
 }
 
 static const LyStorageEvents storage_events = {
