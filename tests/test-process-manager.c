@@ -135,7 +135,7 @@ add_script_child (Fixture    *f,
                   const char *flag,
                   const char *script)
 {
-  g_autofree char *path = g_test_build_filename (G_TEST_DIST, script, NULL);
+  g_autofree char *path = g_test_build_filename (G_TEST_DIST, "helpers", script, NULL);
   const char *interpreter = g_getenv (interpreter_variable);
   const char *argv[] = { interpreter, flag != NULL ? flag : path, flag != NULL ? path : NULL, NULL };
 

@@ -251,7 +251,7 @@ test_cas_counter (Fixture       *f,
   guint per_child = ly_test_scaled (10000);
   g_autofree char *count = g_strdup_printf ("%u", per_child);
   const char *python = g_getenv ("LY_TEST_PYTHON");
-  g_autofree char *script = g_test_build_filename (G_TEST_DIST, "storage_child.py", NULL);
+  g_autofree char *script = g_test_build_filename (G_TEST_DIST, "helpers", "storage_child.py", NULL);
   guint n_children = 8, hub_changes = 0;
 
   g_signal_connect (f->storage, "changed::counter", G_CALLBACK (count_change), &hub_changes);

@@ -16,7 +16,7 @@ work=$(mktemp -d)
 
 trap 'kill $hub_pid $server_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
-. "$(dirname "$0")/tap-lib.sh"
+. "$(dirname "$0")/../helpers/tap-lib.sh"
 
 echo "1..24"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # test-python-async.py: Python programs as bots and GNOME applications are
 # written, across real processes: an asyncio hub with an asyncio child
-# (tests/python/asyncio_child.py, the reference document's NoneBot plugin
+# (tests/helpers/asyncio_child.py, the reference document's NoneBot plugin
 # shape), a Gio.Application child, where handlers run, awaitables and
 # their cancellation, the polite stop of an asyncio child; the storage as
 # a mapping against dict; conversions against the pure-Python reference.
@@ -48,7 +48,7 @@ async def receive(channel, timeout=20):
 
 def manager_for(name, script):
     manager = Ly.ProcessManager.new()
-    manager.add_target(name, [PYTHON, os.path.join(HERE, 'python', script)])
+    manager.add_target(name, [PYTHON, os.path.join(HERE, '..', 'helpers', script)])
     manager.set_target_stop_timeout(name, 10)
     return manager
 

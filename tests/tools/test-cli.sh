@@ -16,7 +16,7 @@ hub_pid=
 
 trap '[ -n "$hub_pid" ] && kill $hub_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
-. "$(dirname "$0")/tap-lib.sh"
+. "$(dirname "$0")/../helpers/tap-lib.sh"
 
 # the messages asserted on are the English ones
 export LANGUAGE= LC_ALL=C.UTF-8
@@ -166,7 +166,7 @@ expect_output "storage get --json of a tuple" '[1,"one"]' lc storage get from-gd
 
 # bash completion ----------------------------------------------------------
 
-completes () { bash "$(dirname "$0")/complete.bash" "$data_dir/liteyuki-comm.bash" "$tool" "$@" | tr '\n' ' '; }
+completes () { bash "$(dirname "$0")/../helpers/complete.bash" "$data_dir/liteyuki-comm.bash" "$tool" "$@" | tr '\n' ' '; }
 expect_output "completion: commands" "start stop storage " completes st
 expect_output "completion: targets from the hub" "$(echo $targets | tr ' ' '\n' | sort | tr '\n' ' ')" completes restart ""
 expect_output "completion: channels from the hub" "c-active c-passive " completes send c
