@@ -8,11 +8,41 @@
 #include <stdio.h>
 #include <sys/wait.h>
 
+/* The daemon, from its options to its end: lc_run_main() takes it
+ * through its steps. */
 typedef struct
 {
-  GMainLoop *loop;
-  int        status;
+  /* the options */
+  char             *bus_name;
+  char             *address;
+  char             *storage_path;
+  char             *config_path;
+  gboolean          verbose;
+  gboolean          check;
+
+  GMainLoop        *loop;
+  LyProcessManager *manager;
+  LyStorage        *storage;
+  LcStorageFile    *storage_file;
+  GDBusConnection  *bus;
+  GDBusServer      *server;
+  guint             owner_id;
+  int               status;
 } Daemon;
+
+static void
+daemon_clear (Daemon *daemon)
+{
+  g_free (daemon->bus_name);
+  g_free (daemon->address);
+  g_free (daemon->storage_path);
+  g_free (daemon->config_path);
+  g_clear_pointer (&daemon->storage_file, lc_storage_file_free);
+  g_clear_object (&daemon->server);
+  g_clear_object (&daemon->bus);
+  g_clear_object (&daemon->manager);
+  g_clear_pointer (&daemon->loop, g_main_loop_unref);
+}
 
 static void
 on_process_started (LyProcessManager *manager,
@@ -63,37 +93,24 @@ on_name_acquired (GDBusConnection *connection,
   g_info (_("Serving on the session bus as %s"), name);
 }
 
-int
-lc_run_main (int    argc,
-             char **argv)
+/* The options; returns -1 to go on, or the exit status. */
+static int
+parse_options (Daemon  *daemon,
+               int      argc,
+               char   **argv)
 {
-  g_autofree char *bus_name = NULL;
-  g_autofree char *address = NULL;
-  g_autofree char *storage_path = NULL;
-  g_autofree char *config_path = NULL;
-  gboolean verbose = FALSE;
-  gboolean check = FALSE;
   GOptionEntry entries[] = {
-    { "bus-name", 0, 0, G_OPTION_ARG_STRING, &bus_name,
+    { "bus-name", 0, 0, G_OPTION_ARG_STRING, &daemon->bus_name,
       N_("Name to own on the session bus (default icu.liteyuki.Comm1)"), N_("NAME") },
-    { "address", 0, 0, G_OPTION_ARG_STRING, &address,
+    { "address", 0, 0, G_OPTION_ARG_STRING, &daemon->address,
       N_("Serve on a private D-Bus server at this address instead of the session bus"), N_("ADDRESS") },
-    { "storage-file", 0, 0, G_OPTION_ARG_FILENAME, &storage_path,
+    { "storage-file", 0, 0, G_OPTION_ARG_FILENAME, &daemon->storage_path,
       N_("Keep the storage in this file across restarts"), N_("PATH") },
-    { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, N_("Log every process event"), NULL },
-    { "check", 0, 0, G_OPTION_ARG_NONE, &check, N_("Check the configuration and exit"), NULL },
+    { "verbose", 'v', 0, G_OPTION_ARG_NONE, &daemon->verbose, N_("Log every process event"), NULL },
+    { "check", 0, 0, G_OPTION_ARG_NONE, &daemon->check, N_("Check the configuration and exit"), NULL },
     { NULL }
   };
   g_autoptr(GOptionContext) context = g_option_context_new (_("[CONFIG] — run the hub as a daemon"));
-  g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
-  g_autoptr(LyProcessManager) manager = ly_process_manager_new ();
-  g_autoptr(GDBusConnection) bus = NULL;
-  g_autoptr(GDBusServer) server = NULL;
-  g_autoptr(GError) error = NULL;
-  LcStorageFile *storage_file = NULL;
-  LyStorage *storage = ly_storage_get_default ();
-  Daemon daemon = { loop, 0 };
-  guint owner_id = 0;
 
   g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
@@ -106,84 +123,142 @@ lc_run_main (int    argc,
       lc_print_error (_("run takes one configuration file; see “liteyuki-comm run --help”"));
       return LC_EXIT_USAGE;
     }
-  config_path = argc == 3 ? g_strdup (argv[2]) : lc_default_config_path ();
 
-  if (verbose)
+  daemon->config_path = argc == 3 ? g_strdup (argv[2]) : lc_default_config_path ();
+  if (daemon->verbose)
     g_setenv ("G_MESSAGES_DEBUG", G_LOG_DOMAIN, TRUE);
+  return -1;
+}
 
-  if (!lc_config_load (config_path, manager, &error))
+/* The configuration's targets, and the storage file. */
+static gboolean
+load (Daemon *daemon)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!lc_config_load (daemon->config_path, daemon->manager, &error))
     {
       lc_print_error ("%s", error->message);
-      return LC_EXIT_FAILURE;
+      return FALSE;
     }
-  if (check)
-    return 0;
 
-  if (storage_path != NULL && (storage_file = lc_storage_file_open (storage_path, storage, &error)) == NULL)
+  if (daemon->storage_path != NULL && !daemon->check &&
+      (daemon->storage_file = lc_storage_file_open (daemon->storage_path, daemon->storage, &error)) == NULL)
     {
       lc_print_error ("%s", error->message);
-      return LC_EXIT_FAILURE;
+      return FALSE;
     }
 
-  if (address == NULL)
-    bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, NULL);
+  return TRUE;
+}
 
-  if (bus != NULL)
+/* The storage and the process table on the session bus, or on a
+ * private server at --address. */
+static gboolean
+serve (Daemon *daemon)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (daemon->address == NULL)
+    daemon->bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, NULL);
+
+  if (daemon->bus != NULL)
     {
-      if (!ly_storage_export (storage, bus, &error) || !ly_process_manager_export (manager, bus, &error))
+      if (!ly_storage_export (daemon->storage, daemon->bus, &error) ||
+          !ly_process_manager_export (daemon->manager, daemon->bus, &error))
         {
           lc_print_error ("%s", error->message);
-          return LC_EXIT_FAILURE;
+          return FALSE;
         }
-      owner_id = g_bus_own_name_on_connection (bus, bus_name != NULL ? bus_name : LY_DBUS_NAME,
-                                               G_BUS_NAME_OWNER_FLAGS_DO_NOT_QUEUE,
-                                               on_name_acquired, on_name_lost, &daemon, NULL);
-    }
-  else
-    {
-      server = ly_dbus_server_new (address, manager, storage, &error);
-      if (server == NULL)
-        {
-          lc_print_error ("%s", error->message);
-          return LC_EXIT_FAILURE;
-        }
-      /* the address is what clients need: on stdout, whatever the log */
-      printf (_("Listening on %s\n"), g_dbus_server_get_client_address (server));
-      fflush (stdout);
+      daemon->owner_id = g_bus_own_name_on_connection (daemon->bus,
+                                                       daemon->bus_name != NULL ? daemon->bus_name : LY_DBUS_NAME,
+                                                       G_BUS_NAME_OWNER_FLAGS_DO_NOT_QUEUE,
+                                                       on_name_acquired, on_name_lost, daemon, NULL);
+      return TRUE;
     }
 
-  g_signal_connect (manager, "process-started", G_CALLBACK (on_process_started), NULL);
-  g_signal_connect (manager, "process-exited", G_CALLBACK (on_process_exited), NULL);
-  g_signal_connect (manager, "before-restart", G_CALLBACK (on_before_restart), NULL);
-  ly_process_manager_stop_on_unix_signals (manager, loop);
-
-  if (!ly_process_manager_start_all (manager, &error))
+  daemon->server = ly_dbus_server_new (daemon->address, daemon->manager, daemon->storage, &error);
+  if (daemon->server == NULL)
     {
       lc_print_error ("%s", error->message);
-      daemon.status = LC_EXIT_FAILURE;
-      ly_process_manager_stop_all (manager, NULL, NULL);
+      return FALSE;
     }
+  /* the address is what clients need: on stdout, whatever the log */
+  printf (_("Listening on %s\n"), g_dbus_server_get_client_address (daemon->server));
+  fflush (stdout);
+  return TRUE;
+}
+
+/* The targets run until SIGINT or SIGTERM (or the name is lost). */
+static void
+run (Daemon *daemon)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_signal_connect (daemon->manager, "process-started", G_CALLBACK (on_process_started), NULL);
+  g_signal_connect (daemon->manager, "process-exited", G_CALLBACK (on_process_exited), NULL);
+  g_signal_connect (daemon->manager, "before-restart", G_CALLBACK (on_before_restart), NULL);
+  ly_process_manager_stop_on_unix_signals (daemon->manager, daemon->loop);
+
+  if (ly_process_manager_start_all (daemon->manager, &error))
+    g_main_loop_run (daemon->loop);
   else
-    g_main_loop_run (loop);
-
-  /* a name lost leaves children running: stop them too */
-  ly_process_manager_stop_all (manager, NULL, NULL);
-
-  if (owner_id != 0)
-    g_bus_unown_name (owner_id);
-  if (server != NULL)
-    g_dbus_server_stop (server);
-
-  if (storage_file != NULL)
     {
-      if (!lc_storage_file_save (storage_file, &error))
-        {
-          lc_print_error (_("could not save the storage: %s"), error->message);
-          daemon.status = LC_EXIT_FAILURE;
-        }
-      lc_storage_file_free (storage_file);
+      lc_print_error ("%s", error->message);
+      daemon->status = LC_EXIT_FAILURE;
+    }
+}
+
+/* Every child stopped (a name lost leaves them running), the storage
+ * saved. */
+static void
+shut_down (Daemon *daemon)
+{
+  g_autoptr(GError) error = NULL;
+
+  ly_process_manager_stop_all (daemon->manager, NULL, NULL);
+
+  if (daemon->owner_id != 0)
+    g_bus_unown_name (daemon->owner_id);
+  if (daemon->server != NULL)
+    g_dbus_server_stop (daemon->server);
+
+  if (daemon->storage_file != NULL && !lc_storage_file_save (daemon->storage_file, &error))
+    {
+      lc_print_error (_("could not save the storage: %s"), error->message);
+      daemon->status = LC_EXIT_FAILURE;
     }
 
   g_info (_("Stopped"));
-  return daemon.status;
+}
+
+int
+lc_run_main (int    argc,
+             char **argv)
+{
+  Daemon daemon = { 0, };
+  int status;
+
+  daemon.loop = g_main_loop_new (NULL, FALSE);
+  daemon.manager = ly_process_manager_new ();
+  daemon.storage = ly_storage_get_default ();
+
+  if ((status = parse_options (&daemon, argc, argv)) < 0)
+    {
+      if (!load (&daemon))
+        status = LC_EXIT_FAILURE;
+      else if (daemon.check)
+        status = 0;
+      else if (!serve (&daemon))
+        status = LC_EXIT_FAILURE;
+      else
+        {
+          run (&daemon);
+          shut_down (&daemon);
+          status = daemon.status;
+        }
+    }
+
+  daemon_clear (&daemon);
+  return status;
 }

@@ -9,34 +9,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-void
-lc_print_error (const char *format,
-                ...)
+/* The commands of the hub's side; the clients' are in lc-client.c. */
+static const struct
 {
-  g_autofree char *message = NULL;
-  va_list args;
-
-  va_start (args, format);
-  message = g_strdup_vprintf (format, args);
-  va_end (args);
-
-  /* one line: a multi-line message keeps its lines apart from ours */
-  fprintf (stderr, "liteyuki-comm: %s\n", message);
-}
-
-gboolean
-lc_parse_options (GOptionContext   *context,
-                  int              *argc,
-                  char           ***argv)
-{
-  g_autoptr(GError) error = NULL;
-
-  if (g_option_context_parse (context, argc, argv, &error))
-    return TRUE;
-
-  lc_print_error ("%s", error->message);
-  return FALSE;
-}
+  const char    *name;
+  LcCommandFunc  func;
+} commands[] = {
+  { "run", lc_run_main },
+  { "demo", lc_demo_main },
+  { "demo-child", lc_demo_child_main },
+};
 
 static void
 print_usage (FILE *out)
@@ -91,12 +73,9 @@ main (int   argc,
     g_set_prgname (prgname);
   }
 
-  if (g_str_equal (command, "run"))
-    return lc_run_main (argc, argv);
-  if (g_str_equal (command, "demo"))
-    return lc_demo_main (argc, argv);
-  if (g_str_equal (command, "demo-child"))
-    return lc_demo_child_main (argc, argv);
+  for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
+    if (g_str_equal (command, commands[i].name))
+      return commands[i].func (argc, argv);
   if (lc_is_client_command (command))
     return lc_client_main (command, argc, argv);
 
