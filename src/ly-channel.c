@@ -109,6 +109,9 @@ struct _LyChannel
 {
   GObject       parent_instance;
 
+  /* @mutex protects every field below (the functions named *_locked
+   * are called with it held; the few that drop it for a while say
+   * so); @cond wakes the threads blocked in a receive or a flush */
   GMutex        mutex;
   GCond         cond;
 
@@ -1085,7 +1088,8 @@ ensure_wakeup_fd_locked (LyChannel  *self,
   return TRUE;
 }
 
-/* This thread polls the socket itself, unlocked; then does the I/O. */
+/* This thread polls the socket itself, with @mutex dropped; then takes
+ * it again and does the I/O. */
 static gboolean
 poll_once_locked (LyChannel  *self,
                   gint64      deadline,
@@ -1139,6 +1143,7 @@ static GSourceFuncs slice_source_funcs = {
  * (other channels' writes, their passive handlers) make progress.  At
  * most WAIT_SLICE_USEC at a time, so that a thread that wants to start
  * a main loop on the context gets it soon. */
+/* Drops @mutex while the context runs, and takes it again. */
 static void
 iterate_once_locked (LyChannel *self,
                      gint64     deadline)
@@ -1163,6 +1168,7 @@ iterate_once_locked (LyChannel *self,
   g_source_unref (timeout);
 }
 
+/* Waits on @cond, which drops @mutex meanwhile. */
 static void
 wait_on_cond_locked (LyChannel *self,
                      gint64     now,

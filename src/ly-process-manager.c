@@ -760,7 +760,8 @@ finish_boolean (LyProcessManager  *self,
  * or nobody does) is that thread for the time of the call: the context
  * is acquired meanwhile, so nothing else runs in it. */
 
-/* Something a thread waits for; set in the manager's context. */
+/* Something a thread waits for; set in the manager's context.  @mutex
+ * protects @done; @cond is signalled when it is set. */
 typedef struct
 {
   GMutex   mutex;

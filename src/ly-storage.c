@@ -174,9 +174,10 @@ ly_storage_remove_monitor (LyStorage        *self,
   g_mutex_unlock (&self->mutex);
 }
 
-/* Drops and retakes @mutex around the calls. */
+/* Called with @mutex held; drops it around the calls and takes it
+ * again. */
 static void
-call_monitors_unlocked (LyStorage *self,
+call_monitors_locked (LyStorage *self,
                         Event     *event)
 {
   g_autoptr(GArray) monitors = g_array_copy (self->monitors);
@@ -213,7 +214,7 @@ drain_events (LyStorage *self)
       GQuark detail = g_quark_try_string (event->name);
 
       if (self->monitors->len > 0)
-        call_monitors_unlocked (self, event);
+        call_monitors_locked (self, event);
 
       if (event->emit)
         {
