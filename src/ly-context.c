@@ -26,3 +26,93 @@ ly_context_will_dispatch (GMainContext *context)
 
   return TRUE;
 }
+
+/* Runs @func in this thread if it can acquire @context, with @context
+ * as its thread-default one; TRUE if it did.  The context is acquired
+ * meanwhile: nothing else runs in it. */
+gboolean
+ly_context_run_if_owner (GMainContext *context,
+                         GSourceFunc   func,
+                         gpointer      data)
+{
+  if (!g_main_context_acquire (context))
+    return FALSE;
+
+  g_main_context_push_thread_default (context);
+  func (data);
+  g_main_context_pop_thread_default (context);
+  g_main_context_release (context);
+  return TRUE;
+}
+
+/* Runs @func (@data, freed with @destroy) in @context: now when this
+ * thread can acquire it, else when the thread that runs it gets to it.
+ * Unlike g_main_context_invoke_full(), a context nobody runs is run
+ * here, whether or not it is this thread's thread-default one. */
+void
+ly_context_invoke (GMainContext   *context,
+                   GSourceFunc     func,
+                   gpointer        data,
+                   GDestroyNotify  destroy)
+{
+  if (ly_context_run_if_owner (context, func, data))
+    {
+      if (destroy != NULL)
+        destroy (data);
+    }
+  else
+    g_main_context_invoke_full (context, G_PRIORITY_DEFAULT, func, data, destroy);
+}
+
+void
+ly_waiter_init (LyWaiter *waiter)
+{
+  g_mutex_init (&waiter->mutex);
+  g_cond_init (&waiter->cond);
+  waiter->done = FALSE;
+}
+
+void
+ly_waiter_clear (LyWaiter *waiter)
+{
+  g_mutex_clear (&waiter->mutex);
+  g_cond_clear (&waiter->cond);
+}
+
+void
+ly_waiter_signal (LyWaiter *waiter)
+{
+  g_mutex_lock (&waiter->mutex);
+  waiter->done = TRUE;
+  g_cond_signal (&waiter->cond);
+  g_mutex_unlock (&waiter->mutex);
+}
+
+gboolean
+ly_waiter_is_done (LyWaiter *waiter)
+{
+  gboolean done;
+
+  g_mutex_lock (&waiter->mutex);
+  done = waiter->done;
+  g_mutex_unlock (&waiter->mutex);
+
+  return done;
+}
+
+/* Waits until the waiter is signalled or @end_time (monotonic); returns
+ * whether it was signalled. */
+gboolean
+ly_waiter_wait_until (LyWaiter *waiter,
+                      gint64    end_time)
+{
+  gboolean done;
+
+  g_mutex_lock (&waiter->mutex);
+  while (!waiter->done && g_cond_wait_until (&waiter->cond, &waiter->mutex, end_time))
+    ;
+  done = waiter->done;
+  g_mutex_unlock (&waiter->mutex);
+
+  return done;
+}

@@ -17,6 +17,7 @@
 #include <glib/gstdio.h>
 
 #include "ly-channel-private.h"
+#include "ly-context-private.h"
 #include "ly-control-private.h"
 #include "ly-enums.h"
 #include "ly-i18n-private.h"
@@ -755,98 +756,32 @@ finish_boolean (LyProcessManager  *self,
  *
  * The targets change only in the manager's context, in the thread that
  * runs it: a call from another thread is handed over (run_in_context()
- * and wait_in_context() for a synchronous one, queue_in_context() for an
+ * and wait_in_context() for a synchronous one, ly_context_invoke() for an
  * asynchronous one).  A thread that can acquire the context (it runs it,
  * or nobody does) is that thread for the time of the call: the context
  * is acquired meanwhile, so nothing else runs in it. */
-
-/* Something a thread waits for; set in the manager's context.  @mutex
- * protects @done; @cond is signalled when it is set. */
-typedef struct
-{
-  GMutex   mutex;
-  GCond    cond;
-  gboolean done;
-} Waiter;
-
-static void
-waiter_init (Waiter *waiter)
-{
-  g_mutex_init (&waiter->mutex);
-  g_cond_init (&waiter->cond);
-  waiter->done = FALSE;
-}
-
-static void
-waiter_clear (Waiter *waiter)
-{
-  g_mutex_clear (&waiter->mutex);
-  g_cond_clear (&waiter->cond);
-}
-
-static void
-waiter_signal (Waiter *waiter)
-{
-  g_mutex_lock (&waiter->mutex);
-  waiter->done = TRUE;
-  g_cond_signal (&waiter->cond);
-  g_mutex_unlock (&waiter->mutex);
-}
-
-static gboolean
-waiter_is_done (Waiter *waiter)
-{
-  gboolean done;
-
-  g_mutex_lock (&waiter->mutex);
-  done = waiter->done;
-  g_mutex_unlock (&waiter->mutex);
-
-  return done;
-}
 
 /* Waits until @waiter is signalled: running the manager's context when
  * this thread can acquire it, else waiting for the thread that runs it,
  * and taking the context over should that thread stop running it. */
 static void
 wait_in_context (LyProcessManager *self,
-                 Waiter           *waiter)
+                 LyWaiter         *waiter)
 {
-  while (!waiter_is_done (waiter))
+  while (!ly_waiter_is_done (waiter))
     {
       if (g_main_context_acquire (self->context))
         {
           g_main_context_push_thread_default (self->context);
-          while (!waiter_is_done (waiter))
+          while (!ly_waiter_is_done (waiter))
             g_main_context_iteration (self->context, TRUE);
           g_main_context_pop_thread_default (self->context);
           g_main_context_release (self->context);
           return;
         }
 
-      g_mutex_lock (&waiter->mutex);
-      if (!waiter->done)
-        g_cond_wait_until (&waiter->cond, &waiter->mutex,
-                           g_get_monotonic_time () + 50 * G_TIME_SPAN_MILLISECOND);
-      g_mutex_unlock (&waiter->mutex);
+      ly_waiter_wait_until (waiter, g_get_monotonic_time () + 50 * G_TIME_SPAN_MILLISECOND);
     }
-}
-
-/* Runs @func in this thread if it can acquire the manager's context,
- * with the context as its thread-default one; TRUE if it did. */
-static gboolean
-run_here_if_owner (LyProcessManager *self,
-                   GSourceFunc       func,
-                   gpointer          data)
-{
-  if (!g_main_context_acquire (self->context))
-    return FALSE;
-
-  g_main_context_push_thread_default (self->context);
-  func (data);
-  g_main_context_pop_thread_default (self->context);
-  g_main_context_release (self->context);
-  return TRUE;
 }
 
 /* Runs @func (@data) in the manager's context, and returns when it ran;
@@ -856,7 +791,7 @@ typedef struct
   GMainContext *context;
   GSourceFunc   func;
   gpointer      data;
-  Waiter        waiter;
+  LyWaiter      waiter;
 } ContextCall;
 
 static gboolean
@@ -867,7 +802,7 @@ context_call_dispatch (gpointer user_data)
   g_main_context_push_thread_default (call->context);
   call->func (call->data);
   g_main_context_pop_thread_default (call->context);
-  waiter_signal (&call->waiter);
+  ly_waiter_signal (&call->waiter);
   return G_SOURCE_REMOVE;
 }
 
@@ -878,27 +813,13 @@ run_in_context (LyProcessManager *self,
 {
   ContextCall call = { self->context, func, data, };
 
-  if (run_here_if_owner (self, func, data))
+  if (ly_context_run_if_owner (self->context, func, data))
     return;
 
-  waiter_init (&call.waiter);
+  ly_waiter_init (&call.waiter);
   g_main_context_invoke_full (self->context, G_PRIORITY_DEFAULT, context_call_dispatch, &call, NULL);
   wait_in_context (self, &call.waiter);
-  waiter_clear (&call.waiter);
-}
-
-/* Runs @func (@data, freed with @destroy) in the manager's context, now
- * or later, without waiting. */
-static void
-queue_in_context (LyProcessManager *self,
-                  GSourceFunc       func,
-                  gpointer          data,
-                  GDestroyNotify    destroy)
-{
-  if (run_here_if_owner (self, func, data))
-    destroy (data);
-  else
-    g_main_context_invoke_full (self->context, G_PRIORITY_DEFAULT, func, data, destroy);
+  ly_waiter_clear (&call.waiter);
 }
 
 /* The state-changing half of a call that completes at once. */
@@ -990,7 +911,7 @@ begin_target_op (LyProcessManager *self,
   op->name = g_strdup (name);
   op->task = g_object_ref (task);
   op->func = func;
-  queue_in_context (self, target_op_run, op, target_op_free);
+  ly_context_invoke (self->context, target_op_run, op, target_op_free);
 }
 
 /* The synchronous form of an _async() call: it is made in the manager's
@@ -1008,7 +929,7 @@ typedef struct
   const char       *name;
   GCancellable     *cancellable;
   GAsyncResult     *result;
-  Waiter            waiter;
+  LyWaiter          waiter;
 } SyncOp;
 
 static void
@@ -1019,7 +940,7 @@ sync_op_done (GObject      *source,
   SyncOp *op = user_data;
 
   op->result = g_object_ref (result);
-  waiter_signal (&op->waiter);
+  ly_waiter_signal (&op->waiter);
 }
 
 static gboolean
@@ -1039,10 +960,10 @@ sync_run (LyProcessManager *self,
 {
   SyncOp op = { self, start, name, cancellable, NULL, };
 
-  waiter_init (&op.waiter);
+  ly_waiter_init (&op.waiter);
   run_in_context (self, sync_op_start, &op);
   wait_in_context (self, &op.waiter);
-  waiter_clear (&op.waiter);
+  ly_waiter_clear (&op.waiter);
 
   return op.result;
 }
