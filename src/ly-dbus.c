@@ -290,11 +290,11 @@ handle_publish (LyDBusStorage *skeleton,
 
 /* Every change and publication becomes a D-Bus signal on every export. */
 static void
-storage_monitor (LyStorage  *storage,
-                 gboolean    publication,
-                 const char *name,
-                 GVariant   *value,
-                 gpointer    user_data)
+storage_monitor (LyStorage          *storage,
+                 LyStorageEventKind  kind,
+                 const char         *name,
+                 GVariant           *value,
+                 gpointer            user_data)
 {
   GPtrArray *exports = get_exports (G_OBJECT (storage));
 
@@ -302,10 +302,12 @@ storage_monitor (LyStorage  *storage,
     {
       LyDBusStorage *skeleton = LY_DBUS_STORAGE (((Export *) g_ptr_array_index (exports, i))->skeleton);
 
-      if (publication)
+      if (kind == LY_STORAGE_EVENT_PUBLISHED)
         ly_dbus_storage_emit_published (skeleton, name, g_variant_new_variant (value));
-      else
+      else if (kind == LY_STORAGE_EVENT_CHANGED)
         ly_dbus_storage_emit_changed (skeleton, name, wrap_optional (value));
+      else
+        ly_dbus_storage_emit_changes_missed (skeleton);
     }
 }
 

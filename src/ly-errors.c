@@ -72,9 +72,11 @@ static const GDBusErrorEntry storage_error_entries[] = {
   { LY_STORAGE_ERROR_INVALID_KEY, "icu.liteyuki.Comm1.Error.Storage.InvalidKey" },
   { LY_STORAGE_ERROR_TOO_LARGE,   "icu.liteyuki.Comm1.Error.Storage.TooLarge" },
   { LY_STORAGE_ERROR_NO_SUCH_KEY, "icu.liteyuki.Comm1.Error.Storage.NoSuchKey" },
+  { LY_STORAGE_ERROR_UNAVAILABLE, "icu.liteyuki.Comm1.Error.Storage.Unavailable" },
+  { LY_STORAGE_ERROR_INVALID_URI, "icu.liteyuki.Comm1.Error.Storage.InvalidUri" },
 };
 
-G_STATIC_ASSERT (G_N_ELEMENTS (storage_error_entries) == LY_STORAGE_ERROR_NO_SUCH_KEY + 1);
+G_STATIC_ASSERT (G_N_ELEMENTS (storage_error_entries) == LY_STORAGE_ERROR_INVALID_URI + 1);
 
 GQuark
 ly_storage_error_quark (void)

@@ -96,6 +96,12 @@ typedef enum
  *   %LY_STORAGE_MAX_KEY_LENGTH bytes, or not valid UTF-8
  * @LY_STORAGE_ERROR_TOO_LARGE: a value is larger than
  *   #LyStorage:max-value-size
+ * @LY_STORAGE_ERROR_UNAVAILABLE: the store behind the storage (a Redis
+ *   server) cannot be reached, refused the connection, or did not answer
+ *   within #LyStorage:timeout; nothing was changed, or the change is not
+ *   known to have been made
+ * @LY_STORAGE_ERROR_INVALID_URI: a storage URI is not one that
+ *   ly_storage_new_for_uri() understands
  * @LY_STORAGE_ERROR_NO_SUCH_KEY: the key does not exist (only D-Bus's
  *   Get says so: ly_storage_get() returns %NULL)
  *
@@ -106,6 +112,8 @@ typedef enum
   LY_STORAGE_ERROR_INVALID_KEY,
   LY_STORAGE_ERROR_TOO_LARGE,
   LY_STORAGE_ERROR_NO_SUCH_KEY,
+  LY_STORAGE_ERROR_UNAVAILABLE,
+  LY_STORAGE_ERROR_INVALID_URI,
 } LyStorageError;
 
 LY_AVAILABLE_IN_ALL

@@ -21,6 +21,9 @@ G_BEGIN_DECLS
  *     local   ly-storage-local.c   the authoritative store, in the hub
  *     proxy   ly-storage-proxy.c   a child's, over its control connection
  *                                  to the hub (sets batched)
+ *     redis   ly-storage-redis.c   a hub's, on a Redis server that hubs on
+ *                                  several hosts share (with a cache kept
+ *                                  whole by Redis's change stream)
  *
  * and the hub serves its children from whatever backend it has
  * (ly-storage-server.c).  Every operation is an LyStorageOp; a backend
@@ -121,6 +124,10 @@ typedef struct
                      const char    *topic,
                      GVariant      *value,
                      gconstpointer  origin);
+  /* the store was out of reach: changes made meanwhile were not
+   * reported (a backend that reconnects says so once its reports are
+   * whole again) */
+  void (*missed)    (gpointer       front);
 } LyStorageEvents;
 
 typedef struct _LyStorageBackend LyStorageBackend;
@@ -139,6 +146,10 @@ typedef struct
                       const LyStorageOp      *op,
                       LyStorageResultFunc     func,
                       gpointer                user_data);
+  /* optional: the bound of an operation's wait, 0 for the backend's
+   * default */
+  void     (*set_timeout) (LyStorageBackend  *self,
+                           gint64             usec);
 } LyStorageBackendVTable;
 
 struct _LyStorageBackend
@@ -167,8 +178,9 @@ struct _LyStorageBackend
  * flags, and the sets refused (index, and the error as
  * ly_control_error_to_variant() gives it).  The hub notifies every
  * child of every change but the one that made it (whose reply says so)
- * with StorageChanged (smv), and every subscriber of every publication
- * with StoragePublished (sv). */
+ * with StorageChanged (smv), every subscriber of every publication with
+ * StoragePublished (sv), and every child with StorageChangesMissed ()
+ * when its store was out of reach and changes may have gone unreported. */
 typedef struct
 {
   const char *method;
@@ -184,6 +196,7 @@ typedef struct
 #define LY_STORAGE_CHANGED_TYPE         "(smv)"
 #define LY_STORAGE_PUBLISHED_METHOD     "StoragePublished"
 #define LY_STORAGE_PUBLISHED_TYPE       "(sv)"
+#define LY_STORAGE_MISSED_METHOD        "StorageChangesMissed"
 
 extern const LyStorageMethod ly_storage_methods[LY_STORAGE_N_METHODS];
 
@@ -224,6 +237,8 @@ void      ly_storage_backend_submit      (LyStorageBackend       *self,
                                           const LyStorageOp      *op,
                                           LyStorageResultFunc     func,
                                           gpointer                user_data);
+void      ly_storage_backend_set_timeout (LyStorageBackend       *self,
+                                          gint64                  usec);
 
 static inline void
 ly_storage_backend_changed (LyStorageBackend *self,
@@ -232,6 +247,12 @@ ly_storage_backend_changed (LyStorageBackend *self,
                             gconstpointer     origin)
 {
   self->events->changed (self->front, key, value, origin);
+}
+
+static inline void
+ly_storage_backend_missed (LyStorageBackend *self)
+{
+  self->events->missed (self->front);
 }
 
 static inline void
@@ -251,6 +272,13 @@ LyStorageBackend *ly_storage_local_new (const LyStorageEvents *events,
 LyStorageBackend *ly_storage_proxy_new (LyControl             *control,
                                         const LyStorageEvents *events,
                                         gpointer               front);
+#ifdef HAVE_HIREDIS
+LyStorageBackend *ly_storage_redis_new (const char            *uri,
+                                        const LyStorageEvents *events,
+                                        gpointer               front,
+                                        GMainContext          *context,
+                                        GError               **error);
+#endif
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (LyStorageOp, ly_storage_op_clear)
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (LyStorageResult, ly_storage_result_clear)

@@ -312,3 +312,11 @@ ly_storage_backend_submit (LyStorageBackend    *self,
 {
   self->vtable->submit (self, op, func, user_data);
 }
+
+void
+ly_storage_backend_set_timeout (LyStorageBackend *self,
+                                gint64            usec)
+{
+  if (self->vtable->set_timeout != NULL)
+    self->vtable->set_timeout (self, usec);
+}

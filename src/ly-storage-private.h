@@ -10,13 +10,21 @@
 
 G_BEGIN_DECLS
 
-/* Called in the storage's context for every change and every
- * publication, subscribed or not (the D-Bus surface). */
-typedef void (*LyStorageMonitor) (LyStorage  *storage,
-                                  gboolean    publication,
-                                  const char *name,
-                                  GVariant   *value,
-                                  gpointer    user_data);
+typedef enum
+{
+  LY_STORAGE_EVENT_CHANGED,
+  LY_STORAGE_EVENT_PUBLISHED,
+  LY_STORAGE_EVENT_MISSED,     /* no name, no value */
+} LyStorageEventKind;
+
+/* Called in the storage's context for every change, every publication
+ * (subscribed or not) and every report of missed changes (the D-Bus
+ * surface). */
+typedef void (*LyStorageMonitor) (LyStorage          *storage,
+                                  LyStorageEventKind  kind,
+                                  const char         *name,
+                                  GVariant           *value,
+                                  gpointer            user_data);
 
 void       ly_storage_add_monitor     (LyStorage        *self,
                                        LyStorageMonitor  func,

@@ -31,6 +31,7 @@ typedef struct
 
   LyControl        *control;
   GMainContext     *context;      /* the control's */
+  int               timeout_msec; /* of a blocking call */
   GSource          *batch_source; /* sends the batch at the next iteration */
 
   /* @mutex protects the batch (@batch, @batch_calls, @batch_bytes) and
@@ -262,7 +263,7 @@ proxy_run (LyStorageBackend   *backend,
 
   send_batch (self);
   reply = ly_control_call_sync (self->control, method->method, ly_storage_op_to_args (op),
-                                G_VARIANT_TYPE (method->reply_type), LY_CONTROL_TIMEOUT_MSEC,
+                                G_VARIANT_TYPE (method->reply_type), self->timeout_msec,
                                 NULL, error);
   if (reply == NULL)
     return FALSE;
@@ -339,6 +340,26 @@ on_published (LyControl *control,
 }
 
 static void
+on_changes_missed (LyControl *control,
+                   guint32    serial,
+                   GVariant  *args,
+                   gpointer   user_data)
+{
+  LyStorageProxy *self = user_data;
+
+  ly_storage_backend_missed (&self->parent);
+}
+
+static void
+proxy_set_timeout (LyStorageBackend *backend,
+                   gint64            usec)
+{
+  LyStorageProxy *self = (LyStorageProxy *) backend;
+
+  self->timeout_msec = usec > 0 ? (int) MIN (usec / 1000, G_MAXINT) : LY_CONTROL_TIMEOUT_MSEC;
+}
+
+static void
 proxy_free (LyStorageBackend *backend)
 {
   LyStorageProxy *self = (LyStorageProxy *) backend;
@@ -360,6 +381,7 @@ static const LyStorageBackendVTable proxy_vtable = {
   .free = proxy_free,
   .run = proxy_run,
   .submit = proxy_submit,
+  .set_timeout = proxy_set_timeout,
 };
 
 LyStorageBackend *
@@ -371,6 +393,7 @@ ly_storage_proxy_new (LyControl             *control,
 
   ly_storage_backend_init (&self->parent, &proxy_vtable, events, front);
   g_mutex_init (&self->mutex);
+  self->timeout_msec = LY_CONTROL_TIMEOUT_MSEC;
   self->control = g_object_ref (control);
   self->context = g_main_context_ref (ly_control_get_context (control));
 
@@ -383,6 +406,7 @@ ly_storage_proxy_new (LyControl             *control,
                           on_changed, self, NULL);
   ly_control_add_handler (control, LY_STORAGE_PUBLISHED_METHOD, LY_STORAGE_PUBLISHED_TYPE,
                           on_published, self, NULL);
+  ly_control_add_handler (control, LY_STORAGE_MISSED_METHOD, "()", on_changes_missed, self, NULL);
 
   return &self->parent;
 }

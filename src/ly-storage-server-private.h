@@ -29,4 +29,6 @@ void             ly_storage_server_notify_published   (LyStorageServer  *self,
                                                        const char       *topic,
                                                        GVariant         *value);
 
+void             ly_storage_server_notify_missed      (LyStorageServer  *self);
+
 G_END_DECLS

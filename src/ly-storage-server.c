@@ -524,6 +524,15 @@ ly_storage_server_notify_published (LyStorageServer *self,
   g_mutex_unlock (&self->mutex);
 }
 
+void
+ly_storage_server_notify_missed (LyStorageServer *self)
+{
+  g_mutex_lock (&self->mutex);
+  for (guint i = 0; i < self->peers->len; i++)
+    notify_peer_locked (g_ptr_array_index (self->peers, i), LY_STORAGE_MISSED_METHOD, NULL);
+  g_mutex_unlock (&self->mutex);
+}
+
 /* The server --------------------------------------------------------------- */
 
 LyStorageServer *

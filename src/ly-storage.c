@@ -46,16 +46,16 @@
  * store) and emitted by the event source, or at once after an operation
  * of a thread that may run the context. */
 
-typedef enum
-{
-  EVENT_CHANGED,
-  EVENT_PUBLISHED,
-} EventKind;
+typedef LyStorageEventKind EventKind;
+
+#define EVENT_CHANGED   LY_STORAGE_EVENT_CHANGED
+#define EVENT_PUBLISHED LY_STORAGE_EVENT_PUBLISHED
+#define EVENT_MISSED    LY_STORAGE_EVENT_MISSED
 
 typedef struct
 {
   EventKind  kind;
-  char      *name;
+  char      *name;     /* NULL for EVENT_MISSED */
   GVariant  *value;    /* NULL for a deleted key */
   gboolean   emit;     /* FALSE: a publication only the monitors see */
 } Event;
@@ -74,6 +74,7 @@ struct _LyStorage
   GMainContext     *context;
   GSource          *event_source;
   gsize             max_value_size;
+  double            timeout;
 
   /* @mutex protects @events, @draining, @monitors, @subscriptions and
    * @server.  Backends report events with their own lock held: never
@@ -93,12 +94,14 @@ struct _LyStorage
 enum {
   PROP_0,
   PROP_MAX_VALUE_SIZE,
+  PROP_TIMEOUT,
   N_PROPS
 };
 
 enum {
   CHANGED,
   PUBLISHED,
+  CHANGES_MISSED,
   N_SIGNALS
 };
 
@@ -187,9 +190,22 @@ call_monitors_locked (LyStorage *self,
     {
       Monitor *monitor = &g_array_index (monitors, Monitor, i);
 
-      monitor->func (self, event->kind == EVENT_PUBLISHED, event->name, event->value, monitor->data);
+      monitor->func (self, event->kind, event->name, event->value, monitor->data);
     }
   g_mutex_lock (&self->mutex);
+}
+
+static void
+emit_event (LyStorage *self,
+            Event     *event)
+{
+  /* try_string: a quark per key ever seen would grow without bound; a
+   * handler's detail made its quark already */
+  if (event->kind == EVENT_MISSED)
+    g_signal_emit (self, signals[CHANGES_MISSED], 0);
+  else
+    g_signal_emit (self, signals[event->kind == EVENT_CHANGED ? CHANGED : PUBLISHED],
+                   g_quark_try_string (event->name), event->name, event->value);
 }
 
 /* Emits the queued events, in order.  A handler that changes the storage
@@ -209,18 +225,13 @@ drain_events (LyStorage *self)
 
   while ((event = g_queue_pop_head (&self->events)) != NULL)
     {
-      /* try_string: a quark per key ever seen would grow without bound;
-       * a handler's detail made its quark already */
-      GQuark detail = g_quark_try_string (event->name);
-
       if (self->monitors->len > 0)
         call_monitors_locked (self, event);
 
       if (event->emit)
         {
           g_mutex_unlock (&self->mutex);
-          g_signal_emit (self, signals[event->kind == EVENT_CHANGED ? CHANGED : PUBLISHED],
-                         detail, event->name, event->value);
+          emit_event (self, event);
           g_mutex_lock (&self->mutex);
         }
       event_free (event);
@@ -313,9 +324,26 @@ on_backend_published (gpointer       front,
   report_event (front, EVENT_PUBLISHED, topic, value, origin);
 }
 
+/* Changes were not reported: this process, and every child, is told. */
+static void
+on_backend_missed (gpointer front)
+{
+  LyStorage *self = front;
+  LyStorageServer *server;
+
+  g_mutex_lock (&self->mutex);
+  server = self->server;
+  queue_event_locked (self, EVENT_MISSED, NULL, NULL, TRUE);
+  g_mutex_unlock (&self->mutex);
+
+  if (server != NULL)
+    ly_storage_server_notify_missed (server);
+}
+
 static const LyStorageEvents storage_events = {
   .changed = on_backend_changed,
   .published = on_backend_published,
+  .missed = on_backend_missed,
 };
 
 /* Operations -------------------------------------------------------------- */
@@ -430,6 +458,9 @@ ly_storage_get_property (GObject    *object,
     case PROP_MAX_VALUE_SIZE:
       g_value_set_uint64 (value, self->max_value_size);
       break;
+    case PROP_TIMEOUT:
+      g_value_set_double (value, self->timeout);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -451,6 +482,11 @@ ly_storage_set_property (GObject      *object,
       if (self->server != NULL)
         ly_storage_server_set_max_value_size (self->server, self->max_value_size);
       g_mutex_unlock (&self->mutex);
+      break;
+    case PROP_TIMEOUT:
+      self->timeout = g_value_get_double (value);
+      if (self->backend != NULL)
+        ly_storage_backend_set_timeout (self->backend, (gint64) (self->timeout * G_USEC_PER_SEC));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -481,6 +517,22 @@ ly_storage_class_init (LyStorageClass *klass)
                          0, LY_STORAGE_DEFAULT_MAX_VALUE_SIZE, LY_STORAGE_DEFAULT_MAX_VALUE_SIZE,
                          (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
 
+  /**
+   * LyStorage:timeout:
+   *
+   * How long, in seconds, an operation may wait for the store behind the
+   * storage before it fails: the hub, for a child's storage (10 s when
+   * 0, the default), or the Redis server (2 s when 0), whose operations
+   * then fail with %LY_STORAGE_ERROR_UNAVAILABLE.  The hub's own store
+   * answers at once.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_TIMEOUT] =
+    g_param_spec_double ("timeout", NULL, NULL,
+                         0.0, 3600.0, 0.0,
+                         (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /**
@@ -507,6 +559,21 @@ ly_storage_class_init (LyStorageClass *klass)
   signals[PUBLISHED] =
     g_signal_new ("published", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST | G_SIGNAL_DETAILED,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_VARIANT);
+
+  /**
+   * LyStorage::changes-missed:
+   * @self: the storage
+   *
+   * The store behind the storage was out of reach and is back (a Redis
+   * server that went away, see ly_storage_new_for_uri()): changes made
+   * meanwhile were not announced with #LyStorage::changed.  Read again
+   * what you depend on.  Every process of the hub gets it.
+   *
+   * Since: 1.0
+   */
+  signals[CHANGES_MISSED] =
+    g_signal_new ("changes-missed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 0);
 }
 
 static void
@@ -553,6 +620,63 @@ ly_storage_new (void)
   return self;
 }
 
+/**
+ * ly_storage_new_for_uri:
+ * @uri: where the store is: `local:` for a store of this process's own
+ *   (as ly_storage_new()), `redis://[:PASSWORD@]HOST[:PORT][/DB]` or
+ *   `unix:///PATH[?db=N]` for a Redis server; both Redis forms take
+ *   `prefix=P` (the namespace of the keys, default `ly:`) and
+ *   `password-file=PATH` in their query
+ * @error: return location for a #GError
+ *
+ * Creates a storage on the store @uri names.  Several hubs, on several
+ * hosts, that use the same Redis server and prefix share one storage:
+ * every process of every hub sees every change, in the same order, and
+ * publications reach the subscribers of every hub.  A password may come
+ * from the URI, from the file `password-file` names, or from the
+ * environment variable `LY_STORAGE_PASSWORD`.
+ *
+ * The server is contacted at once: a server that cannot be reached,
+ * refuses the password, or does not answer as Redis does gives
+ * %LY_STORAGE_ERROR_UNAVAILABLE.  Later, an operation the server does
+ * not answer within #LyStorage:timeout fails with
+ * %LY_STORAGE_ERROR_UNAVAILABLE, and the storage reconnects by itself;
+ * #LyStorage::changes-missed tells when it is back.  Make it the hub's
+ * storage with ly_storage_set_default() before anything uses the
+ * default one; the hub's children keep talking to their hub.
+ *
+ * Returns: (transfer full): a new #LyStorage, or %NULL with @error set
+ *
+ * Since: 1.0
+ */
+LyStorage *
+ly_storage_new_for_uri (const char  *uri,
+                        GError     **error)
+{
+  g_autoptr(GMainContext) context = NULL;
+  g_autoptr(LyStorage) self = NULL;
+
+  g_return_val_if_fail (uri != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (g_str_equal (uri, "local:"))
+    return ly_storage_new ();
+
+#ifdef HAVE_HIREDIS
+  context = g_main_context_ref_thread_default ();
+  self = storage_new (context);
+  self->backend = ly_storage_redis_new (uri, &storage_events, self, context, error);
+  if (self->backend == NULL)
+    return NULL;
+  return g_steal_pointer (&self);
+#else
+  g_set_error (error, LY_STORAGE_ERROR, LY_STORAGE_ERROR_INVALID_URI,
+               _("“%s”: this build of liteyuki-comm has only the local storage (it was built without hiredis)"),
+               uri);
+  return NULL;
+#endif
+}
+
 /* A child's storage: a proxy over its control connection to the hub,
  * emitting in the control's context. */
 static LyStorage *
@@ -574,19 +698,61 @@ storage_new_proxy (LyControl *control)
  *
  * Returns: (transfer none): the default storage
  */
+/* @default_mutex protects @default_storage */
+static GMutex default_mutex;
+static LyStorage *default_storage;
+
 LyStorage *
 ly_storage_get_default (void)
 {
-  static gsize instance = 0;
+  LyStorage *storage;
 
-  if (g_once_init_enter (&instance))
+  g_mutex_lock (&default_mutex);
+  if (default_storage == NULL)
     {
       LyControl *control = ly_runtime_get_control ();
 
-      g_once_init_leave (&instance, (gsize) (control != NULL ? storage_new_proxy (control) : ly_storage_new ()));
+      default_storage = control != NULL ? storage_new_proxy (control) : ly_storage_new ();
     }
+  storage = default_storage;
+  g_mutex_unlock (&default_mutex);
 
-  return (LyStorage *) instance;
+  return storage;
+}
+
+/**
+ * ly_storage_set_default:
+ * @storage: (transfer none): the storage to make the default one
+ *
+ * Makes @storage what ly_storage_get_default() returns in this process:
+ * a hub on a Redis server (ly_storage_new_for_uri()) does this before
+ * it creates its #LyProcessManager, whose children then share it.  It
+ * fails (with a critical warning) once a default storage exists, and in
+ * a managed child, whose storage is its hub's.
+ *
+ * Returns: %TRUE if @storage is now the default one
+ *
+ * Since: 1.0
+ */
+gboolean
+ly_storage_set_default (LyStorage *storage)
+{
+  gboolean set = FALSE;
+
+  g_return_val_if_fail (LY_IS_STORAGE (storage), FALSE);
+  g_return_val_if_fail (ly_runtime_get_control () == NULL, FALSE);
+
+  g_mutex_lock (&default_mutex);
+  if (default_storage == NULL)
+    {
+      default_storage = g_object_ref (storage);
+      set = TRUE;
+    }
+  g_mutex_unlock (&default_mutex);
+
+  if (!set)
+    g_critical ("ly_storage_set_default() called after the default storage was made");
+  return set;
 }
 
 /**

@@ -43,6 +43,11 @@ LyStorage *ly_storage_get_default       (void);
 LY_AVAILABLE_IN_ALL
 LyStorage *ly_storage_new               (void);
 LY_AVAILABLE_IN_ALL
+LyStorage *ly_storage_new_for_uri       (const char           *uri,
+                                         GError              **error);
+LY_AVAILABLE_IN_ALL
+gboolean   ly_storage_set_default       (LyStorage            *storage);
+LY_AVAILABLE_IN_ALL
 gboolean   ly_storage_is_proxy          (LyStorage            *self);
 
 LY_AVAILABLE_IN_ALL

@@ -2,13 +2,16 @@
  *
  * Usage: ly-test-hub N [--bus-name NAME | --server]
  *
- * Starts N ly-test-child echo targets (or, when LY_TEST_HUB_CHILD holds a
- * command line, N of that) and prints "pid PID" for each, then
+ * Starts N ly-test-child echo targets (or, when LY_TEST_HUB_CHILD holds
+ * command lines separated by "|", N of those, in turn) and prints
+ * "pid PID" for each, then
  * runs until SIGINT or SIGTERM, which stop every child (exit 0 after).
  * With --bus-name it exports its storage and manager on the session bus
  * under NAME; with --server on a private D-Bus server whose address it
  * prints ("address ADDRESS").  It prints "changed KEY VALUE" for every
- * change of its storage, and "ready" when all is set up.
+ * change of its storage, "changes-missed" when its store tells so, and
+ * "ready" when all is set up.  With LY_TEST_HUB_STORAGE set to a storage
+ * URI, its storage (and its children's) is on that store.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -31,6 +34,32 @@ print_change (LyStorage  *storage,
 }
 
 static void
+print_missed (LyStorage *storage,
+              gpointer   user_data)
+{
+  printf ("changes-missed\n");
+  fflush (stdout);
+}
+
+/* The storage of LY_TEST_HUB_STORAGE, as the default one. */
+static LyStorage *
+hub_storage (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LyStorage) storage = NULL;
+  const char *uri = g_getenv ("LY_TEST_HUB_STORAGE");
+
+  if (uri != NULL)
+    {
+      storage = ly_storage_new_for_uri (uri, &error);
+      g_assert_no_error (error);
+      g_assert_true (ly_storage_set_default (storage));
+    }
+
+  return ly_storage_get_default ();
+}
+
+static void
 on_name_lost (GDBusConnection *connection,
               const char      *name,
               gpointer         user_data)
@@ -43,26 +72,30 @@ main (int   argc,
       char *argv[])
 {
   g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
+  LyStorage *storage = hub_storage ();
   g_autoptr(LyProcessManager) manager = ly_process_manager_new ();
   g_autoptr(GDBusConnection) bus = NULL;
   g_autoptr(GDBusServer) server = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *child = g_build_filename (g_getenv ("G_TEST_BUILDDIR"), "ly-test-child", NULL);
-  LyStorage *storage = ly_storage_get_default ();
+  g_auto(GStrv) commands = NULL;
   guint n = argc > 1 ? (guint) atoi (argv[1]) : 1;
   const char *bus_name = argc > 3 && g_str_equal (argv[2], "--bus-name") ? argv[3] : NULL;
   gboolean private_server = argc > 2 && g_str_equal (argv[2], "--server");
-  g_auto(GStrv) child_argv = NULL;
-
   if (g_getenv ("LY_TEST_HUB_CHILD") != NULL)
-    g_assert_true (g_shell_parse_argv (g_getenv ("LY_TEST_HUB_CHILD"), NULL, &child_argv, NULL));
+    commands = g_strsplit (g_getenv ("LY_TEST_HUB_CHILD"), "|", -1);
   else
-    child_argv = g_strdupv ((char *[]) { child, (char *) "echo", NULL });
+    {
+      commands = g_new0 (char *, 2);
+      commands[0] = g_strconcat (child, " echo", NULL);
+    }
 
   for (guint i = 0; i < n; i++)
     {
       g_autofree char *name = g_strdup_printf ("child%u", i);
+      g_auto(GStrv) child_argv = NULL;
 
+      g_assert_true (g_shell_parse_argv (commands[i % g_strv_length (commands)], NULL, &child_argv, NULL));
       ly_process_manager_add_target (manager, name, (const char * const *) child_argv, &error);
       g_assert_no_error (error);
     }
@@ -72,6 +105,7 @@ main (int   argc,
   ly_process_manager_start_all (manager, &error);
   g_assert_no_error (error);
   g_signal_connect (storage, "changed", G_CALLBACK (print_change), NULL);
+  g_signal_connect (storage, "changes-missed", G_CALLBACK (print_missed), NULL);
 
   for (guint i = 0; i < n; i++)
     {

@@ -1,0 +1,501 @@
+/* test-redis.c: the storage on a real Redis server: URIs and errors, the
+ * semantics, two hubs (processes, with C and Python children) sharing it,
+ * and Redis going away and coming back
+ *
+ * Every test starts its own redis-server on a unix socket in a temporary
+ * directory (no persistence) and stops it by pid.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+#include <hiredis/hiredis.h>
+
+#include "ly-test-util.h"
+
+typedef struct
+{
+  char *dir;
+  char *socket;
+  char *uri;
+  GPid  pid;
+} Redis;
+
+/* A test that fails must not leave its server behind. */
+static void
+die_with_test (gpointer user_data)
+{
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
+}
+
+/* (Re)starts the server of @redis at its socket. */
+static void
+redis_run (Redis      *redis,
+           const char *password)
+{
+  g_autofree char *server = g_find_program_in_path ("redis-server");
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr(GError) error = NULL;
+  gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+
+  /* CI installs it: a missing server is a failure, not a skip */
+  g_assert_nonnull (server);
+
+  g_ptr_array_add (argv, server);
+  g_ptr_array_add (argv, (char *) "--port");
+  g_ptr_array_add (argv, (char *) "0");
+  g_ptr_array_add (argv, (char *) "--unixsocket");
+  g_ptr_array_add (argv, redis->socket);
+  g_ptr_array_add (argv, (char *) "--save");
+  g_ptr_array_add (argv, (char *) "");
+  g_ptr_array_add (argv, (char *) "--appendonly");
+  g_ptr_array_add (argv, (char *) "no");
+  g_ptr_array_add (argv, (char *) "--daemonize");
+  g_ptr_array_add (argv, (char *) "no");
+  g_ptr_array_add (argv, (char *) "--dir");
+  g_ptr_array_add (argv, redis->dir);
+  if (password != NULL)
+    {
+      g_ptr_array_add (argv, (char *) "--requirepass");
+      g_ptr_array_add (argv, (char *) password);
+    }
+  g_ptr_array_add (argv, NULL);
+
+  g_spawn_async (NULL, (char **) argv->pdata, NULL, G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL,
+                 die_with_test, NULL, &redis->pid, &error);
+  g_assert_no_error (error);
+
+  while (!g_file_test (redis->socket, G_FILE_TEST_EXISTS))
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (10000);
+    }
+}
+
+/* A redis-server of the test's own; @password may be NULL. */
+static Redis *
+redis_start (const char *password)
+{
+  Redis *redis = g_new0 (Redis, 1);
+  g_autoptr(GError) error = NULL;
+
+  redis->dir = g_dir_make_tmp ("ly-redis-XXXXXX", &error);
+  g_assert_no_error (error);
+  redis->socket = g_build_filename (redis->dir, "redis.sock", NULL);
+  redis->uri = g_strdup_printf ("unix://%s", redis->socket);
+  redis_run (redis, password);
+
+  return redis;
+}
+
+/* Stops it by pid (the directory stays, for a restart). */
+static void
+redis_kill (Redis *redis,
+            int    signal_number)
+{
+  if (redis->pid == 0)
+    return;
+  kill (redis->pid, signal_number);
+  waitpid (redis->pid, NULL, 0);
+  g_spawn_close_pid (redis->pid);
+  redis->pid = 0;
+  g_unlink (redis->socket);
+}
+
+static void
+redis_free (Redis *redis)
+{
+  redis_kill (redis, SIGTERM);
+  g_rmdir (redis->dir);
+  g_free (redis->dir);
+  g_free (redis->socket);
+  g_free (redis->uri);
+  g_free (redis);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Redis, redis_free)
+
+/* A plain Redis client, to look at what the storage wrote. */
+static redisReply *
+redis_raw (Redis      *redis,
+           const char *format,
+           ...)
+{
+  redisContext *c = redisConnectUnix (redis->socket);
+  redisReply *reply;
+  va_list args;
+
+  g_assert_nonnull (c);
+  g_assert_cmpint (c->err, ==, 0);
+  va_start (args, format);
+  reply = redisvCommand (c, format, args);
+  va_end (args);
+  redisFree (c);
+
+  g_assert_nonnull (reply);
+  return reply;
+}
+
+/* URIs and errors ---------------------------------------------------------------- */
+
+/* A server that is not Redis: it answers every connection with HTTP. */
+static gpointer
+serve_http (gpointer data)
+{
+  int listener = GPOINTER_TO_INT (data);
+  int fd;
+
+  while ((fd = accept (listener, NULL, NULL)) >= 0)
+    {
+      char buffer[256];
+      const char answer[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
+
+      if (recv (fd, buffer, sizeof buffer, 0) > 0)
+        g_assert_cmpint (send (fd, answer, sizeof answer - 1, MSG_NOSIGNAL), >, 0);
+      close (fd);
+    }
+
+  return NULL;
+}
+
+static void
+assert_uri_fails (const char *uri,
+                  int         code,
+                  const char *words)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LyStorage) storage = ly_storage_new_for_uri (uri, &error);
+
+  g_assert_null (storage);
+  g_assert_error (error, LY_STORAGE_ERROR, code);
+  g_test_message ("%s: %s", uri, error->message);
+  if (words != NULL)
+    g_assert_nonnull (strstr (error->message, words));
+}
+
+static void
+test_uris_and_errors (void)
+{
+  g_autoptr(Redis) redis = redis_start ("s3cret");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LyStorage) storage = NULL;
+  g_autofree char *good = g_strdup_printf ("unix://%s?prefix=t:", redis->socket);
+  g_autofree char *wrong = NULL;
+  g_autofree char *not_redis_path = g_build_filename (redis->dir, "http.sock", NULL);
+  g_autofree char *not_redis = g_strdup_printf ("unix://%s", not_redis_path);
+  g_autofree char *password_file = g_build_filename (redis->dir, "password", NULL);
+  g_autofree char *with_file = g_strdup_printf ("unix://%s?password-file=%s", redis->socket, password_file);
+  struct sockaddr_un address = { .sun_family = AF_UNIX };
+  int listener;
+
+  assert_uri_fails ("memcached://localhost", LY_STORAGE_ERROR_INVALID_URI, NULL);
+  assert_uri_fails ("redis://localhost/not-a-number", LY_STORAGE_ERROR_INVALID_URI, NULL);
+  assert_uri_fails ("unix:relative/path", LY_STORAGE_ERROR_INVALID_URI, NULL);
+  assert_uri_fails ("unix:///nonexistent/redis.sock", LY_STORAGE_ERROR_UNAVAILABLE, "/nonexistent/redis.sock");
+
+  /* no password, and a wrong one: said, and the password is not in it */
+  g_unsetenv ("LY_STORAGE_PASSWORD");
+  assert_uri_fails (good, LY_STORAGE_ERROR_UNAVAILABLE, "password");
+  wrong = g_strdup_printf ("unix://%s", redis->socket);
+  g_setenv ("LY_STORAGE_PASSWORD", "wrong", TRUE);
+  assert_uri_fails (wrong, LY_STORAGE_ERROR_UNAVAILABLE, "refused the password");
+
+  /* AUTH works: from the environment, and from a file */
+  g_setenv ("LY_STORAGE_PASSWORD", "s3cret", TRUE);
+  storage = ly_storage_new_for_uri (good, &error);
+  g_assert_no_error (error);
+  g_assert_true (ly_storage_set (storage, "auth", g_variant_new_boolean (TRUE), &error));
+  g_assert_no_error (error);
+  g_clear_object (&storage);
+  g_unsetenv ("LY_STORAGE_PASSWORD");
+  g_assert_true (g_file_set_contents (password_file, "s3cret\n", -1, NULL));
+  storage = ly_storage_new_for_uri (with_file, &error);
+  g_assert_no_error (error);
+  g_clear_object (&storage);
+
+  /* a server that speaks something else */
+  listener = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  g_strlcpy (address.sun_path, not_redis_path, sizeof address.sun_path);
+  g_assert_cmpint (bind (listener, (struct sockaddr *) &address, sizeof address), ==, 0);
+  g_assert_cmpint (listen (listener, 4), ==, 0);
+  g_thread_unref (g_thread_new ("http", serve_http, GINT_TO_POINTER (listener)));
+  assert_uri_fails (not_redis, LY_STORAGE_ERROR_UNAVAILABLE, "does not answer as a Redis server does");
+  shutdown (listener, SHUT_RDWR);
+  g_unlink (not_redis_path);
+  g_unlink (password_file);
+
+  /* local: is the store of this process */
+  storage = ly_storage_new_for_uri ("local:", &error);
+  g_assert_no_error (error);
+  g_assert_false (ly_storage_is_proxy (storage));
+}
+
+/* Semantics, in one process ------------------------------------------------------- */
+
+typedef struct
+{
+  GPtrArray *changes;
+  guint      missed;
+} Recorder;
+
+static void
+record_change (LyStorage  *storage,
+               const char *key,
+               GVariant   *value,
+               Recorder   *recorder)
+{
+  g_ptr_array_add (recorder->changes,
+                   g_strdup_printf ("%s=%s", key, value != NULL ? g_variant_print (value, FALSE) : "deleted"));
+}
+
+static void
+record_missed (LyStorage *storage,
+               Recorder  *recorder)
+{
+  recorder->missed++;
+}
+
+static void
+recorder_watch (Recorder  *recorder,
+                LyStorage *storage)
+{
+  recorder->changes = g_ptr_array_new_with_free_func (g_free);
+  g_signal_connect (storage, "changed", G_CALLBACK (record_change), recorder);
+  g_signal_connect (storage, "changes-missed", G_CALLBACK (record_missed), recorder);
+}
+
+static void
+test_semantics (void)
+{
+  g_autoptr(Redis) redis = redis_start (NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LyStorage) storage = ly_storage_new_for_uri (redis->uri, &error);
+  g_autoptr(GVariant) value = NULL;
+  g_autoptr(GVariant) all = NULL;
+  g_auto(GStrv) keys = NULL;
+  redisReply *raw;
+  Recorder recorder = { 0, };
+
+  g_assert_no_error (error);
+  recorder_watch (&recorder, storage);
+
+  g_assert_true (ly_storage_set (storage, "name", g_variant_new_string ("hello"), &error));
+  g_assert_true (ly_storage_set (storage, "name", g_variant_new_string ("hello"), &error));  /* no change */
+  g_assert_true (ly_storage_set (storage, "n", g_variant_new_int32 (1), &error));
+  g_assert_true (ly_storage_set (storage, "héllo wörld", g_variant_new ("(sas)", "x", NULL), &error));
+  g_assert_no_error (error);
+
+  value = ly_storage_get (storage, "name", &error);
+  g_assert_cmpstr (g_variant_get_string (value, NULL), ==, "hello");
+  g_clear_pointer (&value, g_variant_unref);
+  g_assert_null (ly_storage_get (storage, "missing", &error));
+  g_assert_no_error (error);
+  g_assert_true (ly_storage_contains (storage, "n", &error));
+  g_assert_false (ly_storage_contains (storage, "missing", &error));
+
+  /* the documented encoding: type, NUL, normal form */
+  raw = redis_raw (redis, "GET ly:k:name");
+  g_assert_cmpint (raw->type, ==, REDIS_REPLY_STRING);
+  g_assert_cmpmem (raw->str, raw->len, "s\0hello\0", 8);
+  freeReplyObject (raw);
+
+  /* compare-and-set compares exactly: an int32 1 is not a uint32 1 */
+  g_assert_false (ly_storage_compare_and_set (storage, "n", g_variant_new_uint32 (1), g_variant_new_int32 (2), &error));
+  g_assert_true (ly_storage_compare_and_set (storage, "n", g_variant_new_int32 (1), g_variant_new_int32 (2), &error));
+  g_assert_false (ly_storage_compare_and_set (storage, "new", g_variant_new_int32 (0), g_variant_new_int32 (1), &error));
+  g_assert_true (ly_storage_compare_and_set (storage, "new", NULL, g_variant_new_int32 (1), &error));
+  g_assert_true (ly_storage_compare_and_set (storage, "new", g_variant_new_int32 (1), NULL, &error));
+  g_assert_no_error (error);
+
+  keys = ly_storage_list_keys (storage, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_strv_length (keys), ==, 3);
+  g_assert_cmpstr (keys[0], ==, "héllo wörld");
+  g_assert_cmpstr (keys[1], ==, "n");
+  g_assert_cmpstr (keys[2], ==, "name");
+  all = ly_storage_get_all (storage, &error);
+  g_assert_cmpuint (g_variant_n_children (all), ==, 3);
+
+  g_assert_true (ly_storage_delete (storage, "name", &error));
+  g_assert_true (ly_storage_delete (storage, "name", &error));   /* not there: no change */
+  g_assert_null (ly_storage_get (storage, "name", &error));
+
+  /* every real change once, in order, before the call returned */
+  for (guint i = 0; i < recorder.changes->len; i++)
+    g_test_message ("change %u: %s", i, (char *) g_ptr_array_index (recorder.changes, i));
+  g_assert_cmpuint (recorder.changes->len, ==, 7);
+  g_assert_cmpstr (g_ptr_array_index (recorder.changes, 0), ==, "name='hello'");
+  g_assert_cmpstr (g_ptr_array_index (recorder.changes, 1), ==, "n=1");
+  g_assert_cmpstr (g_ptr_array_index (recorder.changes, 2), ==, "héllo wörld=('x', [])");
+  g_assert_cmpstr (g_ptr_array_index (recorder.changes, 3), ==, "n=2");
+  g_assert_cmpstr (g_ptr_array_index (recorder.changes, 4), ==, "new=1");
+  g_assert_cmpstr (g_ptr_array_index (recorder.changes, 5), ==, "new=deleted");
+  g_assert_cmpstr (g_ptr_array_index (recorder.changes, 6), ==, "name=deleted");
+  g_assert_cmpuint (recorder.missed, ==, 0);
+  g_ptr_array_unref (recorder.changes);
+}
+
+/* Runs the default context until @done, for at most 10 s. */
+#define RUN_UNTIL(done)                                                   \
+  G_STMT_START {                                                          \
+    gint64 until = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;         \
+    while (!(done))                                                       \
+      {                                                                   \
+        g_assert_cmpint (g_get_monotonic_time (), <, until);              \
+        g_main_context_iteration (NULL, FALSE);                           \
+        g_usleep (1000);                                                  \
+      }                                                                   \
+  } G_STMT_END
+
+/* Two stores on one server: what one writes, the other hears of, in the
+ * same order, and reads; publications cross too. */
+static void
+on_published (LyStorage  *storage,
+              const char *topic,
+              GVariant   *value,
+              GPtrArray  *seen)
+{
+  g_ptr_array_add (seen, g_variant_print (value, FALSE));
+}
+
+static void
+test_two_stores (void)
+{
+  g_autoptr(Redis) redis = redis_start (NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LyStorage) a = ly_storage_new_for_uri (redis->uri, &error);
+  g_autoptr(LyStorage) b = ly_storage_new_for_uri (redis->uri, &error);
+  g_autoptr(GPtrArray) published = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GVariant) value = NULL;
+  Recorder in_a = { 0, }, in_b = { 0, };
+
+  g_assert_no_error (error);
+  recorder_watch (&in_a, a);
+  recorder_watch (&in_b, b);
+  g_signal_connect (b, "published::news", G_CALLBACK (on_published), published);
+  g_assert_true (ly_storage_subscribe (b, "news", &error));
+
+  for (int i = 0; i < 100; i++)
+    {
+      g_assert_true (ly_storage_set (i % 2 ? a : b, "k", g_variant_new_int32 (i), &error));
+      g_assert_no_error (error);
+      g_assert_true (ly_storage_publish (a, "news", g_variant_new_int32 (i), &error));
+    }
+  g_test_message ("heard %u in a, %u in b, %u publications", in_a.changes->len, in_b.changes->len, published->len);
+  for (guint i = 0; i < in_b.changes->len; i++)
+    g_test_message ("b: %s", (char *) g_ptr_array_index (in_b.changes, i));
+  for (guint i = 0; i < published->len; i++)
+    g_test_message ("p: %s", (char *) g_ptr_array_index (published, i));
+  RUN_UNTIL (in_b.changes->len >= 100 && in_a.changes->len >= 100 && published->len >= 100);
+
+  for (int i = 0; i < 100; i++)
+    {
+      g_autofree char *expected = g_strdup_printf ("k=%d", i);
+      g_autofree char *expected_news = g_strdup_printf ("%d", i);
+
+      g_assert_cmpstr (g_ptr_array_index (in_a.changes, i), ==, expected);
+      g_assert_cmpstr (g_ptr_array_index (in_b.changes, i), ==, expected);
+      g_assert_cmpstr (g_ptr_array_index (published, i), ==, expected_news);
+    }
+
+  /* b heard the last change: it reads it (from its cache or Redis) */
+  value = ly_storage_get (b, "k", &error);
+  g_assert_cmpint (g_variant_get_int32 (value), ==, 99);
+  g_ptr_array_unref (in_a.changes);
+  g_ptr_array_unref (in_b.changes);
+}
+
+/* Redis goes away and comes back ------------------------------------------------- */
+
+static gpointer
+set_in_thread (gpointer data)
+{
+  GError *error = NULL;
+
+  ly_storage_set (data, "from-thread", g_variant_new_int32 (1), &error);
+  return error;
+}
+
+static void
+test_redis_restart (void)
+{
+  g_autoptr(Redis) redis = redis_start (NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LyStorage) storage = ly_storage_new_for_uri (redis->uri, &error);
+  g_autoptr(LyStorage) other = ly_storage_new_for_uri (redis->uri, &error);
+  g_autoptr(GPtrArray) published = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GVariant) value = NULL;
+  Recorder recorder = { 0, }, in_other = { 0, };
+  GError *thread_error;
+  gint64 start;
+
+  g_assert_no_error (error);
+  /* the backend warns that the server went away, once per attempt to
+   * reach it: how many depends on how fast it comes back */
+  g_log_set_always_fatal (G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
+  g_object_set (storage, "timeout", 1.0, NULL);
+  recorder_watch (&recorder, storage);
+  recorder_watch (&in_other, other);
+  g_signal_connect (storage, "published::news", G_CALLBACK (on_published), published);
+  g_assert_true (ly_storage_subscribe (storage, "news", &error));
+  g_assert_true (ly_storage_set (storage, "k", g_variant_new_int32 (1), &error));
+  value = ly_storage_get (storage, "k", &error);
+  g_assert_cmpint (g_variant_get_int32 (value), ==, 1);
+  g_clear_pointer (&value, g_variant_unref);
+
+  /* gone: every operation fails within the bound, in this thread and in
+   * another; nothing hangs; the cache is not served as current */
+  redis_kill (redis, SIGKILL);
+  start = g_get_monotonic_time ();
+  g_assert_false (ly_storage_set (storage, "k", g_variant_new_int32 (2), &error));
+  g_assert_error (error, LY_STORAGE_ERROR, LY_STORAGE_ERROR_UNAVAILABLE);
+  g_clear_error (&error);
+  g_assert_null (ly_storage_get (storage, "k", &error));
+  g_assert_error (error, LY_STORAGE_ERROR, LY_STORAGE_ERROR_UNAVAILABLE);
+  g_clear_error (&error);
+  thread_error = g_thread_join (g_thread_new ("setter", set_in_thread, storage));
+  g_assert_error (thread_error, LY_STORAGE_ERROR, LY_STORAGE_ERROR_UNAVAILABLE);
+  g_clear_error (&thread_error);
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 3 * G_USEC_PER_SEC);
+
+  /* back, at the same address: reconnected, told, working again */
+  redis_run (redis, NULL);
+  RUN_UNTIL (recorder.missed == 1 && in_other.missed == 1);
+  g_assert_true (ly_storage_set (storage, "k", g_variant_new_int32 (3), &error));
+  g_assert_no_error (error);
+  value = ly_storage_get (other, "k", &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (g_variant_get_int32 (value), ==, 3);
+
+  /* the subscription was restored */
+  g_assert_true (ly_storage_publish (other, "news", g_variant_new_string ("again"), &error));
+  g_assert_no_error (error);
+  RUN_UNTIL (published->len == 1);
+  g_assert_cmpstr (g_ptr_array_index (published, 0), ==, "'again'");
+
+  g_ptr_array_unref (recorder.changes);
+  g_ptr_array_unref (in_other.changes);
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+  g_unsetenv ("LY_STORAGE_PASSWORD");
+
+  g_test_add_func ("/redis/uris-and-errors", test_uris_and_errors);
+  g_test_add_func ("/redis/semantics", test_semantics);
+  g_test_add_func ("/redis/two-stores", test_two_stores);
+  g_test_add_func ("/redis/restart", test_redis_restart);
+
+  return g_test_run ();
+}
