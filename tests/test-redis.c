@@ -329,8 +329,6 @@ test_semantics (void)
   g_assert_null (ly_storage_get (storage, "name", &error));
 
   /* every real change once, in order, before the call returned */
-  for (guint i = 0; i < recorder.changes->len; i++)
-    g_test_message ("change %u: %s", i, (char *) g_ptr_array_index (recorder.changes, i));
   g_assert_cmpuint (recorder.changes->len, ==, 7);
   g_assert_cmpstr (g_ptr_array_index (recorder.changes, 0), ==, "name='hello'");
   g_assert_cmpstr (g_ptr_array_index (recorder.changes, 1), ==, "n=1");
@@ -389,11 +387,6 @@ test_two_stores (void)
       g_assert_no_error (error);
       g_assert_true (ly_storage_publish (a, "news", g_variant_new_int32 (i), &error));
     }
-  g_test_message ("heard %u in a, %u in b, %u publications", in_a.changes->len, in_b.changes->len, published->len);
-  for (guint i = 0; i < in_b.changes->len; i++)
-    g_test_message ("b: %s", (char *) g_ptr_array_index (in_b.changes, i));
-  for (guint i = 0; i < published->len; i++)
-    g_test_message ("p: %s", (char *) g_ptr_array_index (published, i));
   RUN_UNTIL (in_b.changes->len >= 100 && in_a.changes->len >= 100 && published->len >= 100);
 
   for (int i = 0; i < 100; i++)
@@ -485,6 +478,184 @@ test_redis_restart (void)
   g_ptr_array_unref (in_other.changes);
 }
 
+/* Two hubs, standing for two hosts ------------------------------------------------ */
+
+typedef struct
+{
+  GSubprocess *process;
+  GPtrArray   *changes;    /* the values of "counter" it announced, in order */
+  GString     *partial;
+  gboolean     ready;
+  gboolean     eof;        /* no read is pending */
+} Hub;
+
+static void read_hub_output (GObject *source, GAsyncResult *result, gpointer user_data);
+
+static void
+hub_read_more (Hub *hub)
+{
+  GInputStream *out = g_subprocess_get_stdout_pipe (hub->process);
+
+  g_input_stream_read_bytes_async (out, 64 * 1024, G_PRIORITY_DEFAULT, NULL, read_hub_output, hub);
+}
+
+static void
+read_hub_output (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  Hub *hub = user_data;
+  g_autoptr(GBytes) bytes = g_input_stream_read_bytes_finish (G_INPUT_STREAM (source), result, NULL);
+  char *newline;
+
+  if (bytes == NULL || g_bytes_get_size (bytes) == 0)
+    {
+      hub->eof = TRUE;
+      return;
+    }
+
+  g_string_append_len (hub->partial, g_bytes_get_data (bytes, NULL), (gssize) g_bytes_get_size (bytes));
+  while ((newline = strchr (hub->partial->str, '\n')) != NULL)
+    {
+      g_autofree char *line = g_strndup (hub->partial->str, (gsize) (newline - hub->partial->str));
+
+      g_string_erase (hub->partial, 0, newline - hub->partial->str + 1);
+      if (g_str_equal (line, "ready"))
+        hub->ready = TRUE;
+      else if (g_str_has_prefix (line, "changed counter "))
+        g_ptr_array_add (hub->changes, g_strdup (line + strlen ("changed counter ")));
+    }
+  hub_read_more (hub);
+}
+
+static Hub *
+hub_start (Redis      *redis,
+           const char *children,
+           guint       n_children,
+           const char *output)
+{
+  g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE);
+  g_autofree char *path = g_test_build_filename (G_TEST_BUILT, "ly-test-hub", NULL);
+  g_autofree char *n = g_strdup_printf ("%u", n_children);
+  g_autoptr(GError) error = NULL;
+  Hub *hub = g_new0 (Hub, 1);
+
+  g_subprocess_launcher_setenv (launcher, "LY_TEST_HUB_STORAGE", redis->uri, TRUE);
+  g_subprocess_launcher_setenv (launcher, "LY_TEST_HUB_CHILD", children, TRUE);
+  g_subprocess_launcher_setenv (launcher, "LY_TEST_OUTPUT", output, TRUE);
+  hub->process = g_subprocess_launcher_spawn (launcher, &error, path, n, NULL);
+  g_assert_no_error (error);
+  hub->changes = g_ptr_array_new_with_free_func (g_free);
+  hub->partial = g_string_new (NULL);
+  hub_read_more (hub);
+
+  return hub;
+}
+
+static void
+hub_stop (Hub *hub)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_subprocess_send_signal (hub->process, SIGTERM);
+  g_subprocess_wait (hub->process, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_exited (hub->process));
+  g_assert_cmpint (g_subprocess_get_exit_status (hub->process), ==, 0);
+  RUN_UNTIL (hub->eof);
+}
+
+static void
+hub_free (Hub *hub)
+{
+  g_object_unref (hub->process);
+  g_ptr_array_unref (hub->changes);
+  g_string_free (hub->partial, TRUE);
+  g_free (hub);
+}
+
+static guint
+count_lines (const char *path,
+             const char *text)
+{
+  g_autofree char *contents = NULL;
+  guint n = 0;
+
+  if (!g_file_get_contents (path, &contents, NULL, NULL))
+    return 0;
+  for (const char *p = contents; (p = strstr (p, text)) != NULL; p++)
+    n++;
+  return n;
+}
+
+static void
+test_two_hubs (void)
+{
+  g_autoptr(Redis) redis = redis_start (NULL);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *c_child = g_test_build_filename (G_TEST_BUILT, "ly-test-storage-child", NULL);
+  g_autofree char *py_child = g_test_build_filename (G_TEST_DIST, "helpers", "storage_child.py", NULL);
+  g_autofree char *output = g_build_filename (redis->dir, "output", NULL);
+  const char *python = g_getenv ("LY_TEST_PYTHON");
+  guint n = ly_test_scaled (5000);
+  g_autofree char *cas_c = g_strdup_printf ("%s cas-increment counter %u", c_child, n);
+  g_autofree char *cas_py = g_strdup_printf ("%s %s counter %u", python, py_child, n);
+  g_autofree char *done_line = g_strdup_printf ("incremented %u times", n);
+  g_autofree char *children_a = g_strdup_printf ("%s|%s|%s subscribe news 1000", cas_c, cas_py, c_child);
+  g_autofree char *children_b = g_strdup_printf ("%s|%s|%s wait-publish go news 1 1000", cas_c, cas_py, c_child);
+  g_autoptr(LyStorage) client = NULL;
+  g_autoptr(GVariant) total = NULL;
+  Hub *a, *b;
+
+  if (python == NULL)
+    {
+      g_test_skip ("no introspection data in this build: no Python children");
+      return;
+    }
+
+  a = hub_start (redis, children_a, 3, output);
+  b = hub_start (redis, children_b, 3, output);
+  RUN_UNTIL (a->ready && b->ready && count_lines (output, "ready") == 1);
+
+  /* the subscriber (on hub a) is ready: the publisher (on hub b) goes */
+  client = ly_storage_new_for_uri (redis->uri, &error);
+  g_assert_no_error (error);
+  g_assert_true (ly_storage_set (client, "go", g_variant_new_boolean (TRUE), &error));
+
+  {
+    gint64 until = g_get_monotonic_time () + 240 * G_USEC_PER_SEC;
+
+    while (count_lines (output, done_line) < 4 || count_lines (output, "received 1000 publications") < 1 ||
+           a->changes->len < 4 * n || b->changes->len < 4 * n)
+      {
+        g_assert_cmpint (g_get_monotonic_time (), <, until);
+        g_assert_cmpuint (count_lines (output, "out of order"), ==, 0);
+        g_main_context_iteration (NULL, FALSE);
+        g_usleep (5000);
+      }
+  }
+
+  /* exact across hubs, and every change announced once, in one order */
+  total = ly_storage_get (client, "counter", &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_variant_get_uint32 (total), ==, 4 * n);
+  g_assert_cmpuint (a->changes->len, ==, 4 * n);
+  g_assert_cmpuint (b->changes->len, ==, 4 * n);
+  for (guint i = 0; i < 4 * n; i++)
+    {
+      g_autofree char *expected = g_strdup_printf ("uint32 %u", i + 1);
+
+      g_assert_cmpstr (g_ptr_array_index (a->changes, i), ==, expected);
+      g_assert_cmpstr (g_ptr_array_index (b->changes, i), ==, expected);
+    }
+
+  hub_stop (a);
+  hub_stop (b);
+  hub_free (a);
+  hub_free (b);
+  g_unlink (output);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -495,6 +666,7 @@ main (int   argc,
   g_test_add_func ("/redis/uris-and-errors", test_uris_and_errors);
   g_test_add_func ("/redis/semantics", test_semantics);
   g_test_add_func ("/redis/two-stores", test_two_stores);
+  g_test_add_func ("/redis/two-hubs", test_two_hubs);
   g_test_add_func ("/redis/restart", test_redis_restart);
 
   return g_test_run ();

@@ -44,6 +44,7 @@ gboolean lc_config_load_data (const char        *path,
                                LyProcessManager  *manager,
                                GError           **error);
 char    *lc_default_config_path (void);
+char    *lc_config_get_storage  (const char        *path);
 
 /* A value given on the command line, in GVariant text format. */
 GVariant *lc_parse_value (const char  *text,

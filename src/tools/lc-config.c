@@ -2,6 +2,7 @@
  *
  *     [hub]
  *     StopTimeout=10
+ *     Storage=redis://db.example:6379/0?password-file=/etc/liteyuki/redis.pw
  *
  *     [target nonebot]
  *     Exec=python3 -m nonebot_plugin
@@ -216,7 +217,7 @@ lc_config_load_data (const char        *path,
                      LyProcessManager  *manager,
                      GError           **error)
 {
-  static const char * const hub_keys[] = { "StopTimeout", NULL };
+  static const char * const hub_keys[] = { "StopTimeout", "Storage", NULL };
   g_autoptr(GKeyFile) file = g_key_file_new ();
   g_auto(GStrv) lines = NULL;
   g_auto(GStrv) groups = NULL;
@@ -241,9 +242,15 @@ lc_config_load_data (const char        *path,
         {
           double stop_timeout = -1;
 
+          g_autofree char *storage = g_key_file_get_string (file, groups[i], "Storage", NULL);
+
           if (!check_keys (&config, groups[i], hub_keys, error) ||
               !parse_seconds (&config, groups[i], "StopTimeout", &stop_timeout, error))
             return FALSE;
+          /* opened by the daemon before the targets (lc_config_get_storage()) */
+          if (storage != NULL && strchr (storage, ':') == NULL)
+            return config_error (&config, error, groups[i], "Storage",
+                                 _("“%s” is not a storage URI (local:, redis://HOST…, unix:///PATH…)"), storage);
           if (stop_timeout >= 0)
             ly_process_manager_set_stop_timeout (manager, stop_timeout);
         }
@@ -266,6 +273,19 @@ lc_config_load_data (const char        *path,
     }
 
   return TRUE;
+}
+
+/* [hub] Storage= of the file at @path, or NULL (also when the file
+ * cannot be read: lc_config_load() says why). */
+char *
+lc_config_get_storage (const char *path)
+{
+  g_autoptr(GKeyFile) file = g_key_file_new ();
+
+  if (!g_key_file_load_from_file (file, path, G_KEY_FILE_NONE, NULL))
+    return NULL;
+
+  return g_key_file_get_string (file, "hub", "Storage", NULL);
 }
 
 /* Where `run` looks when it is given no configuration: the file the

@@ -16,9 +16,11 @@ typedef struct
   char             *bus_name;
   char             *address;
   char             *storage_path;
+  char             *storage_uri;
   char             *config_path;
   gboolean          verbose;
   gboolean          check;
+  gboolean          shared;         /* the storage is on a store of its own */
 
   GMainLoop        *loop;
   LyProcessManager *manager;
@@ -36,11 +38,13 @@ daemon_clear (Daemon *daemon)
   g_free (daemon->bus_name);
   g_free (daemon->address);
   g_free (daemon->storage_path);
+  g_free (daemon->storage_uri);
   g_free (daemon->config_path);
   g_clear_pointer (&daemon->storage_file, lc_storage_file_free);
   g_clear_object (&daemon->server);
   g_clear_object (&daemon->bus);
   g_clear_object (&daemon->manager);
+  g_clear_object (&daemon->storage);
   g_clear_pointer (&daemon->loop, g_main_loop_unref);
 }
 
@@ -106,6 +110,9 @@ parse_options (Daemon  *daemon,
       N_("Serve on a private D-Bus server at this address instead of the session bus"), N_("ADDRESS") },
     { "storage-file", 0, 0, G_OPTION_ARG_FILENAME, &daemon->storage_path,
       N_("Keep the storage in this file across restarts"), N_("PATH") },
+    { "storage", 0, 0, G_OPTION_ARG_STRING, &daemon->storage_uri,
+      N_("Keep the storage on this store, shared with hubs on other hosts: redis://HOST[:PORT][/DB] or unix:///PATH[?db=N] (default: [hub] Storage=, or this hub's own)"),
+      N_("URI") },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &daemon->verbose, N_("Log every process event"), NULL },
     { "check", 0, 0, G_OPTION_ARG_NONE, &daemon->check, N_("Check the configuration and exit"), NULL },
     { NULL }
@@ -130,11 +137,43 @@ parse_options (Daemon  *daemon,
   return -1;
 }
 
+/* The storage: on the store --storage or [hub] Storage= names (a
+ * password comes from its password-file= or LY_STORAGE_PASSWORD, never
+ * the command line alone), else the hub's own; made the default one
+ * before anything uses it.  Then the manager, whose children share it. */
+static gboolean
+open_storage (Daemon *daemon)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *uri = daemon->storage_uri != NULL ? g_strdup (daemon->storage_uri)
+                                                     : lc_config_get_storage (daemon->config_path);
+
+  daemon->shared = uri != NULL && !g_str_equal (uri, "local:");
+  if (!daemon->shared || daemon->check)
+    daemon->storage = g_object_ref (ly_storage_get_default ());
+  else if ((daemon->storage = ly_storage_new_for_uri (uri, &error)) == NULL)
+    {
+      lc_print_error ("%s", error->message);
+      return FALSE;
+    }
+  else if (!ly_storage_set_default (daemon->storage))
+    return FALSE;
+
+  daemon->manager = g_object_new (LY_TYPE_PROCESS_MANAGER, "storage", daemon->storage, NULL);
+  return TRUE;
+}
+
 /* The configuration's targets, and the storage file. */
 static gboolean
 load (Daemon *daemon)
 {
   g_autoptr(GError) error = NULL;
+
+  if (daemon->storage_path != NULL && daemon->shared)
+    {
+      lc_print_error (_("--storage-file keeps the hub’s own storage; the storage is on another store here"));
+      return FALSE;
+    }
 
   if (!lc_config_load (daemon->config_path, daemon->manager, &error))
     {
@@ -240,12 +279,10 @@ lc_run_main (int    argc,
   int status;
 
   daemon.loop = g_main_loop_new (NULL, FALSE);
-  daemon.manager = ly_process_manager_new ();
-  daemon.storage = ly_storage_get_default ();
 
   if ((status = parse_options (&daemon, argc, argv)) < 0)
     {
-      if (!load (&daemon))
+      if (!open_storage (&daemon) || !load (&daemon))
         status = LC_EXIT_FAILURE;
       else if (daemon.check)
         status = 0;

@@ -9,6 +9,7 @@
  *   set-many N              sets key0..keyN-1, then aborts
  *   watch KEY N             reports after N `changed::KEY` signals
  *   publish TOPIC ID N      publishes (ID, i) for i in 0..N-1 on TOPIC
+ *   wait-publish KEY TOPIC ID N   the same, once KEY exists
  *   subscribe TOPIC N       subscribes, checks per-publisher order, reports
  *                           after N publications
  *   bad-input               tries invalid keys and values, reports the errors
@@ -179,6 +180,21 @@ main (int   argc,
       report ("ready");
       g_main_loop_run (loop);
       return 0;
+    }
+
+  if (g_str_equal (mode, "wait-publish") && argc > 5)
+    {
+      gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+
+      while (!ly_storage_contains (storage, argv[2], &error))
+        {
+          g_assert_no_error (error);
+          g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+          g_usleep (10000);
+        }
+      argv += 1;
+      argc -= 1;
+      mode = "publish";
     }
 
   if (g_str_equal (mode, "publish") && argc > 4)
