@@ -70,41 +70,71 @@
 #define MAX_BATCH               1024
 #define MAX_CACHE_ENTRIES       (64 * 1024)
 
+/* The writes of a batch, packed in one argument (a Redis argument per
+ * field would cost Redis an object each) as a MessagePack array that
+ * Redis's cmsgpack reads in C: four strings an operation, KIND (S set,
+ * D delete, C compare-and-set), KEY, EXPECTED and VALUE, an empty string
+ * for none (an encoded value is never empty).  The script reads every
+ * key once (MGET), applies the operations in order on what it read, and
+ * writes what changed once (MSET, DEL, SADD, SREM); operation i of the
+ * batch is OPID BASE + i.  It returns the swapped and changed flags, two
+ * characters an operation, and the number of the last change. */
 static const char write_script[] =
-  "local p, hub, n = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
+  "local p, hub, base, ops, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), cmsgpack.unpack(ARGV[4]), ARGV[5]\n"
+  "local keys, names, current, original = {}, {}, {}, {}\n"
+  "for i = 2, #ops, 4 do\n"
+  "  local k = p .. 'k:' .. ops[i]\n"
+  "  if names[k] == nil then names[k] = ops[i]; keys[#keys + 1] = k end\n"
+  "  ops[i] = k\n"
+  "end\n"
+  "local got = redis.call('MGET', unpack(keys))\n"
+  "for i, k in ipairs(keys) do original[k] = got[i]; current[k] = got[i] end\n"
   "local seq = tonumber(redis.call('GET', p .. 'seq') or '0')\n"
   "local first, records, results = seq + 1, {}, {}\n"
-  "for i = 0, n - 1 do\n"
-  "  local b = 4 + i * 5\n"
-  "  local kind, opid, key, expected, value = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]\n"
-  "  local k = p .. 'k:' .. key\n"
-  "  local old = redis.call('GET', k)\n"
-  "  local swapped, changed = 1, 0\n"
+  "for i = 1, #ops, 4 do\n"
+  "  local kind, k, expected, value = ops[i], ops[i + 1], ops[i + 2], ops[i + 3]\n"
+  "  local old = current[k]\n"
+  "  local swapped, changed = '1', '0'\n"
   "  if kind == 'C' then\n"
-  "    if expected == '' then swapped = old and 0 or 1 else swapped = (old == expected) and 1 or 0 end\n"
+  "    if expected == '' then swapped = old and '0' or '1' else swapped = (old == expected) and '1' or '0' end\n"
   "  end\n"
-  "  if swapped == 1 then\n"
+  "  if swapped == '1' then\n"
   "    if value == '' then\n"
-  "      if old then redis.call('DEL', k); redis.call('SREM', p .. 'keys', key); changed = 1 end\n"
+  "      if old then current[k] = false; changed = '1' end\n"
   "    elseif old ~= value then\n"
-  "      redis.call('SET', k, value)\n"
-  "      if not old then redis.call('SADD', p .. 'keys', key) end\n"
-  "      changed = 1\n"
+  "      current[k] = value; changed = '1'\n"
   "    end\n"
   "  end\n"
-  "  if changed == 1 then\n"
+  "  if changed == '1' then\n"
   "    seq = seq + 1\n"
-  "    records[#records + 1] = opid .. ' ' .. #key .. ' ' .. (value == '' and -1 or #value) .. '\\n' .. key .. value\n"
+  "    local n, name = #records, names[k]\n"
+  "    records[n + 1] = string.format('%d %d %d\\n', base + (i - 1) / 4, #name, value == '' and -1 or #value)\n"
+  "    records[n + 2] = name\n"
+  "    records[n + 3] = value\n"
   "  end\n"
-  "  results[#results + 1] = swapped\n"
-  "  results[#results + 1] = changed\n"
+  "  results[#results + 1] = swapped .. changed\n"
   "end\n"
-  "if #records > 0 then\n"
-  "  redis.call('SET', p .. 'seq', seq)\n"
-  "  redis.call('PUBLISH', ARGV[4 + n * 5], hub .. ' ' .. first .. ' ' .. #records .. '\\n' .. table.concat(records))\n"
+  "if seq >= first then\n"
+  "  local sets, dels, added, removed = {}, {}, {}, {}\n"
+  "  for _, k in ipairs(keys) do\n"
+  "    local o, c = original[k], current[k]\n"
+  "    if c ~= o then\n"
+  "      if c then\n"
+  "        sets[#sets + 1] = k; sets[#sets + 1] = c\n"
+  "        if not o then added[#added + 1] = names[k] end\n"
+  "      else\n"
+  "        dels[#dels + 1] = k; removed[#removed + 1] = names[k]\n"
+  "      end\n"
+  "    end\n"
+  "  end\n"
+  "  if #sets > 0 then redis.call('MSET', unpack(sets)) end\n"
+  "  if #dels > 0 then redis.call('DEL', unpack(dels)) end\n"
+  "  if #added > 0 then redis.call('SADD', p .. 'keys', unpack(added)) end\n"
+  "  if #removed > 0 then redis.call('SREM', p .. 'keys', unpack(removed)) end\n"
+  "  redis.call('SET', p .. 'seq', string.format('%d', seq))\n"
+  "  redis.call('PUBLISH', channel, string.format('%s %d %d\\n', hub, first, seq - first + 1) .. table.concat(records))\n"
   "end\n"
-  "results[#results + 1] = seq\n"
-  "return results\n";
+  "return { table.concat(results), seq }\n";
 
 static const char read_script[] =
   "return {redis.call('GET', ARGV[1] .. 'k:' .. ARGV[2]), tonumber(redis.call('GET', ARGV[1] .. 'seq') or '0')}\n";
@@ -149,8 +179,8 @@ typedef struct
   LyStorageRedis      *redis;
   LyStorageOpKind      kind;
   char                *name;
-  GBytes              *value;       /* encoded; NULL for none */
-  GBytes              *expected;    /* encoded; NULL for none */
+  GVariant            *value;       /* NULL for none */
+  GVariant            *expected;    /* NULL for none */
   gconstpointer        origin;
   guint64              id;
   LyStorageResultFunc  func;
@@ -162,6 +192,8 @@ typedef struct
   gint64               deadline;
   gboolean             started;
   gboolean             completed;
+  GList                link;        /* in @outstanding or @parked */
+  GQueue              *queue;       /* which, or NULL */
 } Op;
 
 struct _LyStorageRedis
@@ -202,12 +234,12 @@ struct _LyStorageRedis
   GHashTable       *topics;         /* topic → how many subscriptions */
   GHashTable       *subscribing;    /* channel → GQueue of Op* waiting */
 
-  /* @cache_mutex protects @cache, @synced and @writes_in_flight (read
-   * by any thread) */
+  /* @cache_mutex protects @cache and @synced (read by any thread) */
   GMutex            cache_mutex;
   GHashTable       *cache;          /* key → CacheEntry* */
   gboolean          synced;         /* the change stream is whole */
-  guint             writes_in_flight; /* this hub's, submitted, not completed */
+  gint              writes_in_flight; /* atomic: this hub's writes, submitted,
+                                       * not completed */
 };
 
 typedef struct
@@ -233,27 +265,28 @@ unavailable_error (LyStorageRedis *self,
 
 /* Values ------------------------------------------------------------------- */
 
-/* The encoding of a value in Redis (see the top of this file). */
-static GBytes *
-encode_value (GVariant *value)
+/* Appends the encoding of @value in Redis (see the top of this file);
+ * returns its length, 0 for none. */
+static gsize
+append_encoded (GString  *out,
+                GVariant *value)
 {
   g_autoptr(GVariant) normal = NULL;
   const char *type;
-  gsize type_length, size;
-  guint8 *data;
+  gsize type_length, size, start = out->len;
 
   if (value == NULL)
-    return NULL;
+    return 0;
 
   normal = g_variant_get_normal_form (value);
   type = g_variant_get_type_string (normal);
   type_length = strlen (type);
   size = g_variant_get_size (normal);
-  data = g_malloc (type_length + 1 + size);
-  memcpy (data, type, type_length + 1);
-  g_variant_store (normal, data + type_length + 1);
+  g_string_append_len (out, type, (gssize) type_length + 1);
+  g_string_set_size (out, out->len + size);
+  g_variant_store (normal, out->str + out->len - size);
 
-  return g_bytes_new_take (data, type_length + 1 + size);
+  return out->len - start;
 }
 
 /* A value from Redis, checked as anything from another process is; NULL
@@ -296,8 +329,11 @@ cache_lookup (LyStorageRedis  *self,
 
   /* a write of this hub not completed yet may change what is read: the
    * read then goes behind it, to Redis */
+  if (g_atomic_int_get (&self->writes_in_flight) > 0)
+    return FALSE;
+
   g_mutex_lock (&self->cache_mutex);
-  if (self->synced && self->writes_in_flight == 0)
+  if (self->synced)
     entry = g_hash_table_lookup (self->cache, key);
   if (entry != NULL)
     *value = entry->value != NULL ? g_variant_ref (entry->value) : NULL;
@@ -375,19 +411,15 @@ op_new (LyStorageRedis      *self,
   o->redis = self;
   o->kind = op->kind;
   o->name = g_strdup (op->name);
-  o->value = encode_value (op->value);
-  o->expected = encode_value (op->expected);
+  o->value = op->value != NULL ? g_variant_ref (op->value) : NULL;
+  o->expected = op->expected != NULL ? g_variant_ref (op->expected) : NULL;
   o->origin = op->origin;
   o->func = func;
   o->func_data = user_data;
   o->deadline = g_get_monotonic_time () + self->timeout_usec;
 
   if (is_write (o->kind))
-    {
-      g_mutex_lock (&self->cache_mutex);
-      self->writes_in_flight++;
-      g_mutex_unlock (&self->cache_mutex);
-    }
+    g_atomic_int_inc (&self->writes_in_flight);
 
   return o;
 }
@@ -399,6 +431,43 @@ op_ref (Op *o)
   return o;
 }
 
+/* @outstanding and @parked hold a reference to each op in them, by a
+ * link in the op (no allocation per op). */
+static void
+queue_op (GQueue *queue,
+          Op     *o)
+{
+  o->link.data = op_ref (o);
+  o->queue = queue;
+  g_queue_push_tail_link (queue, &o->link);
+}
+
+/* Takes @o out of its queue, if it is in @queue; FALSE if not. */
+static gboolean
+unqueue_op (GQueue *queue,
+            Op     *o)
+{
+  if (o->queue != queue)
+    return FALSE;
+
+  g_queue_unlink (queue, &o->link);
+  o->queue = NULL;
+  return TRUE;
+}
+
+static Op *
+pop_op (GQueue *queue)
+{
+  GList *link = g_queue_pop_head_link (queue);
+  Op *o;
+
+  if (link == NULL)
+    return NULL;
+  o = link->data;
+  o->queue = NULL;
+  return o;
+}
+
 static void
 op_unref (Op *o)
 {
@@ -406,8 +475,8 @@ op_unref (Op *o)
     return;
 
   g_free (o->name);
-  g_clear_pointer (&o->value, g_bytes_unref);
-  g_clear_pointer (&o->expected, g_bytes_unref);
+  g_clear_pointer (&o->value, g_variant_unref);
+  g_clear_pointer (&o->expected, g_variant_unref);
   ly_storage_result_clear (&o->result);
   g_clear_error (&o->error);
   g_free (o);
@@ -439,11 +508,7 @@ op_complete (Op     *o,
   o->error = error;
 
   if (is_write (o->kind))
-    {
-      g_mutex_lock (&self->cache_mutex);
-      self->writes_in_flight--;
-      g_mutex_unlock (&self->cache_mutex);
-    }
+    g_atomic_int_dec_and_test (&self->writes_in_flight);
 
   if (o->id != 0)
     g_hash_table_remove (self->writes_by_id, &o->id);
@@ -470,7 +535,7 @@ op_park (Op      *o,
     }
 
   o->wait_seq = seq;
-  g_queue_push_tail (&self->parked, op_ref (o));
+  queue_op (&self->parked, o);
   schedule_deadline (self, o->deadline);
 }
 
@@ -482,7 +547,7 @@ complete_parked (LyStorageRedis *self)
   while ((o = g_queue_peek_head (&self->parked)) != NULL &&
          self->baseline_known && o->wait_seq <= self->stream_seq)
     {
-      g_queue_pop_head (&self->parked);
+      pop_op (&self->parked);
       op_complete (o, NULL);
       op_unref (o);
     }
@@ -495,7 +560,7 @@ fail_queue (LyStorageRedis *self,
 {
   Op *o;
 
-  while ((o = g_queue_pop_head (queue)) != NULL)
+  while ((o = pop_op (queue)) != NULL)
     {
       op_complete (o, unavailable_error (self, why));
       op_unref (o);
@@ -752,16 +817,6 @@ command_add_take (Command *command,
 }
 
 static void
-command_add_bytes (Command *command,
-                   GBytes  *bytes)
-{
-  gsize size = 0;
-  const void *data = bytes != NULL ? g_bytes_get_data (bytes, &size) : "";
-
-  command_add (command, data, size);
-}
-
-static void
 command_add_script (LyStorageRedis *self,
                     Command        *command,
                     guint           script)
@@ -815,7 +870,7 @@ static void
 take_outstanding (LyStorageRedis *self,
                   Op             *o)
 {
-  if (g_queue_remove (&self->outstanding, o))
+  if (unqueue_op (&self->outstanding, o))
     op_unref (o);
 }
 
@@ -838,7 +893,8 @@ write_replied (redisAsyncContext *ac,
   redisReply *r = check_reply (self, reply, &error);
   guint n = batch->ops->len;
 
-  if (r != NULL && !reply_is_array (r, 2 * n + 1))
+  if (r != NULL && (!reply_is_array (r, 2) || r->element[0]->type != REDIS_REPLY_STRING ||
+                    r->element[0]->len != 2 * n || r->element[1]->type != REDIS_REPLY_INTEGER))
     error = unexpected_reply (self);
 
   for (guint i = 0; i < n; i++)
@@ -850,11 +906,11 @@ write_replied (redisAsyncContext *ac,
         op_complete (o, g_error_copy (error));
       else if (!o->completed)
         {
-          o->result.done = r->element[2 * i]->integer != 0;
-          o->result.changed = r->element[2 * i + 1]->integer != 0;
+          o->result.done = r->element[0]->str[2 * i] == '1';
+          o->result.changed = r->element[0]->str[2 * i + 1] == '1';
           if (o->kind != LY_STORAGE_OP_COMPARE_AND_SET)
             o->result.done = o->result.changed;
-          op_park (o, (guint64) r->element[2 * n]->integer);
+          op_park (o, (guint64) r->element[1]->integer);
         }
     }
 
@@ -863,26 +919,84 @@ write_replied (redisAsyncContext *ac,
   g_free (batch);
 }
 
-static const char *
+static char
 write_kind (LyStorageOpKind kind)
 {
   switch (kind)
     {
     case LY_STORAGE_OP_COMPARE_AND_SET:
-      return "C";
+      return 'C';
     case LY_STORAGE_OP_DELETE:
-      return "D";
+      return 'D';
     default:
-      return "S";
+      return 'S';
     }
+}
+
+/* MessagePack: a string of @length bytes (str 32 holds any), its header
+ * first. */
+static void
+append_msgpack_string_header (GString *out,
+                              gsize    length)
+{
+  guint8 header[5] = { 0xdb, (guint8) (length >> 24), (guint8) (length >> 16), (guint8) (length >> 8), (guint8) length };
+
+  if (length < 32)
+    g_string_append_c (out, (char) (0xa0 | length));
+  else if (length < 256)
+    {
+      g_string_append_c (out, (char) 0xd9);
+      g_string_append_c (out, (char) length);
+    }
+  else
+    g_string_append_len (out, (const char *) header, sizeof header);
+}
+
+static void
+append_msgpack_string (GString    *out,
+                       const char *data,
+                       gsize       length)
+{
+  append_msgpack_string_header (out, length);
+  g_string_append_len (out, data, (gssize) length);
+}
+
+/* An encoded value (or an empty string for none), as a MessagePack
+ * string: the header is written once the length is known. */
+static void
+append_msgpack_value (GString  *out,
+                      GString  *scratch,
+                      GVariant *value)
+{
+  g_string_truncate (scratch, 0);
+  append_encoded (scratch, value);
+  append_msgpack_string (out, scratch->str, scratch->len);
+}
+
+/* Packs @o as write_script reads it. */
+static void
+pack_write (GString *packed,
+            GString *scratch,
+            Op      *o)
+{
+  char kind = write_kind (o->kind);
+
+  append_msgpack_string (packed, &kind, 1);
+  append_msgpack_string (packed, o->name, strlen (o->name));
+  append_msgpack_value (packed, scratch, o->expected);
+  append_msgpack_value (packed, scratch, o->value);
 }
 
 /* The pending writes, as one script. */
 static void
 flush_writes (LyStorageRedis *self)
 {
+  g_autoptr(GString) packed = NULL;
+  g_autoptr(GString) scratch = NULL;
+  g_autofree char *base = NULL;
   WriteBatch *batch;
   Command command;
+  guint32 n_items;
 
   /* until this hub hears the change stream, a write's change could pass
    * unheard: writes wait for it */
@@ -894,23 +1008,32 @@ flush_writes (LyStorageRedis *self)
   batch->ops = g_steal_pointer (&self->pending_writes);
   self->pending_writes = g_ptr_array_new_with_free_func ((GDestroyNotify) op_unref);
 
-  command_init (&command);
-  command_add_script (self, &command, SCRIPT_WRITE);
-  command_add_string (&command, self->hub_id);
-  command_add_take (&command, g_strdup_printf ("%u", batch->ops->len));
+  packed = g_string_sized_new (batch->ops->len * 64);
+  scratch = g_string_new (NULL);
+  base = g_strdup_printf ("%" G_GUINT64_FORMAT, self->next_id + 1);
+
+  /* MessagePack array 32 of four strings an operation */
+  n_items = batch->ops->len * 4;
+  g_string_append_c (packed, (char) 0xdd);
+  g_string_append_c (packed, (char) (n_items >> 24));
+  g_string_append_c (packed, (char) (n_items >> 16));
+  g_string_append_c (packed, (char) (n_items >> 8));
+  g_string_append_c (packed, (char) n_items);
   for (guint i = 0; i < batch->ops->len; i++)
     {
       Op *o = g_ptr_array_index (batch->ops, i);
 
       o->id = ++self->next_id;
       g_hash_table_insert (self->writes_by_id, &o->id, o);
-      command_add_string (&command, write_kind (o->kind));
-      command_add_take (&command, g_strdup_printf ("%" G_GUINT64_FORMAT, o->id));
-      command_add_string (&command, o->name);
-      command_add_bytes (&command, o->expected);
-      command_add_bytes (&command, o->value);
-      g_queue_push_tail (&self->outstanding, op_ref (o));
+      pack_write (packed, scratch, o);
+      queue_op (&self->outstanding, o);
     }
+
+  command_init (&command);
+  command_add_script (self, &command, SCRIPT_WRITE);
+  command_add_string (&command, self->hub_id);
+  command_add_string (&command, base);
+  command_add (&command, packed->str, packed->len);
   command_add_string (&command, self->changes_channel);
 
   if (!send_command (&self->commands, write_replied, batch, command.args, command.lengths))
@@ -1045,7 +1168,7 @@ send_op (LyStorageRedis    *self,
          redisCallbackFn   *callback,
          Command           *command)
 {
-  g_queue_push_tail (&self->outstanding, op_ref (o));
+  queue_op (&self->outstanding, o);
   schedule_deadline (self, o->deadline);
 
   if (!send_command (&self->commands, callback, op_ref (o), command->args, command->lengths))
@@ -1129,7 +1252,7 @@ change_subscription (LyStorageRedis *self,
       waiting = g_queue_new ();
       g_hash_table_insert (self->subscribing, g_steal_pointer (&channel), waiting);
     }
-  g_queue_push_tail (waiting, op_ref (o));
+  queue_op (waiting, o);
   schedule_deadline (self, o->deadline);
 }
 
@@ -1206,9 +1329,25 @@ handle_changes (LyStorageRedis *self,
 
       key = g_strndup (data, (gsize) key_length);
       data += key_length;
+
+      /* this hub's own change: its origin, and its value (a set's, or a
+       * swap's new one) without decoding it again */
+      if (g_str_equal (hub, self->hub_id) && g_ascii_string_to_unsigned (opid, 10, 1, G_MAXUINT64, &id, NULL))
+        {
+          Op *o = g_hash_table_lookup (self->writes_by_id, &id);
+
+          if (o != NULL)
+            {
+              origin = o->origin;
+              if (value_length >= 0 && o->value != NULL)
+                value = g_variant_ref (o->value);
+            }
+        }
+
       if (value_length >= 0)
         {
-          value = decode_value (data, (gsize) value_length);
+          if (value == NULL)
+            value = decode_value (data, (gsize) value_length);
           data += value_length;
           if (value == NULL)
             {
@@ -1216,14 +1355,6 @@ handle_changes (LyStorageRedis *self,
                          self->description, key);
               continue;
             }
-        }
-
-      if (g_str_equal (hub, self->hub_id) && g_ascii_string_to_unsigned (opid, 10, 1, G_MAXUINT64, &id, NULL))
-        {
-          Op *o = g_hash_table_lookup (self->writes_by_id, &id);
-
-          if (o != NULL)
-            origin = o->origin;
         }
 
       cache_store (self, key, value, (guint64) (first + i));
@@ -1289,7 +1420,7 @@ subscribed (LyStorageRedis *self,
   waiting = g_hash_table_lookup (self->subscribing, channel);
   if (waiting == NULL)
     return;
-  while ((o = g_queue_pop_head (waiting)) != NULL)
+  while ((o = pop_op (waiting)) != NULL)
     {
       op_complete (o, NULL);
       op_unref (o);
@@ -1586,9 +1717,12 @@ start_op (LyStorageRedis *self,
     }
   else
     {
+      g_autoptr(GString) value = g_string_new (NULL);
+
+      append_encoded (value, o->value);
       command_add_string (&command, "PUBLISH");
       command_add_take (&command, topic_channel (self, o->name));
-      command_add_bytes (&command, o->value);
+      command_add (&command, value->str, value->len);
       send_op (self, o, publish_replied, &command);
     }
   command_clear (&command);
@@ -1633,6 +1767,7 @@ redis_submit (LyStorageBackend    *backend,
 {
   LyStorageRedis *self = (LyStorageRedis *) backend;
   g_auto(LyStorageResult) result = { 0, };
+  Op *o;
 
   if (answer_from_cache (self, op, &result))
     {
@@ -1641,8 +1776,12 @@ redis_submit (LyStorageBackend    *backend,
       return;
     }
 
-  ly_context_invoke (self->context, start_op_in_context, op_new (self, op, func, user_data),
-                     (GDestroyNotify) op_unref);
+  o = op_new (self, op, func, user_data);
+  if (g_main_context_is_owner (self->context))
+    start_op (self, o);     /* the usual case: a child's request */
+  else
+    ly_context_invoke (self->context, start_op_in_context, op_ref (o), (GDestroyNotify) op_unref);
+  op_unref (o);
 }
 
 /* Blocking operations ------------------------------------------------------------ */
