@@ -844,6 +844,19 @@ class Storage(Ly.Storage):
             return handler
         return decorator
 
+    def on_changes_missed(self, handler):
+        """A decorator: calls the function, sync or async, with no
+        argument, when the store behind the storage (a Redis server) was
+        out of reach and is back: changes made meanwhile were not
+        announced, so what it depends on should be read again."""
+        def call(_storage):
+            result = handler()
+            if inspect.isawaitable(result):
+                _dispatcher.schedule(result, None, None)
+        self.connect('changes-missed', call)
+        _dispatcher.handlers_added()
+        return handler
+
     # -- the mapping -----------------------------------------------------
 
     def __getitem__(self, key):
