@@ -1097,6 +1097,7 @@ poll_once_locked (LyChannel  *self,
 {
   g_autoptr(LyTransport) transport = NULL;
   GIOCondition want = self->interest;
+  gint64 until;
 
   if (!ensure_wakeup_fd_locked (self, error))
     return FALSE;
@@ -1106,11 +1107,18 @@ poll_once_locked (LyChannel  *self,
   if (ly_wire_writer_get_queued (self->writer) > 0)
     want |= G_IO_OUT;
 
+  /* a time slice, not the whole wait: what this thread reads may need
+   * the context (a passive channel's delivery), whose thread may stop
+   * running it meanwhile; then this one takes it over */
+  until = g_get_monotonic_time () + WAIT_SLICE_USEC;
+  if (deadline >= 0)
+    until = MIN (until, deadline);
+
   transport = ly_transport_ref (self->transport);
   self->poller_active = TRUE;
   g_mutex_unlock (&self->mutex);
 
-  ly_transport_wait (transport, want, self->wakeup_fd, deadline);
+  ly_transport_wait (transport, want, self->wakeup_fd, until);
 
   g_mutex_lock (&self->mutex);
   self->poller_active = FALSE;

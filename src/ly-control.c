@@ -108,9 +108,11 @@ ly_control_error_to_variant (const GError *error)
   return g_variant_new ("(ss)", name, error->message);
 }
 
+/* A floating @value is sunk. */
 GError *
 ly_control_error_from_variant (GVariant *value)
 {
+  g_autoptr(GVariant) owned = g_variant_ref_sink (value);
   const char *name, *message;
   GError *error;
 
@@ -632,12 +634,14 @@ ly_control_batch_free (LyControlBatch *batch)
   g_free (batch);
 }
 
-/* Appends @item; returns the bytes it takes. */
+/* Appends @item (a floating one is sunk); returns the bytes it takes. */
 gsize
 ly_control_batch_add (LyControlBatch *batch,
                       GVariant       *item)
 {
-  return ly_wire_writer_append (batch->frames, LY_WIRE_KIND_MESSAGE, item);
+  g_autoptr(GVariant) owned = g_variant_ref_sink (item);
+
+  return ly_wire_writer_append (batch->frames, LY_WIRE_KIND_MESSAGE, owned);
 }
 
 /* ly_control_batch_add() of a string, without a GVariant. */

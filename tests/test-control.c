@@ -94,7 +94,7 @@ on_echo (LyControl *control,
 
   (*calls)++;
   if (serial != 0)
-    ly_control_reply (control, serial, g_variant_ref (args));
+    ly_control_reply (control, serial, args);
 }
 
 static void
@@ -162,6 +162,7 @@ typedef struct
   LyControl *control;
   GVariant  *result;
   GError    *error;
+  gboolean   done;
 } SyncCall;
 
 static gpointer
@@ -171,6 +172,8 @@ call_sync_thread (gpointer data)
 
   call->result = ly_control_call_sync (call->control, "Echo", g_variant_new ("(s)", "x"),
                                        G_VARIANT_TYPE ("(u)"), 5000, NULL, &call->error);
+  g_atomic_int_set (&call->done, TRUE);
+  g_main_context_wakeup (NULL);
   return NULL;
 }
 
@@ -178,15 +181,17 @@ static void
 test_sync_reply_type (Fixture       *fixture,
                       gconstpointer  data)
 {
-  SyncCall call = { fixture->child, NULL, NULL };
+  SyncCall call = { fixture->child, NULL, NULL, FALSE };
   GThread *thread;
   guint calls = 0;
 
+  /* the hub's side runs its context until the caller has its answer */
   ly_control_add_handler (fixture->hub, "Echo", "(s)", on_echo, &calls, NULL);
   thread = g_thread_new ("caller", call_sync_thread, &call);
-  while (calls == 0)
+  while (!g_atomic_int_get (&call.done))
     g_main_context_iteration (NULL, TRUE);
   g_thread_join (thread);
+  g_assert_cmpuint (calls, ==, 1);
 
   g_assert_null (call.result);
   g_assert_error (call.error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL);

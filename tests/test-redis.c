@@ -252,8 +252,9 @@ record_change (LyStorage  *storage,
                GVariant   *value,
                Recorder   *recorder)
 {
-  g_ptr_array_add (recorder->changes,
-                   g_strdup_printf ("%s=%s", key, value != NULL ? g_variant_print (value, FALSE) : "deleted"));
+  g_autofree char *text = value != NULL ? g_variant_print (value, FALSE) : g_strdup ("deleted");
+
+  g_ptr_array_add (recorder->changes, g_strdup_printf ("%s=%s", key, text));
 }
 
 static void
