@@ -418,6 +418,65 @@ set_in_thread (gpointer data)
   return error;
 }
 
+/* Two ends of a peer-to-peer D-Bus connection. */
+typedef struct
+{
+  GDBusConnection *server;
+  GDBusConnection *client;
+} DBusPair;
+
+static void
+on_client_ready (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  DBusPair *pair = user_data;
+  g_autoptr(GError) error = NULL;
+
+  pair->client = g_dbus_connection_new_finish (result, &error);
+  g_assert_no_error (error);
+}
+
+static void
+dbus_pair_open (DBusPair *pair)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocket) socket0 = NULL;
+  g_autoptr(GSocket) socket1 = NULL;
+  g_autoptr(GSocketConnection) stream0 = NULL;
+  g_autoptr(GSocketConnection) stream1 = NULL;
+  g_autofree char *guid = g_dbus_generate_guid ();
+  int fds[2];
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
+  socket0 = g_socket_new_from_fd (fds[0], &error);
+  socket1 = g_socket_new_from_fd (fds[1], &error);
+  g_assert_no_error (error);
+  stream0 = g_socket_connection_factory_create_connection (socket0);
+  stream1 = g_socket_connection_factory_create_connection (socket1);
+
+  /* the client authenticates while the server does, in this thread */
+  g_dbus_connection_new (G_IO_STREAM (stream1), NULL, G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT,
+                         NULL, NULL, on_client_ready, pair);
+  pair->server = g_dbus_connection_new_sync (G_IO_STREAM (stream0), guid,
+                                             G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_SERVER,
+                                             NULL, NULL, &error);
+  g_assert_no_error (error);
+  RUN_UNTIL (pair->client != NULL);
+}
+
+static void
+count_signal (GDBusConnection *connection,
+              const char      *sender,
+              const char      *path,
+              const char      *interface,
+              const char      *signal_name,
+              GVariant        *parameters,
+              gpointer         user_data)
+{
+  (*(guint *) user_data)++;
+}
+
 static void
 test_redis_restart (void)
 {
@@ -428,10 +487,19 @@ test_redis_restart (void)
   g_autoptr(GPtrArray) published = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GVariant) value = NULL;
   Recorder recorder = { 0, }, in_other = { 0, };
+  DBusPair dbus = { NULL, NULL };
+  guint dbus_missed = 0;
   GError *thread_error;
   gint64 start;
 
   g_assert_no_error (error);
+  /* the D-Bus surface says it too */
+  dbus_pair_open (&dbus);
+  g_assert_true (ly_storage_export (storage, dbus.server, &error));
+  g_assert_no_error (error);
+  g_dbus_connection_signal_subscribe (dbus.client, NULL, "icu.liteyuki.Comm1.Storage", "ChangesMissed",
+                                      LY_DBUS_STORAGE_PATH, NULL, G_DBUS_SIGNAL_FLAGS_NONE,
+                                      count_signal, &dbus_missed, NULL);
   /* the backend warns that the server went away, once per attempt to
    * reach it: how many depends on how fast it comes back */
   g_log_set_always_fatal (G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
@@ -462,7 +530,7 @@ test_redis_restart (void)
 
   /* back, at the same address: reconnected, told, working again */
   redis_run (redis, NULL);
-  RUN_UNTIL (recorder.missed == 1 && in_other.missed == 1);
+  RUN_UNTIL (recorder.missed == 1 && in_other.missed == 1 && dbus_missed == 1);
   g_assert_true (ly_storage_set (storage, "k", g_variant_new_int32 (3), &error));
   g_assert_no_error (error);
   value = ly_storage_get (other, "k", &error);
@@ -475,6 +543,9 @@ test_redis_restart (void)
   RUN_UNTIL (published->len == 1);
   g_assert_cmpstr (g_ptr_array_index (published, 0), ==, "'again'");
 
+  ly_storage_unexport (storage, dbus.server);
+  g_object_unref (dbus.client);
+  g_object_unref (dbus.server);
   g_ptr_array_unref (recorder.changes);
   g_ptr_array_unref (in_other.changes);
 }
