@@ -69,6 +69,8 @@
  * still be received; then receiving fails with %LY_CHANNEL_ERROR_CLOSED.
  *
  * All methods may be called from any thread.
+ *
+ * Since: 1.0
  */
 
 /* How the work is split.
@@ -1822,6 +1824,8 @@ ly_channel_class_init (LyChannelClass *klass)
    *
    * The channel's name, such as `nonebot-active`.  It appears in error
    * messages and is sent to the peer in the hello frame.
+   *
+   * Since: 1.0
    */
   properties[PROP_NAME] =
     g_param_spec_string ("name", NULL, NULL,
@@ -1844,6 +1848,8 @@ ly_channel_class_init (LyChannelClass *klass)
    * LyChannel:mode:
    *
    * How messages are received: fixed by the first use.
+   *
+   * Since: 1.0
    */
   properties[PROP_MODE] =
     g_param_spec_enum ("mode", NULL, NULL,
@@ -1856,6 +1862,8 @@ ly_channel_class_init (LyChannelClass *klass)
    *
    * Whether the channel is closed: by ly_channel_close(), by the peer,
    * or because the connection failed.  Sends fail from then on.
+   *
+   * Since: 1.0
    */
   properties[PROP_CLOSED] =
     g_param_spec_boolean ("closed", NULL, NULL,
@@ -1869,6 +1877,8 @@ ly_channel_class_init (LyChannelClass *klass)
    * sends or accepts.  A larger send fails with
    * %LY_CHANNEL_ERROR_TOO_LARGE; a larger frame from the peer closes
    * the connection with %LY_CHANNEL_ERROR_PROTOCOL.
+   *
+   * Since: 1.0
    */
   properties[PROP_MAX_MESSAGE_SIZE] =
     g_param_spec_uint64 ("max-message-size", NULL, NULL,
@@ -1883,6 +1893,8 @@ ly_channel_class_init (LyChannelClass *klass)
    * (an empty queue still takes one message of any allowed size), and
    * the channel stops reading from the peer while this much has been
    * received and not yet taken.
+   *
+   * Since: 1.0
    */
   properties[PROP_MAX_QUEUED_BYTES] =
     g_param_spec_uint64 ("max-queued-bytes", NULL, NULL,
@@ -1894,6 +1906,8 @@ ly_channel_class_init (LyChannelClass *klass)
    *
    * The process name the peer announced in its hello, or %NULL before
    * the hello arrived.
+   *
+   * Since: 1.0
    */
   properties[PROP_PEER_PROCESS_NAME] =
     g_param_spec_string ("peer-process-name", NULL, NULL,
@@ -1905,6 +1919,8 @@ ly_channel_class_init (LyChannelClass *klass)
    *
    * The process id the peer announced in its hello, or 0 before the
    * hello arrived.
+   *
+   * Since: 1.0
    */
   properties[PROP_PEER_PID] =
     g_param_spec_int ("peer-pid", NULL, NULL,
@@ -1923,6 +1939,8 @@ ly_channel_class_init (LyChannelClass *klass)
    * The detail is the message's type string: a handler connected to
    * `received::s` gets only strings, one connected to `received::a{sv}`
    * only dictionaries.
+   *
+   * Since: 1.0
    */
   signals[RECEIVED] =
     g_signal_new ("received",
@@ -1945,6 +1963,8 @@ ly_channel_class_init (LyChannelClass *klass)
    * connection failed: %LY_CHANNEL_ERROR_DISCONNECTED when the peer went
    * away without closing, %LY_CHANNEL_ERROR_PROTOCOL when it sent
    * invalid data.
+   *
+   * Since: 1.0
    */
   signals[CLOSED] =
     g_signal_new ("closed",
@@ -2005,6 +2025,8 @@ prepare_socket_fd (int      fd,
  *
  * Returns: (transfer full): the new channel, or %NULL with @error set
  *   when @fd is not a stream socket
+ *
+ * Since: 1.0
  */
 LyChannel *
 ly_channel_new_for_fd (const char  *name,
@@ -2036,6 +2058,8 @@ ly_channel_new_for_fd (const char  *name,
  * @stream when it ends.
  *
  * Returns: (transfer full): the new channel
+ *
+ * Since: 1.0
  */
 LyChannel *
 ly_channel_new_for_stream (const char *name,
@@ -2074,6 +2098,8 @@ ly_channel_new_for_stream (const char *name,
  *
  * Returns: (skip): %TRUE on success; %FALSE with @error set when no
  *   socket pair could be made (out of file descriptors)
+ *
+ * Since: 1.0
  */
 gboolean
 ly_channel_new_pair (const char  *name,
@@ -2108,7 +2134,11 @@ ly_channel_new_pair (const char  *name,
  * ly_channel_get_name:
  * @self: a #LyChannel
  *
+ * Gets #LyChannel:name.
+ *
  * Returns: the channel's name
+ *
+ * Since: 1.0
  */
 const char *
 ly_channel_get_name (LyChannel *self)
@@ -2122,7 +2152,11 @@ ly_channel_get_name (LyChannel *self)
  * ly_channel_get_message_type:
  * @self: a #LyChannel
  *
+ * Gets #LyChannel:message-type.
+ *
  * Returns: (nullable): the type every sent message must have, or %NULL
+ *
+ * Since: 1.0
  */
 const GVariantType *
 ly_channel_get_message_type (LyChannel *self)
@@ -2145,6 +2179,8 @@ ly_channel_get_message_type (LyChannel *self)
  *   %NULL to allow any type
  *
  * Sets #LyChannel:message-type.
+ *
+ * Since: 1.0
  */
 void
 ly_channel_set_message_type (LyChannel          *self,
@@ -2165,7 +2201,12 @@ ly_channel_set_message_type (LyChannel          *self,
  * ly_channel_get_mode:
  * @self: a #LyChannel
  *
+ * Gets #LyChannel:mode: how the channel's messages reach the
+ * application.
+ *
  * Returns: how the channel receives
+ *
+ * Since: 1.0
  */
 LyChannelMode
 ly_channel_get_mode (LyChannel *self)
@@ -2185,7 +2226,12 @@ ly_channel_get_mode (LyChannel *self)
  * ly_channel_is_closed:
  * @self: a #LyChannel
  *
+ * Whether the channel is closed, here or by its peer
+ * (#LyChannel:closed).
+ *
  * Returns: whether the channel is closed
+ *
+ * Since: 1.0
  */
 gboolean
 ly_channel_is_closed (LyChannel *self)
@@ -2205,7 +2251,11 @@ ly_channel_is_closed (LyChannel *self)
  * ly_channel_get_max_message_size:
  * @self: a #LyChannel
  *
+ * Gets #LyChannel:max-message-size.
+ *
  * Returns: the largest message sent or accepted, in bytes
+ *
+ * Since: 1.0
  */
 gsize
 ly_channel_get_max_message_size (LyChannel *self)
@@ -2227,6 +2277,8 @@ ly_channel_get_max_message_size (LyChannel *self)
  * @max_message_size: the largest message, in bytes (at most 4 GiB - 1)
  *
  * Sets #LyChannel:max-message-size.
+ *
+ * Since: 1.0
  */
 void
 ly_channel_set_max_message_size (LyChannel *self,
@@ -2247,7 +2299,11 @@ ly_channel_set_max_message_size (LyChannel *self,
  * ly_channel_get_max_queued_bytes:
  * @self: a #LyChannel
  *
+ * Gets #LyChannel:max-queued-bytes.
+ *
  * Returns: the bound of the send and receive queues, in bytes
+ *
+ * Since: 1.0
  */
 gsize
 ly_channel_get_max_queued_bytes (LyChannel *self)
@@ -2269,6 +2325,8 @@ ly_channel_get_max_queued_bytes (LyChannel *self)
  * @max_queued_bytes: the bound of the queues, in bytes; at least 1
  *
  * Sets #LyChannel:max-queued-bytes.
+ *
+ * Since: 1.0
  */
 void
 ly_channel_set_max_queued_bytes (LyChannel *self,
@@ -2289,7 +2347,12 @@ ly_channel_set_max_queued_bytes (LyChannel *self,
  * ly_channel_get_queued_bytes:
  * @self: a #LyChannel
  *
+ * How many bytes wait in the send queue: the back-pressure a sender
+ * sees.
+ *
  * Returns: how many bytes are waiting to be written to the peer
+ *
+ * Since: 1.0
  */
 gsize
 ly_channel_get_queued_bytes (LyChannel *self)
@@ -2315,6 +2378,8 @@ ly_channel_get_queued_bytes (LyChannel *self)
  *
  * Returns: (nullable): the process name the peer announced, or %NULL
  *   before its hello arrived
+ *
+ * Since: 1.0
  */
 const char *
 ly_channel_get_peer_process_name (LyChannel *self)
@@ -2335,8 +2400,12 @@ ly_channel_get_peer_process_name (LyChannel *self)
  * ly_channel_get_peer_pid:
  * @self: a #LyChannel
  *
+ * The process id the current peer announced in its hello.
+ *
  * Returns: the process id the peer announced, or 0 before its hello
  *   arrived
+ *
+ * Since: 1.0
  */
 GPid
 ly_channel_get_peer_pid (LyChannel *self)
@@ -2428,6 +2497,8 @@ kick_writer_locked (LyChannel *self)
  * to wait instead.
  *
  * Returns: %TRUE if the message was queued
+ *
+ * Since: 1.0
  */
 gboolean
 ly_channel_send (LyChannel  *self,
@@ -2552,6 +2623,8 @@ channel_task_new (LyChannel           *self,
  * reads slowly.  Completes when the message has been written to the
  * connection.  Cancelling works while the message waits for room; once
  * queued, it is sent.
+ *
+ * Since: 1.0
  */
 void
 ly_channel_send_async (LyChannel           *self,
@@ -2606,6 +2679,8 @@ ly_channel_send_async (LyChannel           *self,
  * Finishes ly_channel_send_async().
  *
  * Returns: %TRUE if the message was written
+ *
+ * Since: 1.0
  */
 gboolean
 ly_channel_send_finish (LyChannel     *self,
@@ -2660,6 +2735,8 @@ flush_done_locked (LyChannel  *self,
  *
  * Returns: %TRUE when everything was written; %FALSE with @error set
  *   when the connection ended first or @cancellable was cancelled
+ *
+ * Since: 1.0
  */
 gboolean
 ly_channel_flush (LyChannel     *self,
@@ -2693,6 +2770,8 @@ ly_channel_flush (LyChannel     *self,
  *
  * Waits, without blocking, until every message sent so far has been
  * written to the connection.
+ *
+ * Since: 1.0
  */
 void
 ly_channel_flush_async (LyChannel           *self,
@@ -2757,6 +2836,8 @@ ly_channel_flush_async (LyChannel           *self,
  * Finishes ly_channel_flush_async().
  *
  * Returns: %TRUE when everything was written
+ *
+ * Since: 1.0
  */
 gboolean
 ly_channel_flush_finish (LyChannel     *self,
@@ -2847,6 +2928,8 @@ pop_message_locked (LyChannel  *self,
  * after @timeout_msec milliseconds.
  *
  * Returns: (transfer full): the next message, or %NULL with @error set
+ *
+ * Since: 1.0
  */
 GVariant *
 ly_channel_receive_timeout (LyChannel     *self,
@@ -2893,6 +2976,8 @@ ly_channel_receive_timeout (LyChannel     *self,
  * %LY_CHANNEL_ERROR_CLOSED.
  *
  * Returns: (transfer full): the next message, or %NULL with @error set
+ *
+ * Since: 1.0
  */
 GVariant *
 ly_channel_receive (LyChannel     *self,
@@ -2913,6 +2998,8 @@ ly_channel_receive (LyChannel     *self,
  * in the order they were made.  The first call makes the channel
  * active.  The channel's context (that of the thread that created it)
  * must be running for the message to be read.
+ *
+ * Since: 1.0
  */
 void
 ly_channel_receive_async (LyChannel           *self,
@@ -2971,6 +3058,8 @@ ly_channel_receive_async (LyChannel           *self,
  * Finishes ly_channel_receive_async().
  *
  * Returns: (transfer full): the message, or %NULL with @error set
+ *
+ * Since: 1.0
  */
 GVariant *
 ly_channel_receive_finish (LyChannel     *self,
@@ -2993,6 +3082,8 @@ ly_channel_receive_finish (LyChannel     *self,
  * Sends fail from now on; messages that already arrived can still be
  * received.  This channel emits #LyChannel::closed too.  Closing twice
  * does nothing.  Dropping the last reference closes the channel too.
+ *
+ * Since: 1.0
  */
 void
 ly_channel_close (LyChannel *self)

@@ -28,6 +28,8 @@ G_BEGIN_DECLS
  * delivered makes the channel passive; ly_channel_receive() or
  * ly_channel_receive_async() make it active.  Using the other mode
  * afterwards fails with %LY_CHANNEL_ERROR_MODE.
+ *
+ * Since: 1.0
  */
 typedef enum
 {
@@ -40,6 +42,8 @@ typedef enum
  * LY_CHANNEL_DEFAULT_MAX_MESSAGE_SIZE:
  *
  * The default of #LyChannel:max-message-size: 16 MiB.
+ *
+ * Since: 1.0
  */
 #define LY_CHANNEL_DEFAULT_MAX_MESSAGE_SIZE (16 * 1024 * 1024)
 
@@ -47,6 +51,8 @@ typedef enum
  * LY_CHANNEL_DEFAULT_MAX_QUEUED_BYTES:
  *
  * The default of #LyChannel:max-queued-bytes: 32 MiB.
+ *
+ * Since: 1.0
  */
 #define LY_CHANNEL_DEFAULT_MAX_QUEUED_BYTES (32 * 1024 * 1024)
 

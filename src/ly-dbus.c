@@ -323,6 +323,8 @@ storage_monitor (LyStorage          *storage,
  * (`icu.liteyuki.Comm1.Error.Storage.InvalidKey`...).
  *
  * Returns: %TRUE on success
+ *
+ * Since: 1.0
  */
 gboolean
 ly_storage_export (LyStorage        *self,
@@ -362,6 +364,8 @@ ly_storage_export (LyStorage        *self,
  * @connection: a #GDBusConnection it was exported on
  *
  * Undoes ly_storage_export().
+ *
+ * Since: 1.0
  */
 void
 ly_storage_unexport (LyStorage       *self,
@@ -542,6 +546,8 @@ handle_send (LyDBusManager         *skeleton,
  * signals for process starts and exits.
  *
  * Returns: %TRUE on success
+ *
+ * Since: 1.0
  */
 gboolean
 ly_process_manager_export (LyProcessManager  *self,
@@ -578,6 +584,8 @@ ly_process_manager_export (LyProcessManager  *self,
  * @connection: a #GDBusConnection it was exported on
  *
  * Undoes ly_process_manager_export().
+ *
+ * Since: 1.0
  */
 void
 ly_process_manager_unexport (LyProcessManager *self,
@@ -715,6 +723,8 @@ on_new_connection (GDBusServer     *server,
  * g_dbus_server_get_client_address() to clients (`gdbus call --address`).
  *
  * Returns: (transfer full): the running server, or %NULL with @error set
+ *
+ * Since: 1.0
  */
 GDBusServer *
 ly_dbus_server_new (const char        *address,

@@ -21,6 +21,8 @@ G_BEGIN_DECLS
  * LY_DBUS_NAME:
  *
  * The default well-known name of a hub on the session bus.
+ *
+ * Since: 1.0
  */
 #define LY_DBUS_NAME "icu.liteyuki.Comm1"
 
@@ -28,6 +30,8 @@ G_BEGIN_DECLS
  * LY_DBUS_STORAGE_PATH:
  *
  * The object path of `icu.liteyuki.Comm1.Storage`.
+ *
+ * Since: 1.0
  */
 #define LY_DBUS_STORAGE_PATH "/icu/liteyuki/Comm1/Storage"
 
@@ -35,6 +39,8 @@ G_BEGIN_DECLS
  * LY_DBUS_MANAGER_PATH:
  *
  * The object path of `icu.liteyuki.Comm1.Manager`.
+ *
+ * Since: 1.0
  */
 #define LY_DBUS_MANAGER_PATH "/icu/liteyuki/Comm1/Manager"
 

@@ -38,6 +38,15 @@ static const GDBusErrorEntry channel_error_entries[] = {
 
 G_STATIC_ASSERT (G_N_ELEMENTS (channel_error_entries) == LY_CHANNEL_ERROR_DISCONNECTED + 1);
 
+/**
+ * ly_channel_error_quark:
+ *
+ * The error domain of channels, #LY_CHANNEL_ERROR, registered with GDBus.
+ *
+ * Returns: the quark of the domain
+ *
+ * Since: 1.0
+ */
 GQuark
 ly_channel_error_quark (void)
 {
@@ -59,6 +68,15 @@ static const GDBusErrorEntry process_error_entries[] = {
 
 G_STATIC_ASSERT (G_N_ELEMENTS (process_error_entries) == LY_PROCESS_ERROR_STOPPED + 1);
 
+/**
+ * ly_process_error_quark:
+ *
+ * The error domain of the process manager and the child runtime, #LY_PROCESS_ERROR, registered with GDBus.
+ *
+ * Returns: the quark of the domain
+ *
+ * Since: 1.0
+ */
 GQuark
 ly_process_error_quark (void)
 {
@@ -78,6 +96,15 @@ static const GDBusErrorEntry storage_error_entries[] = {
 
 G_STATIC_ASSERT (G_N_ELEMENTS (storage_error_entries) == LY_STORAGE_ERROR_INVALID_URI + 1);
 
+/**
+ * ly_storage_error_quark:
+ *
+ * The error domain of the storage, #LY_STORAGE_ERROR, registered with GDBus.
+ *
+ * Returns: the quark of the domain
+ *
+ * Since: 1.0
+ */
 GQuark
 ly_storage_error_quark (void)
 {

@@ -20,6 +20,8 @@ G_BEGIN_DECLS
  *
  * The error domain of channels.  Errors of this domain cross D-Bus as
  * `icu.liteyuki.Comm1.Error.Channel.*`.
+ *
+ * Since: 1.0
  */
 #define LY_CHANNEL_ERROR (ly_channel_error_quark ())
 
@@ -36,6 +38,8 @@ G_BEGIN_DECLS
  *   channel (it crashed or was killed), or the connection failed
  *
  * Errors of #LY_CHANNEL_ERROR.
+ *
+ * Since: 1.0
  */
 typedef enum
 {
@@ -53,6 +57,8 @@ typedef enum
  *
  * The error domain of the process manager and of the child runtime.
  * Errors of this domain cross D-Bus as `icu.liteyuki.Comm1.Error.Process.*`.
+ *
+ * Since: 1.0
  */
 #define LY_PROCESS_ERROR (ly_process_error_quark ())
 
@@ -70,6 +76,8 @@ typedef enum
  *   could complete
  *
  * Errors of #LY_PROCESS_ERROR.
+ *
+ * Since: 1.0
  */
 typedef enum
 {
@@ -87,6 +95,8 @@ typedef enum
  *
  * The error domain of the storage.  Errors of this domain cross D-Bus as
  * `icu.liteyuki.Comm1.Error.Storage.*`.
+ *
+ * Since: 1.0
  */
 #define LY_STORAGE_ERROR (ly_storage_error_quark ())
 
@@ -106,6 +116,8 @@ typedef enum
  *   Get says so: ly_storage_get() returns %NULL)
  *
  * Errors of #LY_STORAGE_ERROR.
+ *
+ * Since: 1.0
  */
 typedef enum
 {

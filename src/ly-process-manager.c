@@ -68,6 +68,8 @@
  * The getters may be called from any thread.  No thread is created per
  * child: the hub's thread count does not grow with the number of
  * children.
+ *
+ * Since: 1.0
  */
 
 #define MAX_NAME_LENGTH 64
@@ -1108,6 +1110,8 @@ ly_process_manager_class_init (LyProcessManagerClass *klass)
    * The storage whose requests the children's storage proxies make: the
    * children share it with the hub.  The default is
    * [func@Ly.Storage.get_default].
+   *
+   * Since: 1.0
    */
   properties[PROP_STORAGE] =
     g_param_spec_object ("storage", NULL, NULL,
@@ -1120,6 +1124,8 @@ ly_process_manager_class_init (LyProcessManagerClass *klass)
    * Seconds a stopping process gets: it is asked politely at once, sent
    * `SIGTERM` after half of this and `SIGKILL` after all of it.  The
    * default, 10 s, is the original's.
+   *
+   * Since: 1.0
    */
   properties[PROP_STOP_TIMEOUT] =
     g_param_spec_double ("stop-timeout", NULL, NULL,
@@ -1132,6 +1138,8 @@ ly_process_manager_class_init (LyProcessManagerClass *klass)
    * Seconds before a process that exited on its own is restarted by its
    * policy.  Doubles with each failure of a process that ran less than
    * 10 s, up to #LyProcessManager:restart-delay-max.
+   *
+   * Since: 1.0
    */
   properties[PROP_RESTART_DELAY] =
     g_param_spec_double ("restart-delay", NULL, NULL,
@@ -1142,6 +1150,8 @@ ly_process_manager_class_init (LyProcessManagerClass *klass)
    * LyProcessManager:restart-delay-max:
    *
    * The longest delay of a policy restart, in seconds.
+   *
+   * Since: 1.0
    */
   properties[PROP_RESTART_DELAY_MAX] =
     g_param_spec_double ("restart-delay-max", NULL, NULL,
@@ -1154,6 +1164,8 @@ ly_process_manager_class_init (LyProcessManagerClass *klass)
    * How many exits within #LyProcessManager:crash-loop-interval the
    * restart policy tolerates; one more and the target is given up
    * (%LY_PROCESS_STATE_FAILED) until it is started again.
+   *
+   * Since: 1.0
    */
   properties[PROP_CRASH_LOOP_LIMIT] =
     g_param_spec_uint ("crash-loop-limit", NULL, NULL,
@@ -1164,6 +1176,8 @@ ly_process_manager_class_init (LyProcessManagerClass *klass)
    * LyProcessManager:crash-loop-interval:
    *
    * The window of #LyProcessManager:crash-loop-limit, in seconds.
+   *
+   * Since: 1.0
    */
   properties[PROP_CRASH_LOOP_INTERVAL] =
     g_param_spec_double ("crash-loop-interval", NULL, NULL,
@@ -1179,6 +1193,8 @@ ly_process_manager_class_init (LyProcessManagerClass *klass)
    * @state: its new state
    *
    * A target's state changed.
+   *
+   * Since: 1.0
    */
   signals[STATE_CHANGED] =
     g_signal_new ("state-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
@@ -1191,6 +1207,8 @@ ly_process_manager_class_init (LyProcessManagerClass *klass)
    * @pid: its new process id
    *
    * A target's process started.
+   *
+   * Since: 1.0
    */
   signals[PROCESS_STARTED] =
     g_signal_new ("process-started", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
@@ -1204,6 +1222,8 @@ ly_process_manager_class_init (LyProcessManagerClass *klass)
    *   `WIFEXITED()`, `WEXITSTATUS()`, `WIFSIGNALED()`, `WTERMSIG()`)
    *
    * A target's process exited, for whatever reason.
+   *
+   * Since: 1.0
    */
   signals[PROCESS_EXITED] =
     g_signal_new ("process-exited", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
@@ -1216,6 +1236,8 @@ ly_process_manager_class_init (LyProcessManagerClass *klass)
    *
    * A target's process is about to be stopped (the original's
    * `before_process_shutdown` hook).
+   *
+   * Since: 1.0
    */
   signals[BEFORE_SHUTDOWN] =
     g_signal_new ("before-shutdown", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
@@ -1229,6 +1251,8 @@ ly_process_manager_class_init (LyProcessManagerClass *klass)
    * A target is about to be restarted: asked by the hub, by the child,
    * or by its restart policy (the original's `before_process_restart`
    * hook).
+   *
+   * Since: 1.0
    */
   signals[BEFORE_RESTART] =
     g_signal_new ("before-restart", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
@@ -1403,6 +1427,8 @@ set_working_directory (Target   *target,
  * thread-default main context of the calling thread, which must run.
  *
  * Returns: (transfer full): a new #LyProcessManager
+ *
+ * Since: 1.0
  */
 LyProcessManager *
 ly_process_manager_new (void)
@@ -1423,6 +1449,8 @@ ly_process_manager_new (void)
  * `NAME-passive` exist from now on, in the registry.
  *
  * Returns: %TRUE on success
+ *
+ * Since: 1.0
  */
 gboolean
 ly_process_manager_add_target (LyProcessManager    *self,
@@ -1451,6 +1479,8 @@ ly_process_manager_add_target (LyProcessManager    *self,
  * %LY_RESTART_NEVER.
  *
  * Returns: %TRUE on success
+ *
+ * Since: 1.0
  */
 gboolean
 ly_process_manager_set_restart_policy (LyProcessManager  *self,
@@ -1476,6 +1506,8 @@ ly_process_manager_set_restart_policy (LyProcessManager  *self,
  * Gives a target a stop timeout of its own.
  *
  * Returns: %TRUE on success
+ *
+ * Since: 1.0
  */
 gboolean
 ly_process_manager_set_target_stop_timeout (LyProcessManager  *self,
@@ -1500,6 +1532,8 @@ ly_process_manager_set_target_stop_timeout (LyProcessManager  *self,
  * Sets extra environment variables of a target, for its next start.
  *
  * Returns: %TRUE on success
+ *
+ * Since: 1.0
  */
 gboolean
 ly_process_manager_set_environment (LyProcessManager    *self,
@@ -1532,6 +1566,8 @@ ly_process_manager_set_environment (LyProcessManager    *self,
  * Sets the working directory of a target, for its next start.
  *
  * Returns: %TRUE on success
+ *
+ * Since: 1.0
  */
 gboolean
 ly_process_manager_set_working_directory (LyProcessManager  *self,
@@ -1549,8 +1585,12 @@ ly_process_manager_set_working_directory (LyProcessManager  *self,
  * ly_process_manager_list_targets:
  * @self: a #LyProcessManager
  *
+ * The targets of the manager.  May be called from any thread.
+ *
  * Returns: (transfer full) (array zero-terminated=1): the names of the
  *   targets, in the order they were added
+ *
+ * Since: 1.0
  */
 char **
 ly_process_manager_list_targets (LyProcessManager *self)
@@ -1625,6 +1665,8 @@ start_all_in_context (LyProcessManager  *self,
  * waiting for a policy restart, or given up, starts at once.
  *
  * Returns: %TRUE if the process was started
+ *
+ * Since: 1.0
  */
 gboolean
 ly_process_manager_start (LyProcessManager  *self,
@@ -1647,6 +1689,8 @@ ly_process_manager_start (LyProcessManager  *self,
  * On a failure, the targets started so far keep running.
  *
  * Returns: %TRUE if all of them were started
+ *
+ * Since: 1.0
  */
 gboolean
 ly_process_manager_start_all (LyProcessManager  *self,
@@ -1672,6 +1716,8 @@ ly_process_manager_start_all (LyProcessManager  *self,
  * `SIGKILL` after all of it.  Emits #LyProcessManager::before-shutdown
  * first.  The restart policy does not apply.  Stopping a target that
  * does not run succeeds at once.
+ *
+ * Since: 1.0
  */
 void
 ly_process_manager_stop_async (LyProcessManager    *self,
@@ -1699,6 +1745,8 @@ ly_process_manager_stop_async (LyProcessManager    *self,
  * Finishes ly_process_manager_stop_async().
  *
  * Returns: %TRUE when the process is gone
+ *
+ * Since: 1.0
  */
 gboolean
 ly_process_manager_stop_finish (LyProcessManager  *self,
@@ -1721,6 +1769,8 @@ ly_process_manager_stop_finish (LyProcessManager  *self,
  * when one is, that thread completes the stop while this one waits.
  *
  * Returns: %TRUE when the process is gone
+ *
+ * Since: 1.0
  */
 gboolean
 ly_process_manager_stop (LyProcessManager  *self,
@@ -1766,6 +1816,8 @@ target_restart_async (LyProcessManager *self,
  * Restarts a target: emits #LyProcessManager::before-restart, stops the
  * running process as ly_process_manager_stop_async() does, and starts
  * a new one.  A target that does not run is started.
+ *
+ * Since: 1.0
  */
 void
 ly_process_manager_restart_async (LyProcessManager    *self,
@@ -1793,6 +1845,8 @@ ly_process_manager_restart_async (LyProcessManager    *self,
  * Finishes ly_process_manager_restart_async().
  *
  * Returns: %TRUE when the new process started
+ *
+ * Since: 1.0
  */
 gboolean
 ly_process_manager_restart_finish (LyProcessManager  *self,
@@ -1813,6 +1867,8 @@ ly_process_manager_restart_finish (LyProcessManager  *self,
  * the manager's main context meanwhile (see ly_process_manager_stop()).
  *
  * Returns: %TRUE when the new process started
+ *
+ * Since: 1.0
  */
 gboolean
 ly_process_manager_restart (LyProcessManager  *self,
@@ -1880,6 +1936,8 @@ stop_all_targets (LyProcessManager *self,
  * @user_data: data for @callback
  *
  * Stops every target's process, all at once.
+ *
+ * Since: 1.0
  */
 void
 ly_process_manager_stop_all_async (LyProcessManager    *self,
@@ -1905,6 +1963,8 @@ ly_process_manager_stop_all_async (LyProcessManager    *self,
  * Finishes ly_process_manager_stop_all_async().
  *
  * Returns: %TRUE when every process is gone
+ *
+ * Since: 1.0
  */
 gboolean
 ly_process_manager_stop_all_finish (LyProcessManager  *self,
@@ -1924,6 +1984,8 @@ ly_process_manager_stop_all_finish (LyProcessManager  *self,
  * manager's main context meanwhile (see ly_process_manager_stop()).
  *
  * Returns: %TRUE when every process is gone
+ *
+ * Since: 1.0
  */
 gboolean
 ly_process_manager_stop_all (LyProcessManager  *self,
@@ -1974,7 +2036,11 @@ snapshot_target (LyProcessManager *self,
  * @self: a #LyProcessManager
  * @name: a target
  *
+ * Whether a target's process runs.  May be called from any thread.
+ *
  * Returns: whether the target's process runs (stopping included)
+ *
+ * Since: 1.0
  */
 gboolean
 ly_process_manager_is_alive (LyProcessManager *self,
@@ -1994,8 +2060,12 @@ ly_process_manager_is_alive (LyProcessManager *self,
  * @self: a #LyProcessManager
  * @name: a target
  *
+ * The process id of a target's process.  May be called from any thread.
+ *
  * Returns: the process id of the target's process, or 0 when it does
  *   not run (or there is no such target)
+ *
+ * Since: 1.0
  */
 GPid
 ly_process_manager_get_pid (LyProcessManager *self,
@@ -2015,8 +2085,12 @@ ly_process_manager_get_pid (LyProcessManager *self,
  * @self: a #LyProcessManager
  * @name: a target
  *
+ * The state of a target.  May be called from any thread.
+ *
  * Returns: the target's state (%LY_PROCESS_STATE_STOPPED for an unknown
  *   target)
+ *
+ * Since: 1.0
  */
 LyProcessState
 ly_process_manager_get_state (LyProcessManager *self,
@@ -2036,8 +2110,12 @@ ly_process_manager_get_state (LyProcessManager *self,
  * @self: a #LyProcessManager
  * @name: a target
  *
+ * How often a target was restarted.  May be called from any thread.
+ *
  * Returns: how often the target was restarted (by a restart, by its
  *   child, or by its policy)
+ *
+ * Since: 1.0
  */
 guint
 ly_process_manager_get_restart_count (LyProcessManager *self,
@@ -2056,7 +2134,11 @@ ly_process_manager_get_restart_count (LyProcessManager *self,
  * ly_process_manager_get_stop_timeout:
  * @self: a #LyProcessManager
  *
+ * Gets #LyProcessManager:stop-timeout.
+ *
  * Returns: #LyProcessManager:stop-timeout, in seconds
+ *
+ * Since: 1.0
  */
 double
 ly_process_manager_get_stop_timeout (LyProcessManager *self)
@@ -2072,6 +2154,8 @@ ly_process_manager_get_stop_timeout (LyProcessManager *self)
  * @seconds: the new timeout
  *
  * Sets #LyProcessManager:stop-timeout.
+ *
+ * Since: 1.0
  */
 void
 ly_process_manager_set_stop_timeout (LyProcessManager *self,
@@ -2113,6 +2197,8 @@ on_unix_signal (gpointer user_data)
  * ly_process_manager_stop_all_async() does) and then quit @loop: what a
  * hub daemon wants.  The signals are caught with g_unix_signal_add() for
  * as long as the manager lives.
+ *
+ * Since: 1.0
  */
 void
 ly_process_manager_stop_on_unix_signals (LyProcessManager *self,

@@ -27,6 +27,8 @@ G_BEGIN_DECLS
  *   (#LyProcessManager:crash-loop-limit): given up until started again
  *
  * The state of a target.
+ *
+ * Since: 1.0
  */
 typedef enum
 {
@@ -45,6 +47,8 @@ typedef enum
  * @LY_RESTART_ALWAYS: restart a process however it exited
  *
  * What happens when a process exits on its own (not by a stop).
+ *
+ * Since: 1.0
  */
 typedef enum
 {

@@ -43,6 +43,8 @@ load_registry (void)
  * under the same names, so that code reads the same on both sides.
  *
  * Returns: (transfer none) (nullable): the channel, or %NULL
+ *
+ * Since: 1.0
  */
 LyChannel *
 ly_get_channel (const char *name)
@@ -68,6 +70,8 @@ ly_get_channel (const char *name)
  *
  * Puts a channel in the process-wide registry under @name, replacing
  * what was there.  The registry keeps a reference.
+ *
+ * Since: 1.0
  */
 void
 ly_set_channel (const char *name,
@@ -96,8 +100,12 @@ compare_names (gconstpointer a,
 /**
  * ly_list_channels:
  *
+ * Lists the names of the process-wide registry of channels.
+ *
  * Returns: (transfer full) (array zero-terminated=1): the names in the
  *   registry, sorted
+ *
+ * Since: 1.0
  */
 char **
 ly_list_channels (void)

@@ -203,8 +203,13 @@ ly_runtime_get_control (void)
 /**
  * ly_is_main_process:
  *
+ * Tells whether this is the main process (the hub), or a child started
+ * by a #LyProcessManager.
+ *
  * Returns: %FALSE in a process started by a #LyProcessManager, %TRUE in
  *   any other (the hub, or a program on its own)
+ *
+ * Since: 1.0
  */
 gboolean
 ly_is_main_process (void)
@@ -215,8 +220,12 @@ ly_is_main_process (void)
 /**
  * ly_get_process_name:
  *
+ * The target name of this process, as the hub that started it knows it.
+ *
  * Returns: (nullable): the name of the target this process was started
  *   as by a #LyProcessManager, or %NULL in any other process
+ *
+ * Since: 1.0
  */
 const char *
 ly_get_process_name (void)
@@ -235,6 +244,8 @@ ly_get_process_name (void)
  *
  * Returns: (transfer none) (nullable): the channel, or %NULL in a
  *   process that was not started by a hub
+ *
+ * Since: 1.0
  */
 LyChannel *
 ly_active_channel (void)
@@ -252,6 +263,8 @@ ly_active_channel (void)
  *
  * Returns: (transfer none) (nullable): the channel, or %NULL in a
  *   process that was not started by a hub
+ *
+ * Since: 1.0
  */
 LyChannel *
 ly_passive_channel (void)
@@ -292,6 +305,8 @@ call_hub (const char  *method,
  *
  * Returns: %TRUE if the hub agreed; %FALSE with
  *   %LY_PROCESS_ERROR_NOT_A_CHILD in a process not started by a hub
+ *
+ * Since: 1.0
  */
 gboolean
 ly_request_stop (GError **error)
@@ -311,6 +326,8 @@ ly_request_stop (GError **error)
  *
  * Returns: %TRUE if the hub agreed; %FALSE with
  *   %LY_PROCESS_ERROR_NOT_A_CHILD in a process not started by a hub
+ *
+ * Since: 1.0
  */
 gboolean
 ly_request_restart (GError **error)
@@ -331,6 +348,8 @@ ly_request_restart (GError **error)
  * By default it closes and flushes its channels (for at most a second)
  * and raises `SIGTERM` in itself.  The handler runs in the main context
  * of the runtime (see ly_active_channel()).
+ *
+ * Since: 1.0
  */
 void
 ly_set_stop_handler (LyStopFunc     handler,

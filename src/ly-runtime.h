@@ -20,6 +20,8 @@ G_BEGIN_DECLS
  * Called in a managed child when the hub asks it to stop politely.  It
  * should make the process end soon: the hub sends `SIGTERM`, then
  * `SIGKILL`, when it does not.
+ *
+ * Since: 1.0
  */
 typedef void (*LyStopFunc) (gpointer user_data);
 

@@ -38,6 +38,8 @@
  * that made the storage (in a child, the context of its channels).
  *
  * Every method may be called from any thread.
+ *
+ * Since: 1.0
  */
 
 /* The front end checks what callers give, hands each operation to its
@@ -511,6 +513,8 @@ ly_storage_class_init (LyStorageClass *klass)
    * The largest value, in bytes of serialised data.  A larger one fails
    * with %LY_STORAGE_ERROR_TOO_LARGE and nothing is stored.  The hub's
    * store enforces its own limit for every process.
+   *
+   * Since: 1.0
    */
   properties[PROP_MAX_VALUE_SIZE] =
     g_param_spec_uint64 ("max-value-size", NULL, NULL,
@@ -542,6 +546,8 @@ ly_storage_class_init (LyStorageClass *klass)
    * @value: (nullable): its new value, or %NULL when it was deleted
    *
    * A key changed, by any process.  Detailed by the key.
+   *
+   * Since: 1.0
    */
   signals[CHANGED] =
     g_signal_new ("changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST | G_SIGNAL_DETAILED,
@@ -555,6 +561,8 @@ ly_storage_class_init (LyStorageClass *klass)
    *
    * A value was published on a topic this process subscribed to.
    * Detailed by the topic.
+   *
+   * Since: 1.0
    */
   signals[PUBLISHED] =
     g_signal_new ("published", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST | G_SIGNAL_DETAILED,
@@ -609,6 +617,8 @@ storage_new (GMainContext *context)
  * ly_storage_get_default().
  *
  * Returns: (transfer full): a new #LyStorage
+ *
+ * Since: 1.0
  */
 LyStorage *
 ly_storage_new (void)
@@ -697,6 +707,8 @@ storage_new_proxy (LyControl *control)
  * a managed child, a proxy to the hub's.
  *
  * Returns: (transfer none): the default storage
+ *
+ * Since: 1.0
  */
 /* @default_mutex protects @default_storage */
 static GMutex default_mutex;
@@ -759,7 +771,11 @@ ly_storage_set_default (LyStorage *storage)
  * ly_storage_is_proxy:
  * @self: a #LyStorage
  *
+ * Tells whether @self is a child's proxy to its hub's storage.
+ *
  * Returns: whether @self is a child's proxy to the hub's storage
+ *
+ * Since: 1.0
  */
 gboolean
 ly_storage_is_proxy (LyStorage *self)
@@ -816,6 +832,8 @@ ly_storage_remove_peer (LyStorage *self,
  * Returns: %TRUE on success; %FALSE with %LY_STORAGE_ERROR_INVALID_KEY or
  *   %LY_STORAGE_ERROR_TOO_LARGE (nothing stored), or an error of the
  *   connection to the hub
+ *
+ * Since: 1.0
  */
 gboolean
 ly_storage_set (LyStorage   *self,
@@ -849,6 +867,8 @@ ly_storage_set (LyStorage   *self,
  * main loop iteration travel to the hub together, as one request, and
  * are applied in the order they were made, before any later request of
  * this process: a ly_storage_get() after them sees them.
+ *
+ * Since: 1.0
  */
 void
 ly_storage_set_async (LyStorage           *self,
@@ -882,6 +902,8 @@ ly_storage_set_async (LyStorage           *self,
  * Finishes ly_storage_set_async().
  *
  * Returns: %TRUE if the value was stored
+ *
+ * Since: 1.0
  */
 gboolean
 ly_storage_set_finish (LyStorage     *self,
@@ -904,6 +926,8 @@ ly_storage_set_finish (LyStorage     *self,
  *
  * Returns: (transfer full) (nullable): the value, or %NULL without an
  *   error when the key does not exist
+ *
+ * Since: 1.0
  */
 GVariant *
 ly_storage_get (LyStorage   *self,
@@ -933,6 +957,8 @@ ly_storage_get (LyStorage   *self,
  * @user_data: data for @callback
  *
  * Reads @key without blocking.
+ *
+ * Since: 1.0
  */
 void
 ly_storage_get_async (LyStorage           *self,
@@ -962,6 +988,8 @@ ly_storage_get_async (LyStorage           *self,
  *
  * Returns: (transfer full) (nullable): the value, or %NULL without an
  *   error when the key does not exist
+ *
+ * Since: 1.0
  */
 GVariant *
 ly_storage_get_finish (LyStorage     *self,
@@ -1005,6 +1033,8 @@ ly_storage_delete_existed (LyStorage   *self,
  * %NULL value, follows in every process if the key existed.
  *
  * Returns: %TRUE on success
+ *
+ * Since: 1.0
  */
 gboolean
 ly_storage_delete (LyStorage   *self,
@@ -1024,7 +1054,12 @@ ly_storage_delete (LyStorage   *self,
  * @key: the key
  * @error: return location for a #GError
  *
+ * Tells whether @key exists.  In a child, one round trip to the hub (or
+ * none, from a hub's cache on Redis).
+ *
  * Returns: whether @key exists; %FALSE with @error set on failure
+ *
+ * Since: 1.0
  */
 gboolean
 ly_storage_contains (LyStorage   *self,
@@ -1047,8 +1082,12 @@ ly_storage_contains (LyStorage   *self,
  * @self: a #LyStorage
  * @error: return location for a #GError
  *
+ * Lists the keys of the storage.
+ *
  * Returns: (transfer full) (array zero-terminated=1) (nullable): the
  *   keys, sorted; %NULL with @error set on failure
+ *
+ * Since: 1.0
  */
 char **
 ly_storage_list_keys (LyStorage  *self,
@@ -1077,6 +1116,8 @@ ly_storage_list_keys (LyStorage  *self,
  *
  * Returns: (transfer full) (nullable): every key and value, as `a{sv}`;
  *   %NULL with @error set on failure
+ *
+ * Since: 1.0
  */
 GVariant *
 ly_storage_get_all (LyStorage  *self,
@@ -1110,6 +1151,8 @@ ly_storage_get_all (LyStorage  *self,
  *
  * Returns: %TRUE if the value was swapped; %FALSE without an error on a
  *   mismatch, or with @error set on failure
+ *
+ * Since: 1.0
  */
 gboolean
 ly_storage_compare_and_set (LyStorage   *self,
@@ -1140,6 +1183,8 @@ ly_storage_compare_and_set (LyStorage   *self,
  * @user_data: data for @callback
  *
  * ly_storage_compare_and_set() without blocking.
+ *
+ * Since: 1.0
  */
 void
 ly_storage_compare_and_set_async (LyStorage           *self,
@@ -1172,6 +1217,8 @@ ly_storage_compare_and_set_async (LyStorage           *self,
  *
  * Returns: %TRUE if the operation was applied (swapped or not); %FALSE
  *   with @error set on failure
+ *
+ * Since: 1.0
  */
 gboolean
 ly_storage_compare_and_set_finish (LyStorage     *self,
@@ -1209,6 +1256,8 @@ ly_storage_compare_and_set_finish (LyStorage     *self,
  * stored.
  *
  * Returns: %TRUE on success
+ *
+ * Since: 1.0
  */
 gboolean
 ly_storage_publish (LyStorage   *self,
@@ -1238,6 +1287,8 @@ ly_storage_publish (LyStorage   *self,
  * @user_data: data for @callback
  *
  * ly_storage_publish() without blocking; publications pipeline.
+ *
+ * Since: 1.0
  */
 void
 ly_storage_publish_async (LyStorage           *self,
@@ -1268,6 +1319,8 @@ ly_storage_publish_async (LyStorage           *self,
  * Finishes ly_storage_publish_async().
  *
  * Returns: %TRUE on success
+ *
+ * Since: 1.0
  */
 gboolean
 ly_storage_publish_finish (LyStorage     *self,
@@ -1334,6 +1387,8 @@ change_subscription (LyStorage   *self,
  * #LyStorage::published.  Subscribing twice is subscribing once.
  *
  * Returns: %TRUE on success
+ *
+ * Since: 1.0
  */
 gboolean
 ly_storage_subscribe (LyStorage   *self,
@@ -1356,6 +1411,8 @@ ly_storage_subscribe (LyStorage   *self,
  * Stops the publications on @topic for this process.
  *
  * Returns: %TRUE on success
+ *
+ * Since: 1.0
  */
 gboolean
 ly_storage_unsubscribe (LyStorage   *self,

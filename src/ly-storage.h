@@ -21,6 +21,8 @@ G_BEGIN_DECLS
  * LY_STORAGE_MAX_KEY_LENGTH:
  *
  * The longest key or topic, in bytes: 1 KiB.
+ *
+ * Since: 1.0
  */
 #define LY_STORAGE_MAX_KEY_LENGTH 1024
 
@@ -29,6 +31,8 @@ G_BEGIN_DECLS
  *
  * The default of #LyStorage:max-value-size: the channel limit (16 MiB)
  * less room for the request around the value.
+ *
+ * Since: 1.0
  */
 #define LY_STORAGE_DEFAULT_MAX_VALUE_SIZE (16 * 1024 * 1024 - 64 * 1024)
 

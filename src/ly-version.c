@@ -10,7 +10,11 @@
 /**
  * ly_get_major_version:
  *
+ * The major version of the library the program runs with.
+ *
  * Returns: the major version of the liteyuki-comm library in use
+ *
+ * Since: 1.0
  */
 guint
 ly_get_major_version (void)
@@ -21,7 +25,11 @@ ly_get_major_version (void)
 /**
  * ly_get_minor_version:
  *
+ * The minor version of the library the program runs with.
+ *
  * Returns: the minor version of the liteyuki-comm library in use
+ *
+ * Since: 1.0
  */
 guint
 ly_get_minor_version (void)
@@ -32,7 +40,11 @@ ly_get_minor_version (void)
 /**
  * ly_get_micro_version:
  *
+ * The micro version of the library the program runs with.
+ *
  * Returns: the micro version of the liteyuki-comm library in use
+ *
+ * Since: 1.0
  */
 guint
 ly_get_micro_version (void)
