@@ -70,6 +70,9 @@
  *
  * All methods may be called from any thread.
  *
+ * The topic page [Channels](channels.html) says more, with examples, and
+ * [Overview](overview.html) shows how the pieces fit.
+ *
  * Since: 1.0
  */
 

@@ -69,6 +69,9 @@
  * child: the hub's thread count does not grow with the number of
  * children.
  *
+ * The topic page [Processes](processes.html) says more, with examples, and
+ * [Overview](overview.html) shows how the pieces fit.
+ *
  * Since: 1.0
  */
 

@@ -39,6 +39,9 @@
  *
  * Every method may be called from any thread.
  *
+ * The topic page [Storage](storage.html) says more, with examples, and
+ * [Overview](overview.html) shows how the pieces fit.
+ *
  * Since: 1.0
  */
 

@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 # test-python-typing.py: mypy --strict accepts every Python example of
-# README.md against the typing stubs (src/stubs, installed as gi-stubs),
-# and rejects a wrong use, so the check cannot pass vacuously.
+# README.md and of the reference's topic pages (docs/*.md) against the
+# typing stubs (src/stubs, installed as gi-stubs), and rejects a wrong
+# use, so the check cannot pass vacuously.
 #
-# Usage: test-python-typing.py README.md STUBS_DIR
+# Usage: test-python-typing.py STUBS_DIR MARKDOWN...
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
@@ -13,9 +14,12 @@ import subprocess
 import sys
 import tempfile
 
-readme, stubs = sys.argv[1], sys.argv[2]
-with open(readme) as f:
-    blocks = re.findall(r'```python\n(.*?)```', f.read(), re.S)
+stubs, documents = sys.argv[1], sys.argv[2:]
+examples = []
+for document in documents:
+    with open(document) as f:
+        for number, block in enumerate(re.findall(r'```python\n(.*?)```', f.read(), re.S), 1):
+            examples.append(('%s-example-%d' % (os.path.basename(document), number), block))
 
 
 def mypy(directory, path):
@@ -25,7 +29,7 @@ def mypy(directory, path):
                           capture_output=True, text=True, env=environment)
 
 
-tests = [('readme-example-%d' % number, block) for number, block in enumerate(blocks, 1)]
+tests = list(examples)
 tests.append(('a-wrong-use-is-rejected', 'from gi.repository import Ly\n'
                                          'channel: int = Ly.Channel.new_pair("x")\n'))
 print('1..%d' % len(tests))
