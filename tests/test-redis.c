@@ -9,6 +9,7 @@
  */
 
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -612,6 +613,7 @@ hub_start (Redis      *redis,
   g_autoptr(GError) error = NULL;
   Hub *hub = g_new0 (Hub, 1);
 
+  g_subprocess_launcher_set_child_setup (launcher, die_with_test, NULL, NULL);
   g_subprocess_launcher_setenv (launcher, "LY_TEST_HUB_STORAGE", redis->uri, TRUE);
   g_subprocess_launcher_setenv (launcher, "LY_TEST_HUB_CHILD", children, TRUE);
   g_subprocess_launcher_setenv (launcher, "LY_TEST_OUTPUT", output, TRUE);
@@ -670,8 +672,8 @@ test_two_hubs (void)
   g_autofree char *output = g_build_filename (redis->dir, "output", NULL);
   const char *python = g_getenv ("LY_TEST_PYTHON");
   guint n = ly_test_scaled (5000);
-  g_autofree char *cas_c = g_strdup_printf ("%s cas-increment counter %u", c_child, n);
-  g_autofree char *cas_py = g_strdup_printf ("%s %s counter %u", python, py_child, n);
+  g_autofree char *cas_c = g_strdup_printf ("%s wait go cas-increment counter %u", c_child, n);
+  g_autofree char *cas_py = g_strdup_printf ("%s %s counter %u go", python, py_child, n);
   g_autofree char *done_line = g_strdup_printf ("incremented %u times", n);
   g_autofree char *children_a = g_strdup_printf ("%s|%s|%s subscribe news 1000", cas_c, cas_py, c_child);
   g_autofree char *children_b = g_strdup_printf ("%s|%s|%s wait-publish go news 1 1000", cas_c, cas_py, c_child);
@@ -689,7 +691,8 @@ test_two_hubs (void)
   b = hub_start (redis, children_b, 3, output);
   RUN_UNTIL (a->ready && b->ready && count_lines (output, "ready") == 1);
 
-  /* the subscriber (on hub a) is ready: the publisher (on hub b) goes */
+  /* both hubs hear every change from here, and the subscriber (on hub
+   * a) is ready: the children (the publisher on hub b too) go */
   client = ly_storage_new_for_uri (redis->uri, &error);
   g_assert_no_error (error);
   g_assert_true (ly_storage_set (client, "go", g_variant_new_boolean (TRUE), &error));
@@ -700,6 +703,10 @@ test_two_hubs (void)
     while (count_lines (output, done_line) < 4 || count_lines (output, "received 1000 publications") < 1 ||
            a->changes->len < 4 * n || b->changes->len < 4 * n)
       {
+        if (g_get_monotonic_time () >= until)
+          g_test_message ("done %u of 4, %u publications received, a heard %u, b heard %u",
+                          count_lines (output, done_line), count_lines (output, "received 1000 publications"),
+                          a->changes->len, b->changes->len);
         g_assert_cmpint (g_get_monotonic_time (), <, until);
         g_assert_cmpuint (count_lines (output, "out of order"), ==, 0);
         g_main_context_iteration (NULL, FALSE);

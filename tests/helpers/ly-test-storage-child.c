@@ -10,6 +10,7 @@
  *   watch KEY N             reports after N `changed::KEY` signals
  *   publish TOPIC ID N      publishes (ID, i) for i in 0..N-1 on TOPIC
  *   wait-publish KEY TOPIC ID N   the same, once KEY exists
+ *   wait KEY MODE ARGS...   MODE ARGS..., once KEY exists
  *   subscribe TOPIC N       subscribes, checks per-publisher order, reports
  *                           after N publications
  *   bad-input               tries invalid keys and values, reports the errors
@@ -105,6 +106,30 @@ main (int   argc,
 
   g_assert_true (ly_storage_is_proxy (storage));
 
+  if ((g_str_equal (mode, "wait-publish") && argc > 5) || (g_str_equal (mode, "wait") && argc > 3))
+    {
+      gint64 deadline = g_get_monotonic_time () + 120 * G_USEC_PER_SEC;
+
+      while (!ly_storage_contains (storage, argv[2], &error))
+        {
+          g_assert_no_error (error);
+          g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+          g_usleep (10000);
+        }
+      if (g_str_equal (mode, "wait"))
+        {
+          argv += 2;
+          argc -= 2;
+          mode = argv[1];
+        }
+      else
+        {
+          argv += 1;
+          argc -= 1;
+          mode = "publish";
+        }
+    }
+
   if (g_str_equal (mode, "cas-increment") && argc > 3)
     {
       guint n = (guint) atoi (argv[3]);
@@ -180,21 +205,6 @@ main (int   argc,
       report ("ready");
       g_main_loop_run (loop);
       return 0;
-    }
-
-  if (g_str_equal (mode, "wait-publish") && argc > 5)
-    {
-      gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
-
-      while (!ly_storage_contains (storage, argv[2], &error))
-        {
-          g_assert_no_error (error);
-          g_assert_cmpint (g_get_monotonic_time (), <, deadline);
-          g_usleep (10000);
-        }
-      argv += 1;
-      argc -= 1;
-      mode = "publish";
     }
 
   if (g_str_equal (mode, "publish") && argc > 4)
