@@ -22,7 +22,7 @@ setup () {
 }
 
 echo "== tests (build/)"
-setup build
+setup build -Ddocumentation=enabled -Dvapi=enabled -Dredis=enabled
 meson test -C build --print-errorlogs
 
 echo "== C tests under AddressSanitizer and UndefinedBehaviorSanitizer (build-asan/)"
