@@ -2135,9 +2135,9 @@ ly_channel_new_pair (const char  *name,
 
 /**
  * ly_channel_get_name:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  *
- * Gets #LyChannel:name.
+ * Gets [property@Ly.Channel:name].
  *
  * Returns: the channel's name
  *
@@ -2153,9 +2153,9 @@ ly_channel_get_name (LyChannel *self)
 
 /**
  * ly_channel_get_message_type:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  *
- * Gets #LyChannel:message-type.
+ * Gets [property@Ly.Channel:message-type].
  *
  * Returns: (nullable): the type every sent message must have, or %NULL
  *
@@ -2177,11 +2177,11 @@ ly_channel_get_message_type (LyChannel *self)
 
 /**
  * ly_channel_set_message_type:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  * @message_type: (nullable): the type every sent message must have, or
  *   %NULL to allow any type
  *
- * Sets #LyChannel:message-type.
+ * Sets [property@Ly.Channel:message-type].
  *
  * Since: 1.0
  */
@@ -2202,9 +2202,9 @@ ly_channel_set_message_type (LyChannel          *self,
 
 /**
  * ly_channel_get_mode:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  *
- * Gets #LyChannel:mode: how the channel's messages reach the
+ * Gets [property@Ly.Channel:mode]: how the channel's messages reach the
  * application.
  *
  * Returns: how the channel receives
@@ -2227,10 +2227,10 @@ ly_channel_get_mode (LyChannel *self)
 
 /**
  * ly_channel_is_closed:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  *
  * Whether the channel is closed, here or by its peer
- * (#LyChannel:closed).
+ * ([property@Ly.Channel:closed]).
  *
  * Returns: whether the channel is closed
  *
@@ -2252,9 +2252,9 @@ ly_channel_is_closed (LyChannel *self)
 
 /**
  * ly_channel_get_max_message_size:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  *
- * Gets #LyChannel:max-message-size.
+ * Gets [property@Ly.Channel:max-message-size].
  *
  * Returns: the largest message sent or accepted, in bytes
  *
@@ -2276,10 +2276,10 @@ ly_channel_get_max_message_size (LyChannel *self)
 
 /**
  * ly_channel_set_max_message_size:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  * @max_message_size: the largest message, in bytes (at most 4 GiB - 1)
  *
- * Sets #LyChannel:max-message-size.
+ * Sets [property@Ly.Channel:max-message-size].
  *
  * Since: 1.0
  */
@@ -2300,9 +2300,9 @@ ly_channel_set_max_message_size (LyChannel *self,
 
 /**
  * ly_channel_get_max_queued_bytes:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  *
- * Gets #LyChannel:max-queued-bytes.
+ * Gets [property@Ly.Channel:max-queued-bytes].
  *
  * Returns: the bound of the send and receive queues, in bytes
  *
@@ -2324,10 +2324,10 @@ ly_channel_get_max_queued_bytes (LyChannel *self)
 
 /**
  * ly_channel_set_max_queued_bytes:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  * @max_queued_bytes: the bound of the queues, in bytes; at least 1
  *
- * Sets #LyChannel:max-queued-bytes.
+ * Sets [property@Ly.Channel:max-queued-bytes].
  *
  * Since: 1.0
  */
@@ -2348,7 +2348,7 @@ ly_channel_set_max_queued_bytes (LyChannel *self,
 
 /**
  * ly_channel_get_queued_bytes:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  *
  * How many bytes wait in the send queue: the back-pressure a sender
  * sees.
@@ -2373,7 +2373,7 @@ ly_channel_get_queued_bytes (LyChannel *self)
 
 /**
  * ly_channel_get_peer_process_name:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  *
  * The name the current peer announced.  A hub's channel gets a new peer
  * each time its process restarts; the string returned stays valid for as
@@ -2401,7 +2401,7 @@ ly_channel_get_peer_process_name (LyChannel *self)
 
 /**
  * ly_channel_get_peer_pid:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  *
  * The process id the current peer announced in its hello.
  *
@@ -2484,7 +2484,7 @@ kick_writer_locked (LyChannel *self)
 
 /**
  * ly_channel_send:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  * @message: the message; a floating reference is sunk
  * @error: return location for a #GError
  *
@@ -2493,9 +2493,9 @@ kick_writer_locked (LyChannel *self)
  *
  * Fails with %LY_CHANNEL_ERROR_CLOSED when the channel is closed,
  * %LY_CHANNEL_ERROR_TYPE_MISMATCH when @message is not of
- * #LyChannel:message-type, %LY_CHANNEL_ERROR_TOO_LARGE when it is over
- * #LyChannel:max-message-size and %LY_CHANNEL_ERROR_FULL when the send
- * queue is over #LyChannel:max-queued-bytes, or sends of
+ * [property@Ly.Channel:message-type], %LY_CHANNEL_ERROR_TOO_LARGE when it is over
+ * [property@Ly.Channel:max-message-size] and %LY_CHANNEL_ERROR_FULL when the send
+ * queue is over [property@Ly.Channel:max-queued-bytes], or sends of
  * ly_channel_send_async() wait for room: use ly_channel_send_async()
  * to wait instead.
  *
@@ -2615,7 +2615,7 @@ channel_task_new (LyChannel           *self,
 
 /**
  * ly_channel_send_async:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  * @message: the message; a floating reference is sunk
  * @cancellable: (nullable): a #GCancellable
  * @callback: called when the message was written, or failed
@@ -2675,7 +2675,7 @@ ly_channel_send_async (LyChannel           *self,
 
 /**
  * ly_channel_send_finish:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  * @result: the #GAsyncResult given to the callback
  * @error: return location for a #GError
  *
@@ -2728,7 +2728,7 @@ flush_done_locked (LyChannel  *self,
 
 /**
  * ly_channel_flush:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  * @cancellable: (nullable): a #GCancellable
  * @error: return location for a #GError
  *
@@ -2766,7 +2766,7 @@ ly_channel_flush (LyChannel     *self,
 
 /**
  * ly_channel_flush_async:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  * @cancellable: (nullable): a #GCancellable
  * @callback: called when everything sent so far was written
  * @user_data: data for @callback
@@ -2832,7 +2832,7 @@ ly_channel_flush_async (LyChannel           *self,
 
 /**
  * ly_channel_flush_finish:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  * @result: the #GAsyncResult given to the callback
  * @error: return location for a #GError
  *
@@ -2922,7 +2922,7 @@ pop_message_locked (LyChannel  *self,
 
 /**
  * ly_channel_receive_timeout:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  * @timeout_msec: how long to wait, in milliseconds; -1 to wait forever
  * @cancellable: (nullable): a #GCancellable
  * @error: return location for a #GError
@@ -2966,7 +2966,7 @@ ly_channel_receive_timeout (LyChannel     *self,
 
 /**
  * ly_channel_receive:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  * @cancellable: (nullable): a #GCancellable
  * @error: return location for a #GError
  *
@@ -2992,7 +2992,7 @@ ly_channel_receive (LyChannel     *self,
 
 /**
  * ly_channel_receive_async:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  * @cancellable: (nullable): a #GCancellable
  * @callback: called with the next message
  * @user_data: data for @callback
@@ -3054,7 +3054,7 @@ ly_channel_receive_async (LyChannel           *self,
 
 /**
  * ly_channel_receive_finish:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  * @result: the #GAsyncResult given to the callback
  * @error: return location for a #GError
  *
@@ -3078,12 +3078,12 @@ ly_channel_receive_finish (LyChannel     *self,
 
 /**
  * ly_channel_close:
- * @self: a #LyChannel
+ * @self: a [class@Ly.Channel]
  *
  * Closes the channel.  What was queued is still written, then the peer
- * is told, and its channel emits #LyChannel::closed with no error.
+ * is told, and its channel emits [signal@Ly.Channel::closed] with no error.
  * Sends fail from now on; messages that already arrived can still be
- * received.  This channel emits #LyChannel::closed too.  Closing twice
+ * received.  This channel emits [signal@Ly.Channel::closed] too.  Closing twice
  * does nothing.  Dropping the last reference closes the channel too.
  *
  * Since: 1.0

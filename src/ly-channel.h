@@ -19,7 +19,7 @@ G_BEGIN_DECLS
 /**
  * LyChannelMode:
  * @LY_CHANNEL_MODE_UNSET: nothing has received from the channel yet
- * @LY_CHANNEL_MODE_PASSIVE: messages are delivered to #LyChannel::received handlers
+ * @LY_CHANNEL_MODE_PASSIVE: messages are delivered to [signal@Ly.Channel::received] handlers
  * @LY_CHANNEL_MODE_ACTIVE: messages are taken with ly_channel_receive() or
  *   ly_channel_receive_async()
  *
@@ -41,7 +41,7 @@ typedef enum
 /**
  * LY_CHANNEL_DEFAULT_MAX_MESSAGE_SIZE:
  *
- * The default of #LyChannel:max-message-size: 16 MiB.
+ * The default of [property@Ly.Channel:max-message-size]: 16 MiB.
  *
  * Since: 1.0
  */
@@ -50,7 +50,7 @@ typedef enum
 /**
  * LY_CHANNEL_DEFAULT_MAX_QUEUED_BYTES:
  *
- * The default of #LyChannel:max-queued-bytes: 32 MiB.
+ * The default of [property@Ly.Channel:max-queued-bytes]: 32 MiB.
  *
  * Since: 1.0
  */

@@ -313,7 +313,7 @@ storage_monitor (LyStorage          *storage,
 
 /**
  * ly_storage_export:
- * @self: a #LyStorage, the authoritative one (not a child's proxy)
+ * @self: a [class@Ly.Storage], the authoritative one (not a child's proxy)
  * @connection: a #GDBusConnection
  * @error: return location for a #GError
  *
@@ -360,7 +360,7 @@ ly_storage_export (LyStorage        *self,
 
 /**
  * ly_storage_unexport:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @connection: a #GDBusConnection it was exported on
  *
  * Undoes ly_storage_export().
@@ -536,7 +536,7 @@ handle_send (LyDBusManager         *skeleton,
 
 /**
  * ly_process_manager_export:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @connection: a #GDBusConnection
  * @error: return location for a #GError
  *
@@ -580,7 +580,7 @@ ly_process_manager_export (LyProcessManager  *self,
 
 /**
  * ly_process_manager_unexport:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @connection: a #GDBusConnection it was exported on
  *
  * Undoes ly_process_manager_export().

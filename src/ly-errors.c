@@ -41,7 +41,7 @@ G_STATIC_ASSERT (G_N_ELEMENTS (channel_error_entries) == LY_CHANNEL_ERROR_DISCON
 /**
  * ly_channel_error_quark:
  *
- * The error domain of channels, #LY_CHANNEL_ERROR, registered with GDBus.
+ * The error domain of channels, [error@Ly.ChannelError], registered with GDBus.
  *
  * Returns: the quark of the domain
  *
@@ -71,7 +71,7 @@ G_STATIC_ASSERT (G_N_ELEMENTS (process_error_entries) == LY_PROCESS_ERROR_STOPPE
 /**
  * ly_process_error_quark:
  *
- * The error domain of the process manager and the child runtime, #LY_PROCESS_ERROR, registered with GDBus.
+ * The error domain of the process manager and the child runtime, [error@Ly.ProcessError], registered with GDBus.
  *
  * Returns: the quark of the domain
  *
@@ -99,7 +99,7 @@ G_STATIC_ASSERT (G_N_ELEMENTS (storage_error_entries) == LY_STORAGE_ERROR_INVALI
 /**
  * ly_storage_error_quark:
  *
- * The error domain of the storage, #LY_STORAGE_ERROR, registered with GDBus.
+ * The error domain of the storage, [error@Ly.StorageError], registered with GDBus.
  *
  * Returns: the quark of the domain
  *

@@ -28,16 +28,16 @@ G_BEGIN_DECLS
 /**
  * LyChannelError:
  * @LY_CHANNEL_ERROR_CLOSED: the channel is closed
- * @LY_CHANNEL_ERROR_TYPE_MISMATCH: the message is not of the channel's #LyChannel:message-type
- * @LY_CHANNEL_ERROR_TOO_LARGE: the message is larger than #LyChannel:max-message-size
- * @LY_CHANNEL_ERROR_MODE: the call does not fit the channel's #LyChannel:mode
- * @LY_CHANNEL_ERROR_FULL: the send queue is over #LyChannel:max-queued-bytes
+ * @LY_CHANNEL_ERROR_TYPE_MISMATCH: the message is not of the channel's [property@Ly.Channel:message-type]
+ * @LY_CHANNEL_ERROR_TOO_LARGE: the message is larger than [property@Ly.Channel:max-message-size]
+ * @LY_CHANNEL_ERROR_MODE: the call does not fit the channel's [property@Ly.Channel:mode]
+ * @LY_CHANNEL_ERROR_FULL: the send queue is over [property@Ly.Channel:max-queued-bytes]
  * @LY_CHANNEL_ERROR_PROTOCOL: the peer sent something that is not valid
  *   in the wire protocol; the connection was closed
  * @LY_CHANNEL_ERROR_DISCONNECTED: the peer went away without closing the
  *   channel (it crashed or was killed), or the connection failed
  *
- * Errors of #LY_CHANNEL_ERROR.
+ * Errors of [error@Ly.ChannelError].
  *
  * Since: 1.0
  */
@@ -71,11 +71,11 @@ typedef enum
  * @LY_PROCESS_ERROR_RUNNING: the target is running already
  * @LY_PROCESS_ERROR_SPAWN_FAILED: the process could not be started
  * @LY_PROCESS_ERROR_NOT_A_CHILD: the call is for a process started by a
- *   #LyProcessManager, and this one was not
+ *   [class@Ly.ProcessManager], and this one was not
  * @LY_PROCESS_ERROR_STOPPED: the target was stopped before the operation
  *   could complete
  *
- * Errors of #LY_PROCESS_ERROR.
+ * Errors of [error@Ly.ProcessError].
  *
  * Since: 1.0
  */
@@ -105,17 +105,17 @@ typedef enum
  * @LY_STORAGE_ERROR_INVALID_KEY: a key or topic is empty, longer than
  *   %LY_STORAGE_MAX_KEY_LENGTH bytes, or not valid UTF-8
  * @LY_STORAGE_ERROR_TOO_LARGE: a value is larger than
- *   #LyStorage:max-value-size
+ *   [property@Ly.Storage:max-value-size]
  * @LY_STORAGE_ERROR_UNAVAILABLE: the store behind the storage (a Redis
  *   server) cannot be reached, refused the connection, or did not answer
- *   within #LyStorage:timeout; nothing was changed, or the change is not
+ *   within [property@Ly.Storage:timeout]; nothing was changed, or the change is not
  *   known to have been made
  * @LY_STORAGE_ERROR_INVALID_URI: a storage URI is not one that
  *   ly_storage_new_for_uri() understands
  * @LY_STORAGE_ERROR_NO_SUCH_KEY: the key does not exist (only D-Bus's
  *   Get says so: ly_storage_get() returns %NULL)
  *
- * Errors of #LY_STORAGE_ERROR.
+ * Errors of [error@Ly.StorageError].
  *
  * Since: 1.0
  */

@@ -46,18 +46,18 @@
  * The hub's channel objects outlive the processes: handlers stay
  * connected across restarts, messages that arrived stay receivable, and
  * a message sent while the process is not running waits in the channel's
- * queue (within #LyChannel:max-queued-bytes) and goes to the next
+ * queue (within [property@Ly.Channel:max-queued-bytes]) and goes to the next
  * instance.  What was queued for, or written to, an instance that dies
  * is lost with it.
  *
  * Stopping a process asks it politely over the control connection, sends
- * `SIGTERM` after half of #LyProcessManager:stop-timeout and `SIGKILL`
+ * `SIGTERM` after half of [property@Ly.ProcessManager:stop-timeout] and `SIGKILL`
  * after all of it.  A process that exits on its own is restarted
  * according to its [enum@Ly.RestartPolicy], after a delay that doubles
- * with each quick failure (#LyProcessManager:restart-delay up to
- * #LyProcessManager:restart-delay-max), until it fails more than
- * #LyProcessManager:crash-loop-limit times within
- * #LyProcessManager:crash-loop-interval: then it is given up
+ * with each quick failure ([property@Ly.ProcessManager:restart-delay] up to
+ * [property@Ly.ProcessManager:restart-delay-max]), until it fails more than
+ * [property@Ly.ProcessManager:crash-loop-limit] times within
+ * [property@Ly.ProcessManager:crash-loop-interval]: then it is given up
  * (%LY_PROCESS_STATE_FAILED).
  *
  * The manager belongs to the thread-default main context of the thread
@@ -1140,7 +1140,7 @@ ly_process_manager_class_init (LyProcessManagerClass *klass)
    *
    * Seconds before a process that exited on its own is restarted by its
    * policy.  Doubles with each failure of a process that ran less than
-   * 10 s, up to #LyProcessManager:restart-delay-max.
+   * 10 s, up to [property@Ly.ProcessManager:restart-delay-max].
    *
    * Since: 1.0
    */
@@ -1164,7 +1164,7 @@ ly_process_manager_class_init (LyProcessManagerClass *klass)
   /**
    * LyProcessManager:crash-loop-limit:
    *
-   * How many exits within #LyProcessManager:crash-loop-interval the
+   * How many exits within [property@Ly.ProcessManager:crash-loop-interval] the
    * restart policy tolerates; one more and the target is given up
    * (%LY_PROCESS_STATE_FAILED) until it is started again.
    *
@@ -1178,7 +1178,7 @@ ly_process_manager_class_init (LyProcessManagerClass *klass)
   /**
    * LyProcessManager:crash-loop-interval:
    *
-   * The window of #LyProcessManager:crash-loop-limit, in seconds.
+   * The window of [property@Ly.ProcessManager:crash-loop-limit], in seconds.
    *
    * Since: 1.0
    */
@@ -1429,7 +1429,7 @@ set_working_directory (Target   *target,
  * Creates a process manager.  Its signals are emitted in the
  * thread-default main context of the calling thread, which must run.
  *
- * Returns: (transfer full): a new #LyProcessManager
+ * Returns: (transfer full): a new [class@Ly.ProcessManager]
  *
  * Since: 1.0
  */
@@ -1441,7 +1441,7 @@ ly_process_manager_new (void)
 
 /**
  * ly_process_manager_add_target:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @name: the target's name: ASCII letters, digits, `_`, `-` and `.`, at
  *   most 64 characters
  * @argv: (array zero-terminated=1): the program and its arguments; the
@@ -1473,7 +1473,7 @@ ly_process_manager_add_target (LyProcessManager    *self,
 
 /**
  * ly_process_manager_set_restart_policy:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @name: a target
  * @policy: what to do when its process exits on its own
  * @error: return location for a #GError
@@ -1499,11 +1499,11 @@ ly_process_manager_set_restart_policy (LyProcessManager  *self,
 
 /**
  * ly_process_manager_set_target_stop_timeout:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @name: a target
  * @seconds: how long its process gets to stop (see
- *   #LyProcessManager:stop-timeout), or a negative number for the
- *   manager's #LyProcessManager:stop-timeout
+ *   [property@Ly.ProcessManager:stop-timeout]), or a negative number for the
+ *   manager's [property@Ly.ProcessManager:stop-timeout]
  * @error: return location for a #GError
  *
  * Gives a target a stop timeout of its own.
@@ -1526,7 +1526,7 @@ ly_process_manager_set_target_stop_timeout (LyProcessManager  *self,
 
 /**
  * ly_process_manager_set_environment:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @name: a target
  * @environment: (array zero-terminated=1) (nullable): `KEY=VALUE`
  *   strings added to the hub's environment for the target's processes
@@ -1560,7 +1560,7 @@ ly_process_manager_set_environment (LyProcessManager    *self,
 
 /**
  * ly_process_manager_set_working_directory:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @name: a target
  * @directory: (type filename) (nullable): the directory its processes
  *   start in, or %NULL for the hub's
@@ -1586,7 +1586,7 @@ ly_process_manager_set_working_directory (LyProcessManager  *self,
 
 /**
  * ly_process_manager_list_targets:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  *
  * The targets of the manager.  May be called from any thread.
  *
@@ -1658,7 +1658,7 @@ start_all_in_context (LyProcessManager  *self,
 
 /**
  * ly_process_manager_start:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @name: a target
  * @error: return location for a #GError
  *
@@ -1685,7 +1685,7 @@ ly_process_manager_start (LyProcessManager  *self,
 
 /**
  * ly_process_manager_start_all:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @error: return location for a #GError
  *
  * Starts every target that does not run, in the order they were added.
@@ -1707,7 +1707,7 @@ ly_process_manager_start_all (LyProcessManager  *self,
 
 /**
  * ly_process_manager_stop_async:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @name: a target
  * @cancellable: (nullable): a #GCancellable; cancelling stops the
  *   waiting, not the stopping
@@ -1715,8 +1715,8 @@ ly_process_manager_start_all (LyProcessManager  *self,
  * @user_data: data for @callback
  *
  * Stops a target's process: a polite request over its control
- * connection, `SIGTERM` after half of #LyProcessManager:stop-timeout,
- * `SIGKILL` after all of it.  Emits #LyProcessManager::before-shutdown
+ * connection, `SIGTERM` after half of [property@Ly.ProcessManager:stop-timeout],
+ * `SIGKILL` after all of it.  Emits [signal@Ly.ProcessManager::before-shutdown]
  * first.  The restart policy does not apply.  Stopping a target that
  * does not run succeeds at once.
  *
@@ -1741,7 +1741,7 @@ ly_process_manager_stop_async (LyProcessManager    *self,
 
 /**
  * ly_process_manager_stop_finish:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @result: the #GAsyncResult given to the callback
  * @error: return location for a #GError
  *
@@ -1761,13 +1761,13 @@ ly_process_manager_stop_finish (LyProcessManager  *self,
 
 /**
  * ly_process_manager_stop:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @name: a target
  * @cancellable: (nullable): a #GCancellable
  * @error: return location for a #GError
  *
  * Stops a target's process and waits until it exited, at most
- * #LyProcessManager:stop-timeout.  It runs the manager's main context
+ * [property@Ly.ProcessManager:stop-timeout].  It runs the manager's main context
  * meanwhile, as a nested main loop, when no other thread is running it;
  * when one is, that thread completes the stop while this one waits.
  *
@@ -1810,13 +1810,13 @@ target_restart_async (LyProcessManager *self,
 
 /**
  * ly_process_manager_restart_async:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @name: a target
  * @cancellable: (nullable): a #GCancellable
  * @callback: called when the new process started
  * @user_data: data for @callback
  *
- * Restarts a target: emits #LyProcessManager::before-restart, stops the
+ * Restarts a target: emits [signal@Ly.ProcessManager::before-restart], stops the
  * running process as ly_process_manager_stop_async() does, and starts
  * a new one.  A target that does not run is started.
  *
@@ -1841,7 +1841,7 @@ ly_process_manager_restart_async (LyProcessManager    *self,
 
 /**
  * ly_process_manager_restart_finish:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @result: the #GAsyncResult given to the callback
  * @error: return location for a #GError
  *
@@ -1861,7 +1861,7 @@ ly_process_manager_restart_finish (LyProcessManager  *self,
 
 /**
  * ly_process_manager_restart:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @name: a target
  * @cancellable: (nullable): a #GCancellable
  * @error: return location for a #GError
@@ -1933,7 +1933,7 @@ stop_all_targets (LyProcessManager *self,
 
 /**
  * ly_process_manager_stop_all_async:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @cancellable: (nullable): a #GCancellable
  * @callback: called when every process exited
  * @user_data: data for @callback
@@ -1959,7 +1959,7 @@ ly_process_manager_stop_all_async (LyProcessManager    *self,
 
 /**
  * ly_process_manager_stop_all_finish:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @result: the #GAsyncResult given to the callback
  * @error: return location for a #GError
  *
@@ -1979,7 +1979,7 @@ ly_process_manager_stop_all_finish (LyProcessManager  *self,
 
 /**
  * ly_process_manager_stop_all:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @cancellable: (nullable): a #GCancellable
  * @error: return location for a #GError
  *
@@ -2036,7 +2036,7 @@ snapshot_target (LyProcessManager *self,
 
 /**
  * ly_process_manager_is_alive:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @name: a target
  *
  * Whether a target's process runs.  May be called from any thread.
@@ -2060,7 +2060,7 @@ ly_process_manager_is_alive (LyProcessManager *self,
 
 /**
  * ly_process_manager_get_pid:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @name: a target
  *
  * The process id of a target's process.  May be called from any thread.
@@ -2085,7 +2085,7 @@ ly_process_manager_get_pid (LyProcessManager *self,
 
 /**
  * ly_process_manager_get_state:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @name: a target
  *
  * The state of a target.  May be called from any thread.
@@ -2110,7 +2110,7 @@ ly_process_manager_get_state (LyProcessManager *self,
 
 /**
  * ly_process_manager_get_restart_count:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @name: a target
  *
  * How often a target was restarted.  May be called from any thread.
@@ -2135,11 +2135,11 @@ ly_process_manager_get_restart_count (LyProcessManager *self,
 
 /**
  * ly_process_manager_get_stop_timeout:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  *
- * Gets #LyProcessManager:stop-timeout.
+ * Gets [property@Ly.ProcessManager:stop-timeout].
  *
- * Returns: #LyProcessManager:stop-timeout, in seconds
+ * Returns: [property@Ly.ProcessManager:stop-timeout], in seconds
  *
  * Since: 1.0
  */
@@ -2153,10 +2153,10 @@ ly_process_manager_get_stop_timeout (LyProcessManager *self)
 
 /**
  * ly_process_manager_set_stop_timeout:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @seconds: the new timeout
  *
- * Sets #LyProcessManager:stop-timeout.
+ * Sets [property@Ly.ProcessManager:stop-timeout].
  *
  * Since: 1.0
  */
@@ -2193,7 +2193,7 @@ on_unix_signal (gpointer user_data)
 
 /**
  * ly_process_manager_stop_on_unix_signals:
- * @self: a #LyProcessManager
+ * @self: a [class@Ly.ProcessManager]
  * @loop: (nullable): a main loop to quit once every process is gone
  *
  * Makes `SIGINT` and `SIGTERM` stop every target's process (as

@@ -24,7 +24,7 @@ G_BEGIN_DECLS
  * @LY_PROCESS_STATE_BACKOFF: exited, and waiting to be restarted by its
  *   restart policy
  * @LY_PROCESS_STATE_FAILED: restarted too often in too short a time
- *   (#LyProcessManager:crash-loop-limit): given up until started again
+ *   ([property@Ly.ProcessManager:crash-loop-limit]): given up until started again
  *
  * The state of a target.
  *

@@ -39,7 +39,7 @@ load_registry (void)
  *
  * Looks a channel up in the process-wide registry.  In the hub it holds
  * `NAME-active` and `NAME-passive` of every target of a
- * #LyProcessManager; in a managed child, the child's own two ends,
+ * [class@Ly.ProcessManager]; in a managed child, the child's own two ends,
  * under the same names, so that code reads the same on both sides.
  *
  * Returns: (transfer none) (nullable): the channel, or %NULL

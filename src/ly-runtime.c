@@ -204,9 +204,9 @@ ly_runtime_get_control (void)
  * ly_is_main_process:
  *
  * Tells whether this is the main process (the hub), or a child started
- * by a #LyProcessManager.
+ * by a [class@Ly.ProcessManager].
  *
- * Returns: %FALSE in a process started by a #LyProcessManager, %TRUE in
+ * Returns: %FALSE in a process started by a [class@Ly.ProcessManager], %TRUE in
  *   any other (the hub, or a program on its own)
  *
  * Since: 1.0
@@ -223,7 +223,7 @@ ly_is_main_process (void)
  * The target name of this process, as the hub that started it knows it.
  *
  * Returns: (nullable): the name of the target this process was started
- *   as by a #LyProcessManager, or %NULL in any other process
+ *   as by a [class@Ly.ProcessManager], or %NULL in any other process
  *
  * Since: 1.0
  */
@@ -236,7 +236,7 @@ ly_get_process_name (void)
 /**
  * ly_active_channel:
  *
- * In a process started by a #LyProcessManager, this process's end of
+ * In a process started by a [class@Ly.ProcessManager], this process's end of
  * `NAME-active`: the hub sends on its end, this process receives (the
  * original's `active_channel` singleton).  The channel belongs to the
  * thread-default main context of the thread that first asks for any
@@ -257,7 +257,7 @@ ly_active_channel (void)
 /**
  * ly_passive_channel:
  *
- * In a process started by a #LyProcessManager, this process's end of
+ * In a process started by a [class@Ly.ProcessManager], this process's end of
  * `NAME-passive` (the original's `passive_channel` singleton).  See
  * ly_active_channel().
  *
@@ -298,7 +298,7 @@ call_hub (const char  *method,
  * @error: return location for a #GError
  *
  * Asks the hub to stop this process (the original's `0` on the active
- * channel).  The hub emits #LyProcessManager::before-shutdown and stops
+ * channel).  The hub emits [signal@Ly.ProcessManager::before-shutdown] and stops
  * the process as ly_process_manager_stop() does; the restart policy does
  * not apply.  Returns once the hub agreed, which may be just before the
  * end of the process.
@@ -321,7 +321,7 @@ ly_request_stop (GError **error)
  * @error: return location for a #GError
  *
  * Asks the hub to restart this process (the original's `1` on the
- * active channel): the hub emits #LyProcessManager::before-restart,
+ * active channel): the hub emits [signal@Ly.ProcessManager::before-restart],
  * stops this process and starts a new one.
  *
  * Returns: %TRUE if the hub agreed; %FALSE with

@@ -21,7 +21,7 @@
  *
  * Keys are non-empty UTF-8 strings of at most %LY_STORAGE_MAX_KEY_LENGTH
  * bytes; values are [struct@GLib.Variant]s of any type, up to
- * #LyStorage:max-value-size.  The same API works in every process:
+ * [property@Ly.Storage:max-value-size].  The same API works in every process:
  * [func@Ly.Storage.get_default] is the authoritative store in the hub
  * and a proxy in a managed child, whose every operation is a request to
  * the hub over the child's control connection (one round trip; the async
@@ -29,10 +29,10 @@
  * child's ly_storage_set() returns after the hub applied it, so any
  * process that reads afterwards sees it.
  *
- * #LyStorage::changed is emitted in every process after each real change
+ * [signal@Ly.Storage::changed] is emitted in every process after each real change
  * (never for a set to an equal value), detailed by the key: connect to
  * `changed::counter` to hear about `counter` only.  A publication
- * reaches, as #LyStorage::published detailed by the topic, every process
+ * reaches, as [signal@Ly.Storage::published] detailed by the topic, every process
  * that subscribed to the topic (the hub included), in order per topic.
  * Signals are emitted in the thread-default main context of the thread
  * that made the storage (in a child, the context of its channels).
@@ -577,7 +577,7 @@ ly_storage_class_init (LyStorageClass *klass)
    *
    * The store behind the storage was out of reach and is back (a Redis
    * server that went away, see ly_storage_new_for_uri()): changes made
-   * meanwhile were not announced with #LyStorage::changed.  Read again
+   * meanwhile were not announced with [signal@Ly.Storage::changed].  Read again
    * what you depend on.  Every process of the hub gets it.
    *
    * Since: 1.0
@@ -619,7 +619,7 @@ storage_new (GMainContext *context)
  * processes unless exported.  Most programs want
  * ly_storage_get_default().
  *
- * Returns: (transfer full): a new #LyStorage
+ * Returns: (transfer full): a new [class@Ly.Storage]
  *
  * Since: 1.0
  */
@@ -652,13 +652,13 @@ ly_storage_new (void)
  * The server is contacted at once: a server that cannot be reached,
  * refuses the password, or does not answer as Redis does gives
  * %LY_STORAGE_ERROR_UNAVAILABLE.  Later, an operation the server does
- * not answer within #LyStorage:timeout fails with
+ * not answer within [property@Ly.Storage:timeout] fails with
  * %LY_STORAGE_ERROR_UNAVAILABLE, and the storage reconnects by itself;
- * #LyStorage::changes-missed tells when it is back.  Make it the hub's
+ * [signal@Ly.Storage::changes-missed] tells when it is back.  Make it the hub's
  * storage with ly_storage_set_default() before anything uses the
  * default one; the hub's children keep talking to their hub.
  *
- * Returns: (transfer full): a new #LyStorage, or %NULL with @error set
+ * Returns: (transfer full): a new [class@Ly.Storage], or %NULL with @error set
  *
  * Since: 1.0
  */
@@ -705,7 +705,7 @@ storage_new_proxy (LyControl *control)
  * ly_storage_get_default:
  *
  * The storage shared by the hub and its children: in the hub (any
- * process not started by a #LyProcessManager), the authoritative store,
+ * process not started by a [class@Ly.ProcessManager]), the authoritative store,
  * made on first use in the calling thread's thread-default context; in
  * a managed child, a proxy to the hub's.
  *
@@ -741,7 +741,7 @@ ly_storage_get_default (void)
  *
  * Makes @storage what ly_storage_get_default() returns in this process:
  * a hub on a Redis server (ly_storage_new_for_uri()) does this before
- * it creates its #LyProcessManager, whose children then share it.  It
+ * it creates its [class@Ly.ProcessManager], whose children then share it.  It
  * fails (with a critical warning) once a default storage exists, and in
  * a managed child, whose storage is its hub's.
  *
@@ -772,7 +772,7 @@ ly_storage_set_default (LyStorage *storage)
 
 /**
  * ly_storage_is_proxy:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  *
  * Tells whether @self is a child's proxy to its hub's storage.
  *
@@ -823,13 +823,13 @@ ly_storage_remove_peer (LyStorage *self,
 
 /**
  * ly_storage_set:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @key: the key
  * @value: the value; a floating reference is sunk
  * @error: return location for a #GError
  *
  * Sets @key to @value.  In a child, returns once the hub applied it.
- * #LyStorage::changed follows in every process, unless the key had an
+ * [signal@Ly.Storage::changed] follows in every process, unless the key had an
  * equal value already.
  *
  * Returns: %TRUE on success; %FALSE with %LY_STORAGE_ERROR_INVALID_KEY or
@@ -858,7 +858,7 @@ ly_storage_set (LyStorage   *self,
 
 /**
  * ly_storage_set_async:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @key: the key
  * @value: the value; a floating reference is sunk
  * @cancellable: (nullable): a #GCancellable
@@ -898,7 +898,7 @@ ly_storage_set_async (LyStorage           *self,
 
 /**
  * ly_storage_set_finish:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @result: the #GAsyncResult given to the callback
  * @error: return location for a #GError
  *
@@ -921,7 +921,7 @@ ly_storage_set_finish (LyStorage     *self,
 
 /**
  * ly_storage_get:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @key: the key
  * @error: return location for a #GError
  *
@@ -953,7 +953,7 @@ ly_storage_get (LyStorage   *self,
 
 /**
  * ly_storage_get_async:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @key: the key
  * @cancellable: (nullable): a #GCancellable
  * @callback: called with the value
@@ -983,7 +983,7 @@ ly_storage_get_async (LyStorage           *self,
 
 /**
  * ly_storage_get_finish:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @result: the #GAsyncResult given to the callback
  * @error: return location for a #GError
  *
@@ -1027,12 +1027,12 @@ ly_storage_delete_existed (LyStorage   *self,
 
 /**
  * ly_storage_delete:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @key: the key
  * @error: return location for a #GError
  *
  * Deletes @key; deleting a key that does not exist is not an error (as
- * the original's `ignore_key_error=True`).  #LyStorage::changed, with a
+ * the original's `ignore_key_error=True`).  [signal@Ly.Storage::changed], with a
  * %NULL value, follows in every process if the key existed.
  *
  * Returns: %TRUE on success
@@ -1053,7 +1053,7 @@ ly_storage_delete (LyStorage   *self,
 
 /**
  * ly_storage_contains:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @key: the key
  * @error: return location for a #GError
  *
@@ -1082,7 +1082,7 @@ ly_storage_contains (LyStorage   *self,
 
 /**
  * ly_storage_list_keys:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @error: return location for a #GError
  *
  * Lists the keys of the storage.
@@ -1111,7 +1111,7 @@ ly_storage_list_keys (LyStorage  *self,
 
 /**
  * ly_storage_get_all:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @error: return location for a #GError
  *
  * A consistent copy of the whole storage (the original's `get_all()`
@@ -1141,7 +1141,7 @@ ly_storage_get_all (LyStorage  *self,
 
 /**
  * ly_storage_compare_and_set:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @key: the key
  * @expected: (nullable): the value the key must have, or %NULL for a
  *   key that must not exist
@@ -1177,7 +1177,7 @@ ly_storage_compare_and_set (LyStorage   *self,
 
 /**
  * ly_storage_compare_and_set_async:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @key: the key
  * @expected: (nullable): the value the key must have, or %NULL
  * @value: (nullable): the new value, or %NULL to delete the key
@@ -1211,7 +1211,7 @@ ly_storage_compare_and_set_async (LyStorage           *self,
 
 /**
  * ly_storage_compare_and_set_finish:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @result: the #GAsyncResult given to the callback
  * @swapped: (out) (optional): whether the value was swapped
  * @error: return location for a #GError
@@ -1249,13 +1249,13 @@ ly_storage_compare_and_set_finish (LyStorage     *self,
 
 /**
  * ly_storage_publish:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @topic: the topic
  * @value: the value; a floating reference is sunk
  * @error: return location for a #GError
  *
  * Publishes @value on @topic: every process that subscribed to the topic
- * gets #LyStorage::published, in the order of publication.  Nothing is
+ * gets [signal@Ly.Storage::published], in the order of publication.  Nothing is
  * stored.
  *
  * Returns: %TRUE on success
@@ -1282,7 +1282,7 @@ ly_storage_publish (LyStorage   *self,
 
 /**
  * ly_storage_publish_async:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @topic: the topic
  * @value: the value; a floating reference is sunk
  * @cancellable: (nullable): a #GCancellable
@@ -1315,7 +1315,7 @@ ly_storage_publish_async (LyStorage           *self,
 
 /**
  * ly_storage_publish_finish:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @result: the #GAsyncResult given to the callback
  * @error: return location for a #GError
  *
@@ -1382,12 +1382,12 @@ change_subscription (LyStorage   *self,
 
 /**
  * ly_storage_subscribe:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @topic: the topic
  * @error: return location for a #GError
  *
  * Makes this process receive the publications on @topic, as
- * #LyStorage::published.  Subscribing twice is subscribing once.
+ * [signal@Ly.Storage::published].  Subscribing twice is subscribing once.
  *
  * Returns: %TRUE on success
  *
@@ -1407,7 +1407,7 @@ ly_storage_subscribe (LyStorage   *self,
 
 /**
  * ly_storage_unsubscribe:
- * @self: a #LyStorage
+ * @self: a [class@Ly.Storage]
  * @topic: the topic
  * @error: return location for a #GError
  *

@@ -29,7 +29,7 @@ G_BEGIN_DECLS
 /**
  * LY_STORAGE_DEFAULT_MAX_VALUE_SIZE:
  *
- * The default of #LyStorage:max-value-size: the channel limit (16 MiB)
+ * The default of [property@Ly.Storage:max-value-size]: the channel limit (16 MiB)
  * less room for the request around the value.
  *
  * Since: 1.0
