@@ -21,8 +21,11 @@ ok () {
   if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=1; fi
 }
 
-meson install -C "$build" --no-rebuild --destdir "$dest" > "$work/install.log" 2>&1
-ok $? "meson install --destdir"
+# (it builds what the tests did not need: the reference, the vapi…)
+meson install -C "$build" --destdir "$dest" > "$work/install.log" 2>&1
+status=$?
+[ $status -eq 0 ] || tail -20 "$work/install.log" | sed 's/^/# /'
+ok $status "meson install --destdir"
 
 prefix=$(meson introspect "$build" --buildoptions | /usr/bin/python3 -c '
 import json, sys
