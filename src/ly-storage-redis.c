@@ -67,7 +67,7 @@
 #define DEFAULT_TIMEOUT_USEC    (2 * G_USEC_PER_SEC)
 #define RECONNECT_MIN_MSEC      100
 #define RECONNECT_MAX_MSEC      5000
-#define MAX_BATCH               1024
+#define MAX_BATCH               4096
 #define MAX_CACHE_ENTRIES       (64 * 1024)
 
 /* The writes of a batch, packed in one argument (a Redis argument per
@@ -81,13 +81,23 @@
  * characters an operation, and the number of the last change. */
 static const char write_script[] =
   "local p, hub, base, ops, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), cmsgpack.unpack(ARGV[4]), ARGV[5]\n"
+  "local function call_chunked (command, first, items)\n"
+  "  local out = {}\n"
+  "  for i = 1, #items, 1000 do\n"
+  "    local chunk = { unpack(items, i, math.min(i + 999, #items)) }\n"
+  "    if first then table.insert(chunk, 1, first) end\n"
+  "    local got = redis.call(command, unpack(chunk))\n"
+  "    if type(got) == 'table' then for _, v in ipairs(got) do out[#out + 1] = v end end\n"
+  "  end\n"
+  "  return out\n"
+  "end\n"
   "local keys, names, current, original = {}, {}, {}, {}\n"
   "for i = 2, #ops, 4 do\n"
   "  local k = p .. 'k:' .. ops[i]\n"
   "  if names[k] == nil then names[k] = ops[i]; keys[#keys + 1] = k end\n"
   "  ops[i] = k\n"
   "end\n"
-  "local got = redis.call('MGET', unpack(keys))\n"
+  "local got = call_chunked('MGET', nil, keys)\n"
   "for i, k in ipairs(keys) do original[k] = got[i]; current[k] = got[i] end\n"
   "local seq = tonumber(redis.call('GET', p .. 'seq') or '0')\n"
   "local first, records, results = seq + 1, {}, {}\n"
@@ -127,10 +137,10 @@ static const char write_script[] =
   "      end\n"
   "    end\n"
   "  end\n"
-  "  if #sets > 0 then redis.call('MSET', unpack(sets)) end\n"
-  "  if #dels > 0 then redis.call('DEL', unpack(dels)) end\n"
-  "  if #added > 0 then redis.call('SADD', p .. 'keys', unpack(added)) end\n"
-  "  if #removed > 0 then redis.call('SREM', p .. 'keys', unpack(removed)) end\n"
+  "  if #sets > 0 then call_chunked('MSET', nil, sets) end\n"
+  "  if #dels > 0 then call_chunked('DEL', nil, dels) end\n"
+  "  if #added > 0 then call_chunked('SADD', p .. 'keys', added) end\n"
+  "  if #removed > 0 then call_chunked('SREM', p .. 'keys', removed) end\n"
   "  redis.call('SET', p .. 'seq', string.format('%d', seq))\n"
   "  redis.call('PUBLISH', channel, string.format('%s %d %d\\n', hub, first, seq - first + 1) .. table.concat(records))\n"
   "end\n"

@@ -340,6 +340,24 @@ test_semantics (void)
   g_assert_cmpstr (g_ptr_array_index (recorder.changes, 5), ==, "new=deleted");
   g_assert_cmpstr (g_ptr_array_index (recorder.changes, 6), ==, "name=deleted");
   g_assert_cmpuint (recorder.missed, ==, 0);
+
+  /* a batch larger than what one Redis call takes at once */
+  for (guint i = 0; i < 2500; i++)
+    {
+      g_autofree char *key = g_strdup_printf ("many.%u", i);
+
+      ly_storage_set_async (storage, key, g_variant_new_uint32 (i), NULL, NULL, NULL);
+    }
+  /* a blocking set completes after every earlier one, and their changes */
+  g_assert_true (ly_storage_set (storage, "many.done", g_variant_new_boolean (TRUE), &error));
+  g_assert_cmpuint (recorder.changes->len, ==, 7 + 2500 + 1);
+  g_strfreev (keys);
+  keys = ly_storage_list_keys (storage, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_strv_length (keys), ==, 2 + 2500 + 1);
+  g_clear_pointer (&value, g_variant_unref);
+  value = ly_storage_get (storage, "many.2499", &error);
+  g_assert_cmpuint (g_variant_get_uint32 (value), ==, 2499);
   g_ptr_array_unref (recorder.changes);
 }
 
