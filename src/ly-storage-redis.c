@@ -69,6 +69,10 @@
 #define RECONNECT_MAX_MSEC      5000
 #define MAX_BATCH               4096
 #define MAX_CACHE_ENTRIES       (64 * 1024)
+/* How long a new storage may take to follow the change stream: longer
+ * than an operation's bound, since a loaded machine (or one starting
+ * Redis) takes a while to set two connections up. */
+#define FOLLOW_TIMEOUT_USEC     (10 * G_USEC_PER_SEC)
 
 /* The writes of a batch, packed in one argument (a Redis argument per
  * field would cost Redis an object each) as a MessagePack array that
@@ -1938,12 +1942,18 @@ redis_run (LyStorageBackend   *backend,
 
 /* Creation ---------------------------------------------------------------------- */
 
-/* Until the change stream is followed, within the timeout. */
+static gint64
+follow_deadline (LyStorageRedis *self)
+{
+  return g_get_monotonic_time () + MAX (self->timeout_usec, FOLLOW_TIMEOUT_USEC);
+}
+
+/* Until the change stream is followed, within FOLLOW_TIMEOUT_USEC. */
 static gboolean
 drive_until_synced (gpointer data)
 {
   LyStorageRedis *self = data;
-  gint64 deadline = g_get_monotonic_time () + self->timeout_usec;
+  gint64 deadline = follow_deadline (self);
 
   while (!self->baseline_known && self->connected && g_get_monotonic_time () < deadline &&
          poll_connections (self, deadline))
@@ -2258,7 +2268,7 @@ ly_storage_redis_new (const char             *uri,
   if (!ly_context_run_if_owner (context, drive_until_synced, self))
     {
       /* the thread that runs the context drives the connections */
-      gint64 deadline = g_get_monotonic_time () + self->timeout_usec;
+      gint64 deadline = follow_deadline (self);
 
       while (!g_atomic_int_get (&self->baseline_known) && g_get_monotonic_time () < deadline)
         g_usleep (5000);
