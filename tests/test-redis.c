@@ -732,7 +732,11 @@ test_two_hubs (void)
       }
   }
 
-  /* exact across hubs, and every change announced once, in one order */
+  /* exact across hubs, and every change announced once, in one order;
+   * the client reads after a write of its own, which completes once it
+   * heard every change before it (its cache may lag until then: it saw
+   * none of the children's values) */
+  g_assert_true (ly_storage_set (client, "done", g_variant_new_boolean (TRUE), &error));
   total = ly_storage_get (client, "counter", &error);
   g_assert_no_error (error);
   g_assert_cmpuint (g_variant_get_uint32 (total), ==, 4 * n);
@@ -753,6 +757,29 @@ test_two_hubs (void)
   g_unlink (output);
 }
 
+/* A hub's children hear that changes may have gone unannounced. */
+static void
+test_children_told (void)
+{
+  g_autoptr(Redis) redis = redis_start (NULL);
+  g_autofree char *c_child = g_test_build_filename (G_TEST_BUILT, "ly-test-storage-child", NULL);
+  g_autofree char *output = g_build_filename (redis->dir, "output", NULL);
+  g_autofree char *children = g_strdup_printf ("%s watch-missed", c_child);
+  Hub *hub;
+
+  g_log_set_always_fatal (G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
+  hub = hub_start (redis, children, 1, output);
+  RUN_UNTIL (hub->ready && count_lines (output, "ready") == 1);
+
+  redis_kill (redis, SIGKILL);
+  redis_run (redis, NULL);
+  RUN_UNTIL (count_lines (output, "missed") == 1);
+
+  hub_stop (hub);
+  hub_free (hub);
+  g_unlink (output);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -765,6 +792,7 @@ main (int   argc,
   g_test_add_func ("/redis/two-stores", test_two_stores);
   g_test_add_func ("/redis/two-hubs", test_two_hubs);
   g_test_add_func ("/redis/restart", test_redis_restart);
+  g_test_add_func ("/redis/children-told", test_children_told);
 
   return g_test_run ();
 }

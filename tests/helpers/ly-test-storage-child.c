@@ -11,6 +11,7 @@
  *   publish TOPIC ID N      publishes (ID, i) for i in 0..N-1 on TOPIC
  *   wait-publish KEY TOPIC ID N   the same, once KEY exists
  *   wait KEY MODE ARGS...   MODE ARGS..., once KEY exists
+ *   watch-missed            reports "ready", then "missed" at changes-missed
  *   subscribe TOPIC N       subscribes, checks per-publisher order, reports
  *                           after N publications
  *   bad-input               tries invalid keys and values, reports the errors
@@ -85,6 +86,13 @@ on_published (LyStorage  *storage,
       report ("received %u publications on %s in order", watch->count, topic);
       g_main_loop_quit (watch->loop);
     }
+}
+
+static void
+report_missed (GMainLoop *loop)
+{
+  report ("missed");
+  g_main_loop_quit (loop);
 }
 
 static void
@@ -218,6 +226,14 @@ main (int   argc,
           g_assert_no_error (error);
         }
       report ("published %u", n);
+      return 0;
+    }
+
+  if (g_str_equal (mode, "watch-missed"))
+    {
+      g_signal_connect_swapped (storage, "changes-missed", G_CALLBACK (report_missed), loop);
+      report ("ready");
+      g_main_loop_run (loop);
       return 0;
     }
 
