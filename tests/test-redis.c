@@ -74,8 +74,18 @@ redis_run (Redis      *redis,
                  die_with_test, NULL, &redis->pid, &error);
   g_assert_no_error (error);
 
-  while (!g_file_test (redis->socket, G_FILE_TEST_EXISTS))
+  /* the socket file appears at bind(), before listen(): ready once it
+   * answers */
+  for (;;)
     {
+      redisContext *c = redisConnectUnix (redis->socket);
+      redisReply *reply = c != NULL && c->err == 0 ? redisCommand (c, "PING") : NULL;
+      gboolean ready = reply != NULL;   /* PONG, or NOAUTH with a password */
+
+      g_clear_pointer (&reply, freeReplyObject);
+      g_clear_pointer (&c, redisFree);
+      if (ready)
+        break;
       g_assert_cmpint (g_get_monotonic_time (), <, deadline);
       g_usleep (10000);
     }
@@ -389,13 +399,15 @@ test_two_stores (void)
 {
   g_autoptr(Redis) redis = redis_start (NULL);
   g_autoptr(GError) error = NULL;
+  g_autoptr(GError) error_b = NULL;
   g_autoptr(LyStorage) a = ly_storage_new_for_uri (redis->uri, &error);
-  g_autoptr(LyStorage) b = ly_storage_new_for_uri (redis->uri, &error);
+  g_autoptr(LyStorage) b = ly_storage_new_for_uri (redis->uri, &error_b);
   g_autoptr(GPtrArray) published = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GVariant) value = NULL;
   Recorder in_a = { 0, }, in_b = { 0, };
 
   g_assert_no_error (error);
+  g_assert_no_error (error_b);
   recorder_watch (&in_a, a);
   recorder_watch (&in_b, b);
   g_signal_connect (b, "published::news", G_CALLBACK (on_published), published);
@@ -501,8 +513,9 @@ test_redis_restart (void)
 {
   g_autoptr(Redis) redis = redis_start (NULL);
   g_autoptr(GError) error = NULL;
+  g_autoptr(GError) error_other = NULL;
   g_autoptr(LyStorage) storage = ly_storage_new_for_uri (redis->uri, &error);
-  g_autoptr(LyStorage) other = ly_storage_new_for_uri (redis->uri, &error);
+  g_autoptr(LyStorage) other = ly_storage_new_for_uri (redis->uri, &error_other);
   g_autoptr(GPtrArray) published = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GVariant) value = NULL;
   Recorder recorder = { 0, }, in_other = { 0, };
@@ -512,6 +525,7 @@ test_redis_restart (void)
   gint64 start;
 
   g_assert_no_error (error);
+  g_assert_no_error (error_other);
   /* the D-Bus surface says it too */
   dbus_pair_open (&dbus);
   g_assert_true (ly_storage_export (storage, dbus.server, &error));

@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -39,8 +40,18 @@ class Redis:
         self.process = subprocess.Popen(
             [server, '--port', '0', '--unixsocket', self.socket, '--save', '', '--appendonly', 'no',
              '--daemonize', 'no', '--dir', self.dir], stdout=subprocess.DEVNULL)
+        # the socket file appears at bind(), before listen(): ready once
+        # it accepts a connection
         deadline = time.monotonic() + 10
-        while not os.path.exists(self.socket):
+        while True:
+            try:
+                with socket.socket(socket.AF_UNIX) as probe:
+                    probe.connect(self.socket)
+                    probe.sendall(b'PING\r\n')
+                    if probe.recv(16)[:1] in (b'+', b'-'):   # PONG, or NOAUTH
+                        break
+            except OSError:
+                pass
             assert time.monotonic() < deadline, 'redis-server did not start'
             time.sleep(0.01)
 
