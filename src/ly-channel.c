@@ -162,6 +162,7 @@ struct _LyChannel
   guint         write_blocked : 1;  /* the last write met a full socket */
   guint         dispatching : 1;    /* in channel_source_dispatch(), maybe nested */
   guint         persistent : 1;     /* outlives its connections (a hub's channel) */
+  gsize         retry_write_at;     /* queued bytes at which a send tries a full socket again */
 
   /* the library's own reader of a passive channel, instead of signals */
   LyChannelMessageFunc message_func;
@@ -496,6 +497,8 @@ write_locked (LyChannel *self)
       if ((gsize) n < offered)
         break;
     }
+
+  self->retry_write_at = ly_wire_writer_get_queued (self->writer) + LY_WIRE_LARGE_MESSAGE;
 
   if (ly_wire_writer_get_queued (self->writer) == 0)
     {
@@ -2463,7 +2466,10 @@ check_sendable_locked (LyChannel  *self,
 
 /* Starts writing what was just queued: at once when a batch is full or
  * nobody would run the source, otherwise from the source.  While the
- * socket is full, only the source writes, when it becomes writable. */
+ * socket is full, the source writes when it becomes writable; but
+ * nobody may run it (a sender without a main loop, busy sending): then
+ * the send that queues another batch tries again, so that the peer
+ * never runs dry while messages wait here (one write a batch). */
 static void
 kick_writer_locked (LyChannel *self)
 {
@@ -2474,9 +2480,12 @@ kick_writer_locked (LyChannel *self)
   if (dispatching_own_source (self) && queued < LY_WIRE_LARGE_MESSAGE)
     return;
 
-  if (!self->write_blocked &&
-      (queued >= LY_WIRE_LARGE_MESSAGE ||
-       ((self->interest & G_IO_OUT) == 0 && !ly_context_will_dispatch (self->context))))
+  if (self->write_blocked || (self->interest & G_IO_OUT) != 0)
+    {
+      if (queued >= self->retry_write_at && !ly_context_will_dispatch (self->context))
+        write_locked (self);
+    }
+  else if (queued >= LY_WIRE_LARGE_MESSAGE || !ly_context_will_dispatch (self->context))
     write_locked (self);
 
   update_interest_locked (self);

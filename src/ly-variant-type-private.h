@@ -15,6 +15,10 @@
 
 G_BEGIN_DECLS
 
+/* A type string known to be valid, as a GVariantType: G_VARIANT_TYPE()
+ * checks the string again (a scan of it) on every use. */
+#define LY_VARIANT_TYPE_VALID(string) ((const GVariantType *) (string))
+
 /* Alignment and fixed size (0: variable) of the single complete type at
  * @type, a valid type string; *end is where that type ends.  As
  * GVariantTypeInfo computes them: a tuple of fixed items is fixed, its

@@ -592,7 +592,7 @@ check_type (const char *type,
       return FALSE;
     }
 
-  if (!g_variant_type_is_definite (G_VARIANT_TYPE (type)))
+  if (!g_variant_type_is_definite (LY_VARIANT_TYPE_VALID (type)))
     {
       g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
                    _("Received a message of type “%s”, which is not a definite type"), type);
@@ -649,7 +649,7 @@ make_value (const char *type,
   gboolean normal = is_normal_by_size (type, size) ||
                     ly_variant_is_surely_normal (type, g_bytes_get_data (data, NULL), size);
 
-  value = g_variant_take_ref (g_variant_new_from_bytes (G_VARIANT_TYPE (type), data, normal));
+  value = g_variant_take_ref (g_variant_new_from_bytes (LY_VARIANT_TYPE_VALID (type), data, normal));
 
   /* An untrusted value in normal form becomes trusted here, so the
    * application's accesses to it are not checked again.  What the fast

@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -1081,6 +1082,51 @@ test_no_fd_leak (void)
   g_assert_cmpuint (ly_test_count_fds (), ==, before);
 }
 
+/* Bytes waiting on @fd, read without blocking. */
+static gsize
+drain_socket (int fd)
+{
+  gsize total = 0;
+  guint8 buffer[64 * 1024];
+  gssize n;
+
+  while ((n = recv (fd, buffer, sizeof buffer, MSG_DONTWAIT)) > 0)
+    total += n;
+  g_assert_true (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+  return total;
+}
+
+/* A sender without a main loop fills the socket, then keeps sending:
+ * nobody runs the source that would write when the socket has room, so
+ * the sends themselves must, or the peer runs dry while everything
+ * waits in the queue until a flush. */
+static void
+test_sender_without_loop (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LyChannel) sender = NULL;
+  gsize first, second;
+  int fds[2];
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
+  sender = ly_channel_new_for_fd ("loopless", fds[0], &error);
+  g_assert_no_error (error);
+
+  for (guint i = 0; i < 1024; i++)
+    g_assert_true (ly_channel_send (sender, pattern_bytes (1000), NULL));
+  first = drain_socket (fds[1]);
+  g_assert_cmpuint (first, <, 1000 * 1000);
+  g_assert_cmpuint (ly_channel_get_queued_bytes (sender), >, 0);
+
+  /* another batch of sends moves the queue on, without a flush */
+  for (guint i = 0; i < 70; i++)
+    g_assert_true (ly_channel_send (sender, pattern_bytes (1000), NULL));
+  second = drain_socket (fds[1]);
+  g_assert_cmpuint (second, >, 64 * 1024);
+
+  g_close (fds[1], NULL);
+}
+
 static void
 test_new_for_fd_errors (void)
 {
@@ -1179,6 +1225,7 @@ main (int   argc,
     }
   g_test_add_func ("/channel/no-fd-leak", test_no_fd_leak);
   g_test_add_func ("/channel/new-for-fd-errors", test_new_for_fd_errors);
+  g_test_add_func ("/channel/sender-without-loop", test_sender_without_loop);
   g_test_add_func ("/channel/stream-transports", test_stream_transports);
 
   return g_test_run ();
