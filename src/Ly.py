@@ -754,6 +754,9 @@ class Channel(Ly.Channel):
 
 Channel = override(Channel)
 __all__.append('Channel')
+if _fast is not None:
+    # the same three in C, without a Python frame per message
+    _fast.install_channel_methods(Channel)
 
 
 # Storage ---------------------------------------------------------------------

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -162,7 +163,12 @@ struct _LyChannel
   guint         write_blocked : 1;  /* the last write met a full socket */
   guint         dispatching : 1;    /* in channel_source_dispatch(), maybe nested */
   guint         persistent : 1;     /* outlives its connections (a hub's channel) */
+  guint         read_since_write : 1; /* the peer sent something since our last write */
   gsize         retry_write_at;     /* queued bytes at which a send tries a full socket again */
+  gint64        last_write_at;      /* when a write last left (monotonic) */
+
+  /* under flusher_mutex, not @mutex: the channel is in flusher_queue */
+  gboolean      flush_queued;
 
   /* the library's own reader of a passive channel, instead of signals */
   LyChannelMessageFunc message_func;
@@ -210,7 +216,158 @@ static guint signals[N_SIGNALS];
  * its context get their turn. */
 #define BUSY_POLL_BUDGET_USEC 500
 
+/* A send without a main loop that comes this soon after the last write,
+ * with nothing heard from the peer since (a burst, not a request and
+ * its reply), leaves its message to the flusher, which writes the
+ * burst's messages together this long after. */
+#define COALESCE_USEC 50
+
 G_DEFINE_FINAL_TYPE (LyChannel, ly_channel, G_TYPE_OBJECT)
+
+static void write_locked (LyChannel *self);
+static void update_interest_locked (LyChannel *self);
+
+/* The flusher ---------------------------------------------------------------
+ *
+ * A program without a main loop (a plain script, a worker thread) that
+ * sends a burst would otherwise write each message with a syscall of
+ * its own, and wake its peer for each: half of what a message costs
+ * both ends.  Nobody runs the channel's source to gather them, so one
+ * thread for all channels, started on first use, writes the messages
+ * of a burst together a moment later.  A message alone, or a request
+ * after a reply, is written at once: only bursts wait, at most about
+ * COALESCE_USEC (plus the thread's wake-up) each.
+ *
+ * flusher_mutex protects flusher_queue (channels, not referenced: a
+ * channel's dispose takes itself out and waits while the flusher writes
+ * it), flusher_current, flusher_started and each channel's
+ * flush_queued.  Lock order: a channel's mutex, then flusher_mutex; the
+ * flusher takes a channel's mutex with flusher_mutex released. */
+static GMutex     flusher_mutex;
+static GCond      flusher_work_cond;   /* flusher_queue is not empty */
+static GCond      flusher_done_cond;   /* flusher_current changed */
+static GQueue     flusher_queue = G_QUEUE_INIT;
+static LyChannel *flusher_current;     /* the channel the flusher is writing */
+static gboolean   flusher_started;
+
+static void
+flusher_write (LyChannel *channel)
+{
+  g_mutex_lock (&channel->mutex);
+  if (!channel->write_blocked)
+    write_locked (channel);
+  update_interest_locked (channel);
+  g_mutex_unlock (&channel->mutex);
+}
+
+static gpointer
+flusher_run (gpointer data)
+{
+  g_mutex_lock (&flusher_mutex);
+  for (;;)
+    {
+      LyChannel *channel;
+
+      while (g_queue_is_empty (&flusher_queue))
+        g_cond_wait (&flusher_work_cond, &flusher_mutex);
+
+      /* the burst goes on meanwhile: its messages queue up */
+      g_mutex_unlock (&flusher_mutex);
+      g_usleep (COALESCE_USEC);
+      g_mutex_lock (&flusher_mutex);
+
+      while ((channel = g_queue_pop_head (&flusher_queue)) != NULL)
+        {
+          channel->flush_queued = FALSE;
+          flusher_current = channel;
+          g_mutex_unlock (&flusher_mutex);
+
+          flusher_write (channel);
+
+          g_mutex_lock (&flusher_mutex);
+          flusher_current = NULL;
+          g_cond_broadcast (&flusher_done_cond);
+        }
+    }
+  return NULL;
+}
+
+/* A forked child has no flusher thread: the next burst starts one. */
+static void
+flusher_forget_after_fork (void)
+{
+  LyChannel *channel;
+
+  g_mutex_init (&flusher_mutex);
+  g_cond_init (&flusher_work_cond);
+  g_cond_init (&flusher_done_cond);
+  while ((channel = g_queue_pop_head (&flusher_queue)) != NULL)
+    channel->flush_queued = FALSE;
+  flusher_current = NULL;
+  flusher_started = FALSE;
+}
+
+static void
+flusher_lock_for_fork (void)
+{
+  g_mutex_lock (&flusher_mutex);
+}
+
+static void
+flusher_unlock_after_fork (void)
+{
+  g_mutex_unlock (&flusher_mutex);
+}
+
+/* Has the flusher write @self soon.  Called with @self's mutex held. */
+static void
+flusher_add_locked (LyChannel *self)
+{
+  g_mutex_lock (&flusher_mutex);
+  if (!self->flush_queued)
+    {
+      if (!flusher_started)
+        {
+          static gsize registered = 0;
+
+          if (g_once_init_enter (&registered))
+            {
+              pthread_atfork (flusher_lock_for_fork, flusher_unlock_after_fork, flusher_forget_after_fork);
+              g_once_init_leave (&registered, 1);
+            }
+          g_thread_unref (g_thread_new ("ly-flusher", flusher_run, NULL));
+          flusher_started = TRUE;
+        }
+      self->flush_queued = TRUE;
+      g_queue_push_tail (&flusher_queue, self);
+      g_cond_signal (&flusher_work_cond);
+    }
+  g_mutex_unlock (&flusher_mutex);
+}
+
+/* Takes @self out of the flusher's hands, waiting while it writes
+ * @self.  Called without @self's mutex. */
+static void
+flusher_remove (LyChannel *self)
+{
+  g_mutex_lock (&flusher_mutex);
+  if (self->flush_queued)
+    {
+      g_queue_remove (&flusher_queue, self);
+      self->flush_queued = FALSE;
+    }
+  while (flusher_current == self)
+    g_cond_wait (&flusher_done_cond, &flusher_mutex);
+  g_mutex_unlock (&flusher_mutex);
+}
+
+/* A send in a burst, with nobody to run the source (see above). */
+static gboolean
+in_burst_locked (LyChannel *self)
+{
+  return !self->read_since_write && !self->closed &&
+         g_get_monotonic_time () - self->last_write_at < COALESCE_USEC;
+}
 
 /* Pending operations ------------------------------------------------------ */
 
@@ -492,6 +649,8 @@ write_locked (LyChannel *self)
         }
 
       ly_wire_writer_consume (self->writer, n);
+      self->last_write_at = g_get_monotonic_time ();
+      self->read_since_write = FALSE;
       pump_send_waiters_locked (self);
 
       if ((gsize) n < offered)
@@ -623,6 +782,7 @@ decode_locked (LyChannel *self)
       switch (ly_wire_reader_next (self->reader, &kind, &value, &error))
         {
         case LY_WIRE_FRAME:
+          self->read_since_write = TRUE;
           handle_frame_locked (self, kind, value);
           if (self->ended)
             return;
@@ -1700,6 +1860,7 @@ ly_channel_dispose (GObject *object)
   LyChannel *self = LY_CHANNEL (object);
 
   ly_channel_close (self);
+  flusher_remove (self);
 
   g_mutex_lock (&self->mutex);
   if (self->source != NULL)
@@ -2485,8 +2646,15 @@ kick_writer_locked (LyChannel *self)
       if (queued >= self->retry_write_at && !ly_context_will_dispatch (self->context))
         write_locked (self);
     }
-  else if (queued >= LY_WIRE_LARGE_MESSAGE || !ly_context_will_dispatch (self->context))
+  else if (queued >= LY_WIRE_LARGE_MESSAGE)
     write_locked (self);
+  else if (!ly_context_will_dispatch (self->context))
+    {
+      if (in_burst_locked (self))
+        flusher_add_locked (self);
+      else
+        write_locked (self);
+    }
 
   update_interest_locked (self);
 }

@@ -107,22 +107,15 @@ py_channel_send (PyObject *module,
   Py_RETURN_NONE;
 }
 
+/* The next message of @channel (the GIL released while waiting). */
 static PyObject *
-py_channel_receive (PyObject *module,
-                    PyObject *args)
+receive_message (LyChannel    *channel,
+                 int           timeout_msec,
+                 GCancellable *cancellable,
+                 gboolean      as_variant)
 {
-  PyObject *py_channel, *py_cancellable = Py_None;
-  int timeout_msec = -1, as_variant = 0;
-  LyChannel *channel;
-  GCancellable *cancellable;
   GVariant *message;
   GError *error = NULL;
-
-  if (!PyArg_ParseTuple (args, "O|iOp:channel_receive", &py_channel, &timeout_msec,
-                         &py_cancellable, &as_variant) ||
-      (channel = lypy_peek_gobject (py_channel, LY_TYPE_CHANNEL, "Ly.Channel")) == NULL ||
-      !peek_cancellable (py_cancellable, &cancellable))
-    return NULL;
 
   Py_BEGIN_ALLOW_THREADS
   if (timeout_msec < 0)
@@ -142,6 +135,206 @@ py_channel_receive (PyObject *module,
     g_variant_unref (message);
     return value;
   }
+}
+
+static PyObject *
+py_channel_receive (PyObject *module,
+                    PyObject *args)
+{
+  PyObject *py_channel, *py_cancellable = Py_None;
+  int timeout_msec = -1, as_variant = 0;
+  LyChannel *channel;
+  GCancellable *cancellable;
+
+  if (!PyArg_ParseTuple (args, "O|iOp:channel_receive", &py_channel, &timeout_msec,
+                         &py_cancellable, &as_variant) ||
+      (channel = lypy_peek_gobject (py_channel, LY_TYPE_CHANNEL, "Ly.Channel")) == NULL ||
+      !peek_cancellable (py_cancellable, &cancellable))
+    return NULL;
+
+  return receive_message (channel, timeout_msec, cancellable, as_variant);
+}
+
+/* Methods of the override's Channel class ------------------------------------
+ *
+ * What a program calls once per message, as methods of the class itself
+ * (method descriptors, as a C type's methods are): no Python frame and
+ * no tuple of arguments per call. */
+
+/* (cancellable=None, timeout=None), positional or by keyword */
+static gboolean
+parse_receive_arguments (PyObject *const *args,
+                         Py_ssize_t       nargs,
+                         PyObject        *kwnames,
+                         GCancellable   **cancellable,
+                         int             *timeout_msec)
+{
+  static const char *const names[] = { "cancellable", "timeout" };
+  PyObject *given[2] = { NULL, NULL };
+
+  if (nargs > 2)
+    {
+      PyErr_Format (PyExc_TypeError, "receive() takes at most 2 arguments (%zd given)", nargs);
+      return FALSE;
+    }
+  for (Py_ssize_t i = 0; i < nargs; i++)
+    given[i] = args[i];
+  for (Py_ssize_t k = 0; kwnames != NULL && k < PyTuple_GET_SIZE (kwnames); k++)
+    {
+      PyObject *name = PyTuple_GET_ITEM (kwnames, k);
+      gsize which;
+
+      for (which = 0; which < G_N_ELEMENTS (names); which++)
+        if (PyUnicode_CompareWithASCIIString (name, names[which]) == 0)
+          break;
+      if (which == G_N_ELEMENTS (names))
+        {
+          PyErr_Format (PyExc_TypeError, "receive() got an unexpected keyword argument %R", name);
+          return FALSE;
+        }
+      if (given[which] != NULL)
+        {
+          PyErr_Format (PyExc_TypeError, "receive() got multiple values for argument %R", name);
+          return FALSE;
+        }
+      given[which] = args[nargs + k];
+    }
+
+  if (!peek_cancellable (given[0], cancellable))
+    return FALSE;
+
+  *timeout_msec = -1;
+  if (given[1] != NULL && given[1] != Py_None)
+    {
+      double seconds = PyFloat_AsDouble (given[1]);
+
+      if (seconds == -1.0 && PyErr_Occurred ())
+        return FALSE;
+      /* as int(timeout * 1000), at least 0 */
+      *timeout_msec = seconds > 0 ? (int) MIN (seconds * 1000, (double) G_MAXINT) : 0;
+    }
+  return TRUE;
+}
+
+/* A message given back by an awaitable cancelled after it had taken it
+ * (Channel._return() in the override): the next receive gets it. */
+static PyObject *
+take_returned (PyObject *self)
+{
+  static PyObject *key, *popleft;
+  g_autoptr(PyObject) dict = PyObject_GenericGetDict (self, NULL);
+  PyObject *returned;
+
+  if (key == NULL && (key = PyUnicode_InternFromString ("_ly_returned")) == NULL)
+    return NULL;
+  if (popleft == NULL && (popleft = PyUnicode_InternFromString ("popleft")) == NULL)
+    return NULL;
+  if (dict == NULL)
+    return NULL;
+  returned = PyDict_GetItemWithError (dict, key);       /* borrowed */
+  if (returned == NULL && PyErr_Occurred ())
+    return NULL;
+  if (returned == NULL || PyObject_Length (returned) <= 0)
+    {
+      PyErr_Clear ();
+      return Py_NewRef (Py_None);
+    }
+  return PyObject_CallMethodNoArgs (returned, popleft);
+}
+
+static PyObject *
+receive_or_returned (PyObject         *self,
+                     PyObject *const  *args,
+                     Py_ssize_t        nargs,
+                     PyObject         *kwnames,
+                     gboolean          as_variant)
+{
+  LyChannel *channel = lypy_peek_gobject (self, LY_TYPE_CHANNEL, "Ly.Channel");
+  g_autoptr(PyObject) returned = NULL;
+  GCancellable *cancellable;
+  int timeout_msec;
+
+  if (channel == NULL || !parse_receive_arguments (args, nargs, kwnames, &cancellable, &timeout_msec) ||
+      (returned = take_returned (self)) == NULL)
+    return NULL;
+
+  if (returned != Py_None)
+    {
+      GVariant *variant;
+
+      if (as_variant)
+        return Py_NewRef (returned);
+      if ((variant = lypy_peek_variant (returned)) == NULL)
+        return PyErr_Format (PyExc_TypeError, "a GLib.Variant is needed, not %.100R", returned);
+      return lypy_from_variant (variant);
+    }
+
+  return receive_message (channel, timeout_msec, cancellable, as_variant);
+}
+
+static PyObject *
+channel_method_receive (PyObject         *self,
+                        PyObject *const  *args,
+                        Py_ssize_t        nargs,
+                        PyObject         *kwnames)
+{
+  return receive_or_returned (self, args, nargs, kwnames, FALSE);
+}
+
+static PyObject *
+channel_method_receive_variant (PyObject         *self,
+                                PyObject *const  *args,
+                                Py_ssize_t        nargs,
+                                PyObject         *kwnames)
+{
+  return receive_or_returned (self, args, nargs, kwnames, TRUE);
+}
+
+static PyObject *
+channel_method_send (PyObject *self,
+                     PyObject *value)
+{
+  LyChannel *channel = lypy_peek_gobject (self, LY_TYPE_CHANNEL, "Ly.Channel");
+  g_autoptr(GVariant) message = NULL;
+  GError *error = NULL;
+
+  if (channel == NULL || (message = lypy_to_variant (value, ly_channel_get_message_type (channel))) == NULL)
+    return NULL;
+  if (!ly_channel_send (channel, message, &error))
+    return lypy_raise_gerror (error);
+  Py_RETURN_TRUE;
+}
+
+static PyMethodDef channel_methods[] = {
+  { "send", (PyCFunction) channel_method_send, METH_O,
+    "send(value) -> True\n\nQueues value (a Python value or a GLib.Variant) and returns at\n"
+    "once.  Converted to the channel's message-type when it has one\n(TypeError when it "
+    "cannot be); GLib.Error FULL when the queue is\nover max-queued-bytes." },
+  { "receive", (PyCFunction) (void (*) (void)) channel_method_receive, METH_FASTCALL | METH_KEYWORDS,
+    "receive(cancellable=None, timeout=None)\n\nThe next message as a Python value; waits "
+    "for it, at most timeout\nseconds when given (then GLib.Error TIMED_OUT)." },
+  { "receive_variant", (PyCFunction) (void (*) (void)) channel_method_receive_variant,
+    METH_FASTCALL | METH_KEYWORDS,
+    "receive_variant(cancellable=None, timeout=None)\n\nThe next message as a GLib.Variant." },
+  { NULL, NULL, 0, NULL },
+};
+
+/* Puts channel_methods on @cls, the override's Channel class. */
+static PyObject *
+py_install_channel_methods (PyObject *module,
+                            PyObject *cls)
+{
+  if (!PyType_Check (cls) || !PyType_IsSubtype ((PyTypeObject *) cls, &PyGObject_Type))
+    return PyErr_Format (PyExc_TypeError, "a GObject class is needed, not %.100R", cls);
+
+  for (PyMethodDef *def = channel_methods; def->ml_name != NULL; def++)
+    {
+      g_autoptr(PyObject) descriptor = PyDescr_NewMethod ((PyTypeObject *) cls, def);
+
+      if (descriptor == NULL || PyObject_SetAttrString (cls, def->ml_name, descriptor) < 0)
+        return NULL;
+    }
+  Py_RETURN_NONE;
 }
 
 /* Handlers ------------------------------------------------------------------- */
@@ -483,6 +676,8 @@ static PyMethodDef methods[] = {
     "channel_send(channel, value): converts to the channel's message-type and queues" },
   { "channel_receive", py_channel_receive, METH_VARARGS,
     "channel_receive(channel, timeout_msec=-1, cancellable=None, as_variant=False)" },
+  { "install_channel_methods", py_install_channel_methods, METH_O,
+    "install_channel_methods(cls): send, receive and receive_variant in C on cls" },
   { "connect_received", py_connect_received, METH_VARARGS,
     "connect_received(channel, filter, handler, schedule) -> handler id" },
   { "connect_published", py_connect_published, METH_VARARGS,

@@ -93,6 +93,33 @@ def test_receive_timeout():
     assert time.monotonic() - started >= 0.09
 
 
+def test_receive_arguments_and_given_back_messages():
+    a, b = Ly.Channel.new_pair('args')
+    assert a.send({'k': [1, 2]}) is True
+    assert b.receive(None, 5) == {'k': [1, 2]}
+    a.send('by keyword')
+    assert b.receive(timeout=5, cancellable=Gio.Cancellable()) == 'by keyword'
+    for bad in ((1, 2, 3), ('not a cancellable',)):
+        try:
+            b.receive(*bad)
+            raise AssertionError('receive took %r' % (bad,))
+        except TypeError:
+            pass
+    for bad in ({'foo': 1}, {'timeout': 'soon'}):
+        try:
+            b.receive(**bad)
+            raise AssertionError('receive took %r' % (bad,))
+        except TypeError:
+            pass
+    # a message that an awaitable gave back comes before the next ones
+    a.send('next')
+    b._return(GLib.Variant('s', 'given back'))
+    b._return(GLib.Variant('s', 'given back too'))
+    assert b.receive() == 'given back'
+    assert b.receive_variant().unpack() == 'given back too'
+    assert b.receive_variant(timeout=5).unpack() == 'next'
+
+
 def test_iteration_ends_when_the_peer_closes():
     a, b = Ly.Channel.new_pair('iter')
     for i in range(3):
