@@ -222,6 +222,11 @@ static guint signals[N_SIGNALS];
  * burst's messages together this long after. */
 #define COALESCE_USEC 50
 
+/* How soon the flusher tries a full socket again, and how rarely at
+ * most while its peer reads nothing. */
+#define ROOM_RETRY_USEC     1000
+#define ROOM_RETRY_MAX_USEC (64 * 1000)
+
 G_DEFINE_FINAL_TYPE (LyChannel, ly_channel, G_TYPE_OBJECT)
 
 static void write_locked (LyChannel *self);
@@ -250,44 +255,82 @@ static GQueue     flusher_queue = G_QUEUE_INIT;
 static LyChannel *flusher_current;     /* the channel the flusher is writing */
 static gboolean   flusher_started;
 
-static void
-flusher_write (LyChannel *channel)
+/* Writes what @channel queued.  TRUE when some is left for a full
+ * socket that nobody else will write to: the flusher tries again, so
+ * that a program without a main loop loses nothing it sent, even if it
+ * never calls the library again.  *progressed: whether some left. */
+static gboolean
+flusher_write (LyChannel *channel,
+               gboolean  *progressed)
 {
+  gsize before;
+  gboolean again;
+
   g_mutex_lock (&channel->mutex);
-  if (!channel->write_blocked)
-    write_locked (channel);
+  before = ly_wire_writer_get_queued (channel->writer);
+  write_locked (channel);
   update_interest_locked (channel);
+  *progressed = ly_wire_writer_get_queued (channel->writer) < before;
+  again = channel->transport != NULL && ly_wire_writer_get_queued (channel->writer) > 0 &&
+          !ly_context_will_dispatch (channel->context);
   g_mutex_unlock (&channel->mutex);
+
+  return again;
 }
 
 static gpointer
 flusher_run (gpointer data)
 {
+  gulong pause = COALESCE_USEC;
+
   g_mutex_lock (&flusher_mutex);
   for (;;)
     {
-      LyChannel *channel;
+      gboolean waiting_for_room = FALSE, progressed = FALSE;
+      guint n;
 
       while (g_queue_is_empty (&flusher_queue))
         g_cond_wait (&flusher_work_cond, &flusher_mutex);
 
-      /* the burst goes on meanwhile: its messages queue up */
+      /* a burst goes on meanwhile, its messages queue up; or a full
+       * socket gets room */
       g_mutex_unlock (&flusher_mutex);
-      g_usleep (COALESCE_USEC);
+      g_usleep (pause);
       g_mutex_lock (&flusher_mutex);
 
-      while ((channel = g_queue_pop_head (&flusher_queue)) != NULL)
+      /* this round: the channels queued now (one put back for a full
+       * socket waits for the next) */
+      n = g_queue_get_length (&flusher_queue);
+      for (guint i = 0; i < n && !g_queue_is_empty (&flusher_queue); i++)
         {
+          LyChannel *channel = g_queue_pop_head (&flusher_queue);
+          gboolean again, moved;
+
           channel->flush_queued = FALSE;
           flusher_current = channel;
           g_mutex_unlock (&flusher_mutex);
 
-          flusher_write (channel);
+          again = flusher_write (channel, &moved);
 
           g_mutex_lock (&flusher_mutex);
+          progressed |= moved;
+          if (again && !channel->flush_queued)
+            {
+              channel->flush_queued = TRUE;
+              g_queue_push_tail (&flusher_queue, channel);
+              waiting_for_room = TRUE;
+            }
           flusher_current = NULL;
           g_cond_broadcast (&flusher_done_cond);
         }
+
+      /* a peer that reads nothing costs a try every 64 ms at most */
+      if (!waiting_for_room)
+        pause = COALESCE_USEC;
+      else if (progressed || pause < ROOM_RETRY_USEC)
+        pause = ROOM_RETRY_USEC;
+      else
+        pause = MIN (pause * 2, ROOM_RETRY_MAX_USEC);
     }
   return NULL;
 }

@@ -1082,9 +1082,10 @@ test_no_fd_leak (void)
   g_assert_cmpuint (ly_test_count_fds (), ==, before);
 }
 
-/* Bytes waiting on @fd, read without blocking. */
+/* Bytes waiting on @fd, read without blocking; *ended at end of stream. */
 static gsize
-drain_socket (int fd)
+drain_socket_until_end (int       fd,
+                        gboolean *ended)
 {
   gsize total = 0;
   guint8 buffer[64 * 1024];
@@ -1092,7 +1093,18 @@ drain_socket (int fd)
 
   while ((n = recv (fd, buffer, sizeof buffer, MSG_DONTWAIT)) > 0)
     total += n;
-  g_assert_true (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+  g_assert_true (n == 0 || errno == EAGAIN || errno == EWOULDBLOCK);
+  *ended = n == 0;
+  return total;
+}
+
+static gsize
+drain_socket (int fd)
+{
+  gboolean ended;
+  gsize total = drain_socket_until_end (fd, &ended);
+
+  g_assert_false (ended);
   return total;
 }
 
@@ -1123,6 +1135,71 @@ test_sender_without_loop (void)
     g_assert_true (ly_channel_send (sender, pattern_bytes (1000), NULL));
   second = drain_socket (fds[1]);
   g_assert_cmpuint (second, >, 64 * 1024);
+
+  g_close (fds[1], NULL);
+}
+
+/* Reads from @fd until @size bytes came (or @timeout_sec passed). */
+static gsize
+read_socket_until (int    fd,
+                   gsize  size,
+                   guint  timeout_sec)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_sec * G_USEC_PER_SEC;
+  gboolean ended = FALSE;
+  gsize total = 0;
+
+  while (total < size && !ended && g_get_monotonic_time () < deadline)
+    {
+      gsize got = drain_socket_until_end (fd, &ended);
+
+      total += got;
+      if (got == 0)
+        g_usleep (1000);
+    }
+  return total;
+}
+
+/* A program without a main loop: a message alone leaves at once; a
+ * burst may wait a moment to leave in batches, but all of it leaves
+ * without another call (no flush, no loop). */
+static void
+test_burst_without_loop (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LyChannel) sender = NULL;
+  g_autoptr(GVariant) probe = g_variant_ref_sink (g_variant_new_string ("0123456789"));
+  gsize hello, frame;
+  int fds[2];
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
+  sender = ly_channel_new_for_fd ("bursty", fds[0], &error);
+  g_assert_no_error (error);
+
+  /* the first write (the hello with a message) and a lone message
+   * later: both are in the socket when the send returns */
+  g_assert_true (ly_channel_send (sender, probe, NULL));
+  hello = drain_socket (fds[1]);
+  g_assert_cmpuint (hello, >, 0);
+  for (guint i = 0; i < 3; i++)
+    {
+      g_usleep (2000);
+      g_assert_true (ly_channel_send (sender, probe, NULL));
+      frame = drain_socket (fds[1]);
+      g_assert_cmpuint (frame, >, g_variant_get_size (probe));
+    }
+
+  /* a burst of 20,000, then nothing: every byte arrives */
+  for (guint i = 0; i < 20000; i++)
+    g_assert_true (ly_channel_send (sender, probe, NULL));
+  g_assert_cmpuint (read_socket_until (fds[1], 20000 * frame, 10), ==, 20000 * frame);
+  g_assert_cmpuint (ly_channel_get_queued_bytes (sender), ==, 0);
+
+  /* a channel given up in the middle of a burst still sends all of it */
+  for (guint i = 0; i < 1000; i++)
+    g_assert_true (ly_channel_send (sender, probe, NULL));
+  g_clear_object (&sender);
+  g_assert_cmpuint (read_socket_until (fds[1], 1000 * frame, 10), >=, 1000 * frame);
 
   g_close (fds[1], NULL);
 }
@@ -1226,6 +1303,7 @@ main (int   argc,
   g_test_add_func ("/channel/no-fd-leak", test_no_fd_leak);
   g_test_add_func ("/channel/new-for-fd-errors", test_new_for_fd_errors);
   g_test_add_func ("/channel/sender-without-loop", test_sender_without_loop);
+  g_test_add_func ("/channel/burst-without-loop", test_burst_without_loop);
   g_test_add_func ("/channel/stream-transports", test_stream_transports);
 
   return g_test_run ();
