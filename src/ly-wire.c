@@ -413,6 +413,79 @@ struct _LyWireReader
   char    large_type[LY_WIRE_MAX_TYPE_LENGTH + 1];
 };
 
+/* Large frames' buffers -------------------------------------------------------
+ *
+ * A large frame's data is read into an allocation of its own, which its
+ * message then keeps (no copy).  Allocations that large come from mmap()
+ * and go back to the kernel when freed: each large message would fault
+ * in every page of a fresh one (on these machines that costs more than
+ * reading the data).  So the last one freed is kept for the next large
+ * frame: one per process, of at most SPARE_MAX_SIZE bytes. */
+
+#define SPARE_MAX_SIZE (16 * 1024 * 1024)
+
+typedef struct
+{
+  gsize  capacity;
+  guint8 data[];                /* 16-byte aligned, as malloc()'s */
+} LargeBuffer;
+
+G_STATIC_ASSERT (G_STRUCT_OFFSET (LargeBuffer, data) % 8 == 0);
+
+static GMutex       spare_mutex;  /* protects spare */
+static LargeBuffer *spare;
+
+static LargeBuffer *
+large_buffer_of (gpointer data)
+{
+  return (LargeBuffer *) ((guint8 *) data - G_STRUCT_OFFSET (LargeBuffer, data));
+}
+
+/* Room for @size bytes: the spare when it fits without wasting most of
+ * itself. */
+static guint8 *
+large_buffer_take (gsize size)
+{
+  LargeBuffer *buffer = NULL;
+
+  g_mutex_lock (&spare_mutex);
+  if (spare != NULL && spare->capacity >= size && spare->capacity / 4 <= size)
+    buffer = g_steal_pointer (&spare);
+  g_mutex_unlock (&spare_mutex);
+
+  if (buffer == NULL)
+    {
+      buffer = g_malloc (sizeof *buffer + size);
+      buffer->capacity = size;
+    }
+  return buffer->data;
+}
+
+/* Frees the buffer of @data, or keeps it as the spare (the larger wins). */
+static void
+large_buffer_free (gpointer data)
+{
+  LargeBuffer *buffer;
+
+  if (data == NULL)
+    return;
+
+  buffer = large_buffer_of (data);
+  if (buffer->capacity <= SPARE_MAX_SIZE)
+    {
+      g_mutex_lock (&spare_mutex);
+      if (spare == NULL || spare->capacity < buffer->capacity)
+        {
+          LargeBuffer *smaller = spare;
+
+          spare = buffer;
+          buffer = smaller;
+        }
+      g_mutex_unlock (&spare_mutex);
+    }
+  g_free (buffer);
+}
+
 LyWireReader *
 ly_wire_reader_new (gsize max_message_size)
 {
@@ -432,7 +505,7 @@ ly_wire_reader_free (LyWireReader *reader)
     return;
 
   g_free (reader->buffer);
-  g_free (reader->large);
+  large_buffer_free (reader->large);
   g_free (reader);
 }
 
@@ -691,7 +764,8 @@ finish_large (LyWireReader  *reader,
       return LY_WIRE_ERROR;
     }
 
-  data = g_bytes_new_take (g_steal_pointer (&reader->large), reader->large_length);
+  data = g_bytes_new_with_free_func (reader->large, reader->large_length, large_buffer_free, reader->large);
+  reader->large = NULL;
   *kind = reader->large_kind;
   *value = make_value (reader->large_type, data, error);
 
@@ -737,7 +811,7 @@ ly_wire_reader_next (LyWireReader  *reader,
       gsize have = MIN (available - LY_WIRE_HEADER_SIZE - type_area, data_area);
 
       /* data_length was checked against max_message_size above */
-      reader->large = g_malloc (data_area);
+      reader->large = large_buffer_take (data_area);
       reader->large_length = data_length;
       reader->large_kind = frame_kind;
       memcpy (reader->large_type, type, type_length + 1);

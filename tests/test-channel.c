@@ -205,6 +205,58 @@ test_large_message (Pair          *pair,
     }
 }
 
+/* @size bytes of a pattern that @seed makes different */
+static GVariant *
+seeded_bytes (gsize size,
+              guint seed)
+{
+  guint8 *data = g_malloc (size);
+
+  for (gsize i = 0; i < size; i++)
+    data[i] = (guint8) (i * 131 + seed * 17 + (i >> 12));
+  return g_variant_ref_sink (g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, data, size, TRUE,
+                                                      g_free, data));
+}
+
+/* The buffers of large messages are kept for the next ones (a spare):
+ * messages still held keep theirs, and each arrives whole, whatever the
+ * order of sizes. */
+static void
+test_large_messages_reuse (Pair          *pair,
+                           gconstpointer  data)
+{
+  static const gsize sizes[] = {
+    1 << 20, 1 << 20, 300 * 1024, 2 << 20, 64 * 1024, 1 << 20, 17 << 20, 1 << 20, 200 * 1024,
+  };
+  g_autoptr(GPtrArray) sent = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+  g_autoptr(GPtrArray) held = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+  g_autoptr(GError) error = NULL;
+
+  ly_channel_set_max_message_size (pair->a, 32 << 20);
+  ly_channel_set_max_message_size (pair->b, 32 << 20);
+  ly_channel_set_max_queued_bytes (pair->a, 64 << 20);
+  for (guint round = 0; round < 2; round++)
+    for (guint i = 0; i < G_N_ELEMENTS (sizes); i++)
+      {
+        GVariant *message = seeded_bytes (sizes[i], round * 100 + i);
+        g_autoptr(GVariant) received = NULL;
+
+        g_ptr_array_add (sent, message);
+        g_assert_true (ly_channel_send (pair->a, message, &error));
+        g_assert_no_error (error);
+        received = ly_channel_receive (pair->b, NULL, &error);
+        g_assert_no_error (error);
+        g_assert_true (g_variant_equal (received, message));
+        if (i % 2 == 0)
+          g_ptr_array_add (held, g_variant_ref (received));
+      }
+
+  /* what was held is intact after everything that came later */
+  for (guint i = 0, h = 0; i < sent->len; i++)
+    if (i % G_N_ELEMENTS (sizes) % 2 == 0)
+      g_assert_true (g_variant_equal (g_ptr_array_index (held, h++), g_ptr_array_index (sent, i)));
+}
+
 /* received::s gets strings only; received::i integers; received all. */
 static void
 count_into (LyChannel *channel,
@@ -1279,6 +1331,7 @@ main (int   argc,
 
   PAIR_TEST ("roundtrip-kinds", test_roundtrip_kinds);
   PAIR_TEST ("large-message", test_large_message);
+  PAIR_TEST ("large-messages-reuse", test_large_messages_reuse);
   PAIR_TEST ("detail-filter", test_detail_filter);
   PAIR_TEST ("threads-order", test_threads_order);
   PAIR_TEST ("active-thread", test_active_thread);
