@@ -231,6 +231,7 @@ G_DEFINE_FINAL_TYPE (LyChannel, ly_channel, G_TYPE_OBJECT)
 
 static void write_locked (LyChannel *self);
 static void update_interest_locked (LyChannel *self);
+static void schedule_needed_dispatch_locked (LyChannel *self);
 
 /* The flusher ---------------------------------------------------------------
  *
@@ -270,6 +271,8 @@ flusher_write (LyChannel *channel,
   before = ly_wire_writer_get_queued (channel->writer);
   write_locked (channel);
   update_interest_locked (channel);
+  /* sends and flushes whose bytes left complete in the channel's context */
+  schedule_needed_dispatch_locked (channel);
   *progressed = ly_wire_writer_get_queued (channel->writer) < before;
   again = channel->transport != NULL && ly_wire_writer_get_queued (channel->writer) > 0 &&
           !ly_context_will_dispatch (channel->context);
@@ -404,11 +407,14 @@ flusher_remove (LyChannel *self)
   g_mutex_unlock (&flusher_mutex);
 }
 
-/* A send in a burst, with nobody to run the source (see above). */
+/* A send in a burst, with nobody to run the source (see above).  Never
+ * while the queue holds half its bound: what waits for the flusher must
+ * not make a send fail with FULL while the socket has room. */
 static gboolean
 in_burst_locked (LyChannel *self)
 {
   return !self->read_since_write && !self->closed &&
+         ly_wire_writer_get_queued (self->writer) < self->max_queued_bytes / 2 &&
          g_get_monotonic_time () - self->last_write_at < COALESCE_USEC;
 }
 
@@ -2673,7 +2679,9 @@ check_sendable_locked (LyChannel  *self,
  * socket is full, the source writes when it becomes writable; but
  * nobody may run it (a sender without a main loop, busy sending): then
  * the send that queues another batch tries again, so that the peer
- * never runs dry while messages wait here (one write a batch). */
+ * never runs dry while messages wait here (one write a batch), and the
+ * flusher keeps trying once the sends stop, so that nothing is left
+ * behind.  A burst without a loop goes to the flusher. */
 static void
 kick_writer_locked (LyChannel *self)
 {
@@ -2694,10 +2702,17 @@ kick_writer_locked (LyChannel *self)
   else if (!ly_context_will_dispatch (self->context))
     {
       if (in_burst_locked (self))
-        flusher_add_locked (self);
-      else
-        write_locked (self);
+        {
+          flusher_add_locked (self);
+          update_interest_locked (self);
+          return;
+        }
+      write_locked (self);
     }
+
+  if (self->transport != NULL && ly_wire_writer_get_queued (self->writer) > 0 &&
+      !ly_context_will_dispatch (self->context))
+    flusher_add_locked (self);
 
   update_interest_locked (self);
 }
