@@ -268,14 +268,22 @@ flusher_write (LyChannel *channel,
   gboolean again;
 
   g_mutex_lock (&channel->mutex);
+  *progressed = FALSE;
+
+  /* a thread runs the context now: the channel's source writes */
+  if (ly_context_will_dispatch (channel->context))
+    {
+      g_mutex_unlock (&channel->mutex);
+      return FALSE;
+    }
+
   before = ly_wire_writer_get_queued (channel->writer);
   write_locked (channel);
   update_interest_locked (channel);
   /* sends and flushes whose bytes left complete in the channel's context */
   schedule_needed_dispatch_locked (channel);
   *progressed = ly_wire_writer_get_queued (channel->writer) < before;
-  again = channel->transport != NULL && ly_wire_writer_get_queued (channel->writer) > 0 &&
-          !ly_context_will_dispatch (channel->context);
+  again = channel->transport != NULL && ly_wire_writer_get_queued (channel->writer) > 0;
   g_mutex_unlock (&channel->mutex);
 
   return again;

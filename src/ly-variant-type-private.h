@@ -253,4 +253,73 @@ ly_variant_array_iter_at_end (const LyVariantArrayIter *iter)
          (iter->fixed_size != 0 || iter->n_elements == 0 || iter->previous_end == iter->offsets_start);
 }
 
+/* Keeping type information alive ----------------------------------------------
+ *
+ * GLib frees a container type's GVariantTypeInfo when its last value goes,
+ * and builds it again (allocations, a tuple's member offsets, an insertion
+ * into and a removal from a global table, under a global lock) for the
+ * next value of that type: for values made and dropped one at a time (a
+ * conversion, a message received while nothing else is queued), once per
+ * value.  Holding one value of each type recently made in this thread
+ * keeps the information alive.  A value of zero bytes: GLib makes a
+ * fixed-size one as large as it must be (all zero). */
+
+#define LY_VARIANT_KEPT_TYPES 8
+
+typedef struct
+{
+  GVariant *values[LY_VARIANT_KEPT_TYPES];
+  guint     next;
+} LyVariantKeptTypes;
+
+static inline void
+ly_variant_kept_types_free (gpointer data)
+{
+  LyVariantKeptTypes *kept = data;
+
+  for (guint i = 0; i < LY_VARIANT_KEPT_TYPES; i++)
+    g_clear_pointer (&kept->values[i], g_variant_unref);
+  g_free (kept);
+}
+
+/* Keeps the type information of @type (a valid definite type string,
+ * maybe followed by more) alive in this thread, among the last
+ * LY_VARIANT_KEPT_TYPES types it was asked for.  Basic types and
+ * variants need nothing: GLib's are static. */
+static inline void
+ly_variant_keep_type (const char *type)
+{
+  static GPrivate kept_key = G_PRIVATE_INIT (ly_variant_kept_types_free);
+  LyVariantKeptTypes *kept;
+  gsize alignment, fixed_size, length;
+  const char *end;
+  guint slot;
+
+  if (*type != 'a' && *type != 'm' && *type != '(' && *type != '{')
+    return;
+
+  ly_variant_type_info (type, &alignment, &fixed_size, &end);
+  length = end - type;
+
+  if ((kept = g_private_get (&kept_key)) == NULL)
+    g_private_set (&kept_key, (kept = g_new0 (LyVariantKeptTypes, 1)));
+
+  for (guint i = 0; i < LY_VARIANT_KEPT_TYPES && kept->values[i] != NULL; i++)
+    {
+      const char *known = g_variant_get_type_string (kept->values[i]);
+
+      if (strncmp (known, type, length) == 0 && known[length] == '\0')
+        return;
+    }
+
+  slot = kept->next++ % LY_VARIANT_KEPT_TYPES;
+  g_clear_pointer (&kept->values[slot], g_variant_unref);
+  {
+    g_autofree char *copy = g_strndup (type, length);
+
+    kept->values[slot] = g_variant_ref_sink (g_variant_new_from_data (LY_VARIANT_TYPE_VALID (copy), NULL, 0,
+                                                                      FALSE, NULL, NULL));
+  }
+}
+
 G_END_DECLS

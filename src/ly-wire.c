@@ -722,6 +722,7 @@ make_value (const char *type,
   gboolean normal = is_normal_by_size (type, size) ||
                     ly_variant_is_surely_normal (type, g_bytes_get_data (data, NULL), size);
 
+  ly_variant_keep_type (type);
   value = g_variant_take_ref (g_variant_new_from_bytes (LY_VARIANT_TYPE_VALID (type), data, normal));
 
   /* An untrusted value in normal form becomes trusted here, so the

@@ -751,6 +751,7 @@ lypy_serialise (PyObject   *value,
       g_free (buffer.data);
       return NULL;
     }
+  ly_variant_keep_type (type);
   return g_variant_ref_sink (g_variant_new_from_data (LY_VARIANT_TYPE_VALID (type), buffer.data, buffer.length,
                                                       TRUE, g_free, buffer.data));
 }
