@@ -197,16 +197,61 @@ lypy_is_awaitable (PyObject *object)
 
 /* Python to GVariant ------------------------------------------------------- */
 
+/* Python objects lent to the library (large bytes, referenced where
+ * they are) come back from any thread, and often from one that holds a
+ * lock of the library (a channel writing them out), which a thread
+ * holding the GIL may be waiting for: taking the GIL there would
+ * deadlock.  So, unless this thread holds the GIL, they are released
+ * later, in the main thread, by a pending call. */
+static GMutex     released_mutex;      /* protects released, drain_scheduled */
+static GPtrArray *released;            /* of PyObject *, to release */
+static gboolean   drain_scheduled;
+
+static int
+drain_released (void *unused)
+{
+  g_autoptr(GPtrArray) objects = NULL;
+
+  g_mutex_lock (&released_mutex);
+  objects = g_steal_pointer (&released);
+  drain_scheduled = FALSE;
+  g_mutex_unlock (&released_mutex);
+
+  for (guint i = 0; objects != NULL && i < objects->len; i++)
+    Py_DECREF ((PyObject *) g_ptr_array_index (objects, i));
+  return 0;
+}
+
 static void
 release_object (gpointer data)
 {
-  PyGILState_STATE state;
+  gboolean schedule;
 
   if (!Py_IsInitialized ())
     return;   /* at exit: the object is gone with the interpreter */
-  state = PyGILState_Ensure ();
-  Py_DECREF ((PyObject *) data);
-  PyGILState_Release (state);
+
+  if (PyGILState_Check ())
+    {
+      Py_DECREF ((PyObject *) data);
+      return;
+    }
+
+  g_mutex_lock (&released_mutex);
+  if (released == NULL)
+    released = g_ptr_array_new ();
+  g_ptr_array_add (released, data);
+  schedule = !drain_scheduled;
+  drain_scheduled = TRUE;
+  g_mutex_unlock (&released_mutex);
+
+  /* no GIL needed; when Python's queue of them is full, the next
+   * release schedules it again */
+  if (schedule && Py_AddPendingCall (drain_released, NULL) < 0)
+    {
+      g_mutex_lock (&released_mutex);
+      drain_scheduled = FALSE;
+      g_mutex_unlock (&released_mutex);
+    }
 }
 
 /* bytes are immutable: a large one is referenced where it is, no copy */

@@ -5,6 +5,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
 import asyncio
+import faulthandler
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -207,6 +210,51 @@ def test_process_singletons_outside_a_child():
     assert 'mapped' in shared_memory and shared_memory['mapped'] == [1]
     del shared_memory['mapped']
     assert 'mapped' not in shared_memory
+
+
+SLOW_READER = """
+import sys, time, gi
+gi.require_version('Ly', '1')
+from gi.repository import Ly
+channel = Ly.Channel.new_for_fd('big', int(sys.argv[1]))
+total = 0
+for i in range(int(sys.argv[2])):
+    total += len(channel.receive())
+    if i % 50 == 0:
+        time.sleep(0.01)
+channel.send(total)
+channel.flush()
+"""
+
+
+def test_large_bytes_to_a_slow_reader_without_a_loop():
+    # Large bytes are lent to the library, which writes the rest of a
+    # full socket from its flusher thread and lets them go there, while
+    # this thread (holding the GIL) sends on: the release must not wait
+    # for the GIL (it deadlocked).  A hang ends the test with tracebacks.
+    n = 300
+    ours, theirs = socket.socketpair()
+    child = subprocess.Popen([sys.executable, '-c', SLOW_READER, str(theirs.fileno()), str(n)],
+                             pass_fds=[theirs.fileno()])
+    theirs.close()
+    channel = Ly.Channel.new_for_fd('big', ours.detach())
+    payloads = [bytes([i]) * (1 << 20) for i in range(4)]
+    faulthandler.dump_traceback_later(120, exit=True)
+    try:
+        for i in range(n):
+            while True:
+                try:
+                    channel.send(payloads[i % 4])
+                    break
+                except GLib.Error:
+                    channel.flush()
+        assert channel.receive(timeout=60) == n << 20
+        assert child.wait(60) == 0
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    # what the library let go of in its thread is released (by a pending
+    # call in this thread): only our own references are left
+    wait_for(lambda: all(sys.getrefcount(payloads[i]) == 2 for i in range(len(payloads))))
 
 
 def test_handlers_run_while_the_main_thread_is_busy():
