@@ -2694,32 +2694,25 @@ static void
 kick_writer_locked (LyChannel *self)
 {
   gsize queued = ly_wire_writer_get_queued (self->writer);
+  gboolean loopless;
 
   /* A handler of our own `received` is sending: the dispatch writes
    * when the handlers return, one write for all their replies. */
   if (dispatching_own_source (self) && queued < LY_WIRE_LARGE_MESSAGE)
     return;
 
+  loopless = !ly_context_will_dispatch (self->context);
+
   if (self->write_blocked || (self->interest & G_IO_OUT) != 0)
     {
-      if (queued >= self->retry_write_at && !ly_context_will_dispatch (self->context))
+      if (loopless && queued >= self->retry_write_at)
         write_locked (self);
     }
-  else if (queued >= LY_WIRE_LARGE_MESSAGE)
+  else if (queued >= LY_WIRE_LARGE_MESSAGE || (loopless && !in_burst_locked (self)))
     write_locked (self);
-  else if (!ly_context_will_dispatch (self->context))
-    {
-      if (in_burst_locked (self))
-        {
-          flusher_add_locked (self);
-          update_interest_locked (self);
-          return;
-        }
-      write_locked (self);
-    }
 
-  if (self->transport != NULL && ly_wire_writer_get_queued (self->writer) > 0 &&
-      !ly_context_will_dispatch (self->context))
+  /* a burst, or what a full socket left: the flusher writes it */
+  if (loopless && self->transport != NULL && ly_wire_writer_get_queued (self->writer) > 0)
     flusher_add_locked (self);
 
   update_interest_locked (self);
