@@ -400,18 +400,20 @@ flusher_add_locked (LyChannel *self)
 }
 
 /* Takes @self out of the flusher's hands, waiting while it writes
- * @self.  Called without @self's mutex. */
+ * @self.  Called without @self's mutex.  The wait comes first: a write
+ * that met a full socket puts @self back in the queue before it
+ * counts as done. */
 static void
 flusher_remove (LyChannel *self)
 {
   g_mutex_lock (&flusher_mutex);
+  while (flusher_current == self)
+    g_cond_wait (&flusher_done_cond, &flusher_mutex);
   if (self->flush_queued)
     {
       g_queue_remove (&flusher_queue, self);
       self->flush_queued = FALSE;
     }
-  while (flusher_current == self)
-    g_cond_wait (&flusher_done_cond, &flusher_mutex);
   g_mutex_unlock (&flusher_mutex);
 }
 

@@ -867,6 +867,45 @@ test_close_unref_lingers (void)
   g_object_unref (b);
 }
 
+/* Dropping a channel while the flusher keeps trying its full socket,
+ * at varying moments: the flusher lets go of it for good (it used to
+ * keep a freed channel in its queue when the drop came during a try,
+ * which valgrind and ASan report), and nothing sent is lost. */
+static void
+test_unref_while_flusher_retries (void)
+{
+  for (guint round = 0; round < 24; round++)
+    {
+      g_autoptr(GError) error = NULL;
+      LyChannel *a, *b;
+      guint n = 0;
+
+      ly_channel_new_pair ("flusher-unref", &a, &b, &error);
+      g_assert_no_error (error);
+      ly_channel_set_max_queued_bytes (a, 64 * 1024 * 1024);
+      /* more than the socket holds: the flusher retries the rest */
+      for (guint i = 0; i < 8; i++)
+        g_assert_true (ly_channel_send (a, pattern_bytes (128 * 1024), &error));
+      g_usleep ((round % 6) * 700);
+      /* a large send holds the channel while the flusher may be due */
+      g_assert_true (ly_channel_send (a, pattern_bytes (2 * 1024 * 1024), &error));
+      ly_channel_close (a);
+      g_object_unref (a);
+
+      for (;;)
+        {
+          g_autoptr(GVariant) message = ly_channel_receive (b, NULL, &error);
+
+          if (message == NULL)
+            break;
+          n++;
+        }
+      g_assert_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_CLOSED);
+      g_assert_cmpuint (n, ==, 9);
+      g_object_unref (b);
+    }
+}
+
 /* A peer process killed with SIGKILL: closed with DISCONNECTED. */
 static void
 test_peer_killed (void)
@@ -1365,6 +1404,7 @@ main (int   argc,
   PAIR_TEST ("flush", test_flush);
   PAIR_TEST ("close-drains", test_close_drains);
   g_test_add_func ("/channel/close-unref-lingers", test_close_unref_lingers);
+  g_test_add_func ("/channel/unref-while-flusher-retries", test_unref_while_flusher_retries);
   g_test_add_func ("/channel/thread-default-context", test_thread_default_context);
   g_test_add_func ("/channel/peer-killed", test_peer_killed);
   g_test_add_func ("/channel/peer-echo", test_peer_echo);
