@@ -669,7 +669,7 @@ test_storage_races_stop (void)
       if (polite)
         ly_process_manager_stop (manager, "setter", NULL, &error);
       else
-        kill (ly_process_manager_get_pid (manager, "setter"), SIGKILL);
+        kill (ly_process_manager_get_pid (manager, "setter", NULL), SIGKILL);
       g_assert_no_error (error);
       wait_stopped (manager, "setter");
 
@@ -687,7 +687,8 @@ test_storage_races_stop (void)
 }
 
 /* The hub dies (SIGKILL) while its children are in storage calls.  Its
- * children die with it (PR_SET_PDEATHSIG); these two undid that, so
+ * children die with it (PR_SET_PDEATHSIG, and the keeper of their
+ * process groups); these two undid that, so
  * their calls meet the end of the connection: each fails with an error
  * instead of hanging, and they end. */
 static void

@@ -10,9 +10,10 @@
  *                      hub acknowledged ("acked N"), until it fails
  *                      ("failed: MESSAGE") or is killed
  *   set-loop-orphan KEY  the same, but does not die with the hub (it
- *                      undoes the PR_SET_PDEATHSIG the hub set, and
- *                      reports "orphan-to-be PID" then), so that its
- *                      set meets the end of the connection
+ *                      undoes the PR_SET_PDEATHSIG the hub set, leaves
+ *                      the process group the hub killed, and reports
+ *                      "orphan-to-be PID" then), so that its set meets
+ *                      the end of the connection
  *   eintr-storage N    N sets and gets while a thread interrupts the
  *                      main one with signals; reports "eintr ok N"
  *
@@ -214,6 +215,9 @@ main (int   argc,
   if (g_str_equal (mode, "set-loop-orphan") && argc > 2)
     {
       prctl (PR_SET_PDEATHSIG, 0);
+      /* into the hub's own group, which nobody kills with it */
+      if (setpgid (0, getpgid (getppid ())) < 0)
+        g_error ("setpgid: %s", g_strerror (errno));
       report ("orphan-to-be %d", (int) getpid ());
       return set_loop (argv[2]);
     }
