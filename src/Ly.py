@@ -30,6 +30,7 @@ import functools
 import inspect
 import os
 import signal
+import sys
 import threading
 import traceback
 
@@ -525,10 +526,25 @@ class _Dispatcher:
     def _on_polite_stop(self, *args):
         pump = self._pump
         if pump is None or pump.loop.is_closed() or self.user_stop_handler:
-            os.kill(os.getpid(), signal.SIGTERM)
+            _end_process()
             return
         _close_and_flush_own_channels()
         pump.loop.call_soon(_end_program)
+
+
+def _end_process():
+    """A polite stop without asyncio: a program that handles SIGTERM
+    gets it; any other ends with status 0, its output flushed."""
+    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    _close_and_flush_own_channels()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    os._exit(0)
 
 
 def _close_and_flush_own_channels():

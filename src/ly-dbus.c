@@ -391,12 +391,12 @@ process_table (LyProcessManager *manager)
   g_variant_builder_init (&builder, G_VARIANT_TYPE ("a(sisu)"));
   for (guint i = 0; names[i] != NULL; i++)
     {
-      LyProcessState state = ly_process_manager_get_state (manager, names[i]);
+      LyProcessState state = ly_process_manager_get_state (manager, names[i], NULL);
 
       g_variant_builder_add (&builder, "(sisu)", names[i],
-                             (gint32) ly_process_manager_get_pid (manager, names[i]),
+                             (gint32) ly_process_manager_get_pid (manager, names[i], NULL),
                              g_enum_get_value (states, state)->value_nick,
-                             ly_process_manager_get_restart_count (manager, names[i]));
+                             ly_process_manager_get_restart_count (manager, names[i], NULL));
     }
 
   return g_variant_builder_end (&builder);
@@ -435,10 +435,15 @@ static void
 on_process_exited (LyProcessManager *manager,
                    const char       *name,
                    int               status,
+                   LyExitReason      reason,
                    LyDBusManager    *skeleton)
 {
+  g_autoptr(GEnumClass) reasons = g_type_class_ref (LY_TYPE_EXIT_REASON);
+  GEnumValue *value = g_enum_get_value (reasons, reason);
+  gboolean restarting = ly_process_manager_get_state (manager, name, NULL) == LY_PROCESS_STATE_BACKOFF;
+
   refresh_properties (manager, skeleton);
-  ly_dbus_manager_emit_process_exited (skeleton, name, status);
+  ly_dbus_manager_emit_process_exited (skeleton, name, status, value->value_nick, restarting);
 }
 
 static gboolean

@@ -64,9 +64,10 @@ static const GDBusErrorEntry process_error_entries[] = {
   { LY_PROCESS_ERROR_SPAWN_FAILED,   "icu.liteyuki.Comm1.Error.Process.SpawnFailed" },
   { LY_PROCESS_ERROR_NOT_A_CHILD,    "icu.liteyuki.Comm1.Error.Process.NotAChild" },
   { LY_PROCESS_ERROR_STOPPED,        "icu.liteyuki.Comm1.Error.Process.Stopped" },
+  { LY_PROCESS_ERROR_INVALID_ARGUMENT, "icu.liteyuki.Comm1.Error.Process.InvalidArgument" },
 };
 
-G_STATIC_ASSERT (G_N_ELEMENTS (process_error_entries) == LY_PROCESS_ERROR_STOPPED + 1);
+G_STATIC_ASSERT (G_N_ELEMENTS (process_error_entries) == LY_PROCESS_ERROR_INVALID_ARGUMENT + 1);
 
 /**
  * ly_process_error_quark:

@@ -74,6 +74,8 @@ typedef enum
  *   [class@Ly.ProcessManager], and this one was not
  * @LY_PROCESS_ERROR_STOPPED: the target was stopped before the operation
  *   could complete
+ * @LY_PROCESS_ERROR_INVALID_ARGUMENT: a command, an environment variable or
+ *   a timeout given for a target is not valid
  *
  * Errors of [error@Ly.ProcessError].
  *
@@ -88,6 +90,7 @@ typedef enum
   LY_PROCESS_ERROR_SPAWN_FAILED,
   LY_PROCESS_ERROR_NOT_A_CHILD,
   LY_PROCESS_ERROR_STOPPED,
+  LY_PROCESS_ERROR_INVALID_ARGUMENT,
 } LyProcessError;
 
 /**

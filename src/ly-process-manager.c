@@ -21,6 +21,7 @@
 #include "ly-control-private.h"
 #include "ly-enums.h"
 #include "ly-i18n-private.h"
+#include "ly-process-groups-private.h"
 #include "ly-process-manager.h"
 #include "ly-registry.h"
 #include "ly-runtime-private.h"
@@ -137,6 +138,8 @@ struct _LyProcessManager
   guint         crash_loop_limit;
   double        crash_loop_interval;
 
+  LyProcessGroups *groups;           /* the children's, once one started */
+
   GSource      *signal_sources[2];
   GMainLoop    *signal_loop;
 
@@ -169,6 +172,8 @@ static guint signals[N_SIGNALS];
 G_DEFINE_FINAL_TYPE (LyProcessManager, ly_process_manager, G_TYPE_OBJECT)
 
 static void start_after_backoff (Target *target);
+static void target_spawn_failed (Target       *target,
+                                 const GError *error);
 
 static void
 target_set_state (Target         *target,
@@ -198,6 +203,20 @@ name_is_valid (const char *name)
       return FALSE;
 
   return TRUE;
+}
+
+/* NAME=VALUE, with a NAME a shell accepts: [A-Za-z_][A-Za-z0-9_]* */
+static gboolean
+environment_entry_is_valid (const char *entry)
+{
+  const char *p = entry;
+
+  if (!g_ascii_isalpha (*p) && *p != '_')
+    return FALSE;
+  while (g_ascii_isalnum (*p) || *p == '_')
+    p++;
+
+  return *p == '=';
 }
 
 static void
@@ -266,8 +285,10 @@ target_free (Target *target)
     {
       /* no child outlives its manager: kill it, and reap it ourselves
        * since its watch is gone */
+      ly_process_groups_signal (target->pid, SIGKILL);
       kill (target->pid, SIGKILL);
       waitpid (target->pid, NULL, 0);
+      ly_process_groups_remove (target->manager->groups, target->pid);
       target_set_pid (target, 0);
     }
   target_drop_control (target);
@@ -324,12 +345,14 @@ complete_tasks (GQueue       *queue,
 
 /* Spawning ---------------------------------------------------------------- */
 
-/* In the child, between fork and exec: die with the hub. */
+/* In the child, between fork and exec: a process group of its own (a
+ * stop reaches what it starts), and die with the hub. */
 static void
 child_setup (gpointer user_data)
 {
   pid_t hub = GPOINTER_TO_INT (user_data);
 
+  ly_process_groups_enter_own ();
   prctl (PR_SET_PDEATHSIG, SIGKILL);
   /* the hub may have died before prctl(): then nobody would kill us */
   if (getppid () != hub)
@@ -453,6 +476,9 @@ target_spawn (Target  *target,
   if (!socket_pairs_open (&pairs, error))
     return FALSE;
 
+  if (self->groups == NULL)
+    self->groups = ly_process_groups_new ();
+
   spawned = spawn_process (target, &pairs, &pid, &spawn_error);
   /* the child has its ends now (or never will) */
   for (guint i = 0; i < 3; i++)
@@ -469,6 +495,7 @@ target_spawn (Target  *target,
       return FALSE;
     }
 
+  ly_process_groups_add (self->groups, pid);
   target->started_at = g_get_monotonic_time ();
   target_set_pid (target, pid);
   target_set_state (target, LY_PROCESS_STATE_RUNNING);
@@ -511,9 +538,8 @@ target_respawn (Target *target)
       return;
     }
 
-  g_warning ("%s", error->message);
-  target_set_state (target, LY_PROCESS_STATE_FAILED);
   complete_tasks (&target->restart_tasks, error);
+  target_spawn_failed (target, error);
 }
 
 /* Exit -------------------------------------------------------------------- */
@@ -574,7 +600,7 @@ schedule_policy_restart (Target *target)
 
   if (crash_loop_reached (target))
     {
-      g_warning ("“%s” exited more than %u times within %.0f s: not restarting it",
+      g_warning (_("“%s” failed more than %u times within %.0f s: not restarting it"),
                  target->name, self->crash_loop_limit, self->crash_loop_interval);
       target_set_state (target, LY_PROCESS_STATE_FAILED);
       return;
@@ -595,6 +621,52 @@ start_after_backoff (Target *target)
   target_respawn (target);
 }
 
+/* A process that could not be started counts as one that failed at
+ * once (as a shell's status 127): its restart policy tries again, with
+ * the usual back-off, until the crash-loop limit gives it up. */
+static void
+target_spawn_failed (Target       *target,
+                     const GError *error)
+{
+  g_warning ("%s", error->message);
+  /* a failure at once: the back-off grows as for a quick crash */
+  target->started_at = g_get_monotonic_time ();
+  if (policy_wants_restart (target, 127 << 8))
+    schedule_policy_restart (target);
+  else
+    target_set_state (target, LY_PROCESS_STATE_FAILED);
+}
+
+static LyExitReason
+exit_reason (gboolean requested,
+             int      status)
+{
+  if (requested)
+    return LY_EXIT_REASON_STOPPED;
+  if (WIFSIGNALED (status))
+    return LY_EXIT_REASON_KILLED;
+  return LY_EXIT_REASON_EXITED;
+}
+
+/* A requested restart, once the old process is gone: unless a handler
+ * of process-exited stopped the target meanwhile. */
+static void
+finish_requested_restart (Target *target)
+{
+  g_autoptr(GError) error = NULL;
+
+  target->restart_after_stop = FALSE;
+  if (target->state == LY_PROCESS_STATE_BACKOFF)
+    {
+      target_respawn (target);
+      return;
+    }
+
+  g_set_error (&error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_STOPPED,
+               _("“%s” was stopped before it restarted"), target->name);
+  complete_tasks (&target->restart_tasks, error);
+}
+
 static void
 on_process_exited (GPid     pid,
                    int      status,
@@ -603,32 +675,37 @@ on_process_exited (GPid     pid,
   Target *target = user_data;
   g_autoptr(LyProcessManager) self = g_object_ref (target->manager);
   gboolean requested = target->state == LY_PROCESS_STATE_STOPPING;
+  gboolean restart_requested = requested && target->restart_after_stop;
 
   g_spawn_close_pid (pid);
+  /* what it started ends with it */
+  ly_process_groups_signal (pid, SIGKILL);
+  ly_process_groups_remove (self->groups, pid);
   target_clear_timers (target);
   g_clear_pointer (&target->child_watch, g_source_unref);
   target_drop_control (target);
   ly_channel_detach (target->active);
   ly_channel_detach (target->passive);
   target_set_pid (target, 0);
-  target_set_state (target, LY_PROCESS_STATE_STOPPED);
+
+  /* the state the handlers see says whether it comes back */
+  if (restart_requested)
+    target_set_state (target, LY_PROCESS_STATE_BACKOFF);
+  else if (!requested && policy_wants_restart (target, status))
+    schedule_policy_restart (target);
+  else
+    target_set_state (target, LY_PROCESS_STATE_STOPPED);
 
   g_debug ("“%s” exited with wait status %d", target->name, status);
-  g_signal_emit (self, signals[PROCESS_EXITED], 0, target->name, status);
+  g_signal_emit (self, signals[PROCESS_EXITED], 0, target->name, status,
+                 exit_reason (requested, status));
 
   if (requested)
     {
       complete_tasks (&target->stop_tasks, NULL);
-      if (target->restart_after_stop)
-        {
-          target->restart_after_stop = FALSE;
-          target_respawn (target);
-        }
-      return;
+      if (restart_requested)
+        finish_requested_restart (target);
     }
-
-  if (policy_wants_restart (target, status))
-    schedule_policy_restart (target);
 }
 
 /* Stopping ---------------------------------------------------------------- */
@@ -642,6 +719,7 @@ send_sigkill (gpointer user_data)
   if (target->pid > 0)
     {
       g_debug ("“%s” did not stop in time: SIGKILL", target->name);
+      ly_process_groups_signal (target->pid, SIGKILL);
       kill (target->pid, SIGKILL);
     }
   return G_SOURCE_REMOVE;
@@ -656,6 +734,7 @@ send_sigterm (gpointer user_data)
   if (target->pid > 0)
     {
       g_debug ("“%s” did not stop when asked: SIGTERM", target->name);
+      ly_process_groups_signal (target->pid, SIGTERM);
       kill (target->pid, SIGTERM);
     }
   return G_SOURCE_REMOVE;
@@ -1012,6 +1091,7 @@ ly_process_manager_dispose (GObject *object)
       g_clear_pointer (&self->order, g_ptr_array_unref);
     }
   g_clear_pointer (&self->targets, g_hash_table_unref);
+  g_clear_pointer (&self->groups, ly_process_groups_free);
   g_clear_object (&self->storage);
 
   G_OBJECT_CLASS (ly_process_manager_parent_class)->dispose (object);
@@ -1223,14 +1303,20 @@ ly_process_manager_class_init (LyProcessManagerClass *klass)
    * @name: the target
    * @wait_status: the wait status, as waitpid() gives it (use
    *   `WIFEXITED()`, `WEXITSTATUS()`, `WIFSIGNALED()`, `WTERMSIG()`)
+   * @reason: why it ended: asked to stop, exited by itself, or killed by
+   *   a signal the hub did not send
    *
-   * A target's process exited, for whatever reason.
+   * A target's process exited.  The processes it started in its process
+   * group are killed with it.  The target's state tells what comes
+   * next: %LY_PROCESS_STATE_BACKOFF when it is restarted (by its policy
+   * or a requested restart), %LY_PROCESS_STATE_FAILED when its policy
+   * gave it up, %LY_PROCESS_STATE_STOPPED otherwise.
    *
    * Since: 1.0
    */
   signals[PROCESS_EXITED] =
     g_signal_new ("process-exited", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
-                  0, NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_INT);
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 3, G_TYPE_STRING, G_TYPE_INT, LY_TYPE_EXIT_REASON);
 
   /**
    * LyProcessManager::before-shutdown:
@@ -1321,7 +1407,7 @@ add_target_in_context (LyProcessManager  *self,
 
   if (add->argv[0] == NULL || add->argv[0][0] == '\0')
     {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+      g_set_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_INVALID_ARGUMENT,
                    _("The command of target “%s” is empty"), add->name);
       return FALSE;
     }
@@ -1501,12 +1587,14 @@ ly_process_manager_set_restart_policy (LyProcessManager  *self,
  * ly_process_manager_set_target_stop_timeout:
  * @self: a [class@Ly.ProcessManager]
  * @name: a target
- * @seconds: how long its process gets to stop (see
- *   [property@Ly.ProcessManager:stop-timeout]), or a negative number for the
- *   manager's [property@Ly.ProcessManager:stop-timeout]
+ * @seconds: how long its process gets to stop, from 0 to 3600 (see
+ *   [property@Ly.ProcessManager:stop-timeout]), or -1 for the manager's
+ *   [property@Ly.ProcessManager:stop-timeout]
  * @error: return location for a #GError
  *
- * Gives a target a stop timeout of its own.
+ * Gives a target a stop timeout of its own.  Any other number (another
+ * negative one, NaN, more than an hour) fails with
+ * %LY_PROCESS_ERROR_INVALID_ARGUMENT.
  *
  * Returns: %TRUE on success
  *
@@ -1520,6 +1608,13 @@ ly_process_manager_set_target_stop_timeout (LyProcessManager  *self,
 {
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
   g_return_val_if_fail (name != NULL, FALSE);
+
+  if (seconds != -1 && !(seconds >= 0 && seconds <= 3600))
+    {
+      g_set_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_INVALID_ARGUMENT,
+                   _("%g is not a stop timeout: give 0 to 3600 seconds, or -1 for the manager’s"), seconds);
+      return FALSE;
+    }
 
   return configure_target (self, name, set_stop_timeout, &seconds, error);
 }
@@ -1548,10 +1643,11 @@ ly_process_manager_set_environment (LyProcessManager    *self,
   g_return_val_if_fail (name != NULL, FALSE);
 
   for (guint i = 0; environment != NULL && environment[i] != NULL; i++)
-    if (strchr (environment[i], '=') == NULL || environment[i][0] == '=')
+    if (!environment_entry_is_valid (environment[i]))
       {
-        g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                     _("“%s” is not of the form KEY=VALUE"), environment[i]);
+        g_set_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_INVALID_ARGUMENT,
+                     _("“%s” is not of the form NAME=VALUE, with a NAME of ASCII letters, digits and “_” that does not start with a digit"),
+                     environment[i]);
         return FALSE;
       }
 
@@ -1636,24 +1732,52 @@ start_in_context (LyProcessManager  *self,
   target->quick_failures = 0;
   g_queue_clear_full (&target->failure_times, g_free);
 
-  return target_spawn (target, error);
+  if (target_spawn (target, error))
+    return TRUE;
+  target_set_state (target, LY_PROCESS_STATE_FAILED);
+  return FALSE;
 }
 
+/* Every target is tried: one that cannot be started is left to its
+ * restart policy, and the others run. */
 static gboolean
 start_all_in_context (LyProcessManager  *self,
                       gpointer           data,
                       GError           **error)
 {
+  g_autoptr(GString) failures = NULL;
+  guint n_failed = 0;
+
   for (guint i = 0; i < self->order->len; i++)
     {
       Target *target = g_ptr_array_index (self->order, i);
+      g_autoptr(GError) spawn_error = NULL;
 
       target_settle (target);
-      if (!is_running (target) && !start_in_context (self, target->name, error))
-        return FALSE;
+      if (is_running (target))
+        continue;
+
+      target->quick_failures = 0;
+      g_queue_clear_full (&target->failure_times, g_free);
+      if (target_spawn (target, &spawn_error))
+        continue;
+
+      target_spawn_failed (target, spawn_error);
+      if (failures == NULL)
+        failures = g_string_new (spawn_error->message);
+      n_failed++;
     }
 
-  return TRUE;
+  if (n_failed == 0)
+    return TRUE;
+
+  if (n_failed > 1)
+    g_string_append_printf (failures,
+                            g_dngettext (GETTEXT_PACKAGE, " (and %u more target)", " (and %u more targets)",
+                                         n_failed - 1),
+                            n_failed - 1);
+  g_set_error_literal (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_SPAWN_FAILED, failures->str);
+  return FALSE;
 }
 
 /**
@@ -1664,7 +1788,8 @@ start_all_in_context (LyProcessManager  *self,
  *
  * Starts a target's process.  It fails with %LY_PROCESS_ERROR_RUNNING
  * when the process runs, and with %LY_PROCESS_ERROR_SPAWN_FAILED when it
- * cannot be started (a program that does not exist, say).  A target
+ * cannot be started (a program that does not exist, say): the target is
+ * then %LY_PROCESS_STATE_FAILED, and not retried.  A target
  * waiting for a policy restart, or given up, starts at once.
  *
  * Returns: %TRUE if the process was started
@@ -1689,9 +1814,14 @@ ly_process_manager_start (LyProcessManager  *self,
  * @error: return location for a #GError
  *
  * Starts every target that does not run, in the order they were added.
- * On a failure, the targets started so far keep running.
+ * A target that cannot be started does not keep the others from
+ * starting: it is logged with g_warning(), and its restart policy
+ * tries it again as if its process had failed at once (status 127),
+ * until [property@Ly.ProcessManager:crash-loop-limit] gives it up
+ * (%LY_PROCESS_STATE_FAILED); with %LY_RESTART_NEVER it fails at once.
  *
- * Returns: %TRUE if all of them were started
+ * Returns: %TRUE if all of them were started; otherwise the error names
+ *   the first that was not, and how many more
  *
  * Since: 1.0
  */
@@ -2034,6 +2164,23 @@ snapshot_target (LyProcessManager *self,
   return snapshot;
 }
 
+/* A snapshot of a target that must exist. */
+static gboolean
+snapshot_known_target (LyProcessManager  *self,
+                       const char        *name,
+                       TargetSnapshot    *snapshot,
+                       GError           **error)
+{
+  *snapshot = snapshot_target (self, name);
+  if (!snapshot->exists)
+    {
+      g_set_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_UNKNOWN_TARGET,
+                   _("There is no target named “%s”"), name);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /**
  * ly_process_manager_is_alive:
  * @self: a [class@Ly.ProcessManager]
@@ -2062,24 +2209,29 @@ ly_process_manager_is_alive (LyProcessManager *self,
  * ly_process_manager_get_pid:
  * @self: a [class@Ly.ProcessManager]
  * @name: a target
+ * @error: return location for a #GError
  *
  * The process id of a target's process.  May be called from any thread.
  *
  * Returns: the process id of the target's process, or 0 when it does
- *   not run (or there is no such target)
+ *   not run or on error (%LY_PROCESS_ERROR_UNKNOWN_TARGET)
  *
  * Since: 1.0
  */
 GPid
-ly_process_manager_get_pid (LyProcessManager *self,
-                            const char       *name)
+ly_process_manager_get_pid (LyProcessManager  *self,
+                            const char        *name,
+                            GError           **error)
 {
   TargetSnapshot target;
 
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), 0);
   g_return_val_if_fail (name != NULL, 0);
 
-  target = snapshot_target (self, name);
+  g_return_val_if_fail (error == NULL || *error == NULL, 0);
+
+  if (!snapshot_known_target (self, name, &target, error))
+    return 0;
   return target.pid;
 }
 
@@ -2087,24 +2239,29 @@ ly_process_manager_get_pid (LyProcessManager *self,
  * ly_process_manager_get_state:
  * @self: a [class@Ly.ProcessManager]
  * @name: a target
+ * @error: return location for a #GError
  *
  * The state of a target.  May be called from any thread.
  *
- * Returns: the target's state (%LY_PROCESS_STATE_STOPPED for an unknown
- *   target)
+ * Returns: the target's state; %LY_PROCESS_STATE_STOPPED on error
+ *   (%LY_PROCESS_ERROR_UNKNOWN_TARGET)
  *
  * Since: 1.0
  */
 LyProcessState
-ly_process_manager_get_state (LyProcessManager *self,
-                              const char       *name)
+ly_process_manager_get_state (LyProcessManager  *self,
+                              const char        *name,
+                              GError           **error)
 {
   TargetSnapshot target;
 
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), LY_PROCESS_STATE_STOPPED);
   g_return_val_if_fail (name != NULL, LY_PROCESS_STATE_STOPPED);
 
-  target = snapshot_target (self, name);
+  g_return_val_if_fail (error == NULL || *error == NULL, LY_PROCESS_STATE_STOPPED);
+
+  if (!snapshot_known_target (self, name, &target, error))
+    return LY_PROCESS_STATE_STOPPED;
   return target.state;
 }
 
@@ -2112,24 +2269,29 @@ ly_process_manager_get_state (LyProcessManager *self,
  * ly_process_manager_get_restart_count:
  * @self: a [class@Ly.ProcessManager]
  * @name: a target
+ * @error: return location for a #GError
  *
  * How often a target was restarted.  May be called from any thread.
  *
  * Returns: how often the target was restarted (by a restart, by its
- *   child, or by its policy)
+ *   child, or by its policy); 0 on error (%LY_PROCESS_ERROR_UNKNOWN_TARGET)
  *
  * Since: 1.0
  */
 guint
-ly_process_manager_get_restart_count (LyProcessManager *self,
-                                      const char       *name)
+ly_process_manager_get_restart_count (LyProcessManager  *self,
+                                      const char        *name,
+                                      GError           **error)
 {
   TargetSnapshot target;
 
   g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), 0);
   g_return_val_if_fail (name != NULL, 0);
 
-  target = snapshot_target (self, name);
+  g_return_val_if_fail (error == NULL || *error == NULL, 0);
+
+  if (!snapshot_known_target (self, name, &target, error))
+    return 0;
   return target.restarts;
 }
 
@@ -2165,6 +2327,7 @@ ly_process_manager_set_stop_timeout (LyProcessManager *self,
                                      double            seconds)
 {
   g_return_if_fail (LY_IS_PROCESS_MANAGER (self));
+  g_return_if_fail (seconds >= 0 && seconds <= 3600);
 
   g_object_set (self, "stop-timeout", seconds, NULL);
 }

@@ -21,8 +21,8 @@ G_BEGIN_DECLS
  * @LY_PROCESS_STATE_STOPPED: not running
  * @LY_PROCESS_STATE_RUNNING: running
  * @LY_PROCESS_STATE_STOPPING: asked to stop, not gone yet
- * @LY_PROCESS_STATE_BACKOFF: exited, and waiting to be restarted by its
- *   restart policy
+ * @LY_PROCESS_STATE_BACKOFF: exited, and about to be restarted: by its
+ *   restart policy after a delay, or at once when a restart was asked
  * @LY_PROCESS_STATE_FAILED: restarted too often in too short a time
  *   ([property@Ly.ProcessManager:crash-loop-limit]): given up until started again
  *
@@ -38,6 +38,28 @@ typedef enum
   LY_PROCESS_STATE_BACKOFF,
   LY_PROCESS_STATE_FAILED,
 } LyProcessState;
+
+/**
+ * LyExitReason:
+ * @LY_EXIT_REASON_STOPPED: it was asked to stop (by a stop, a restart, or
+ *   the child's own request), and ended, however it ended
+ * @LY_EXIT_REASON_EXITED: it exited by itself; the wait status says with
+ *   which status
+ * @LY_EXIT_REASON_KILLED: a signal the hub did not send killed it (a crash,
+ *   the kernel's OOM killer, a `kill` by hand); the wait status says which
+ *
+ * Why a target's process ended, as [signal@Ly.ProcessManager::process-exited]
+ * says.  Whether it is restarted is the target's state at that moment:
+ * %LY_PROCESS_STATE_BACKOFF when a restart is pending.
+ *
+ * Since: 1.0
+ */
+typedef enum
+{
+  LY_EXIT_REASON_STOPPED,
+  LY_EXIT_REASON_EXITED,
+  LY_EXIT_REASON_KILLED,
+} LyExitReason;
 
 /**
  * LyRestartPolicy:
@@ -152,13 +174,16 @@ gboolean          ly_process_manager_is_alive           (LyProcessManager     *s
                                                          const char           *name);
 LY_AVAILABLE_IN_ALL
 GPid              ly_process_manager_get_pid            (LyProcessManager     *self,
-                                                         const char           *name);
+                                                         const char           *name,
+                                                         GError              **error);
 LY_AVAILABLE_IN_ALL
 LyProcessState    ly_process_manager_get_state          (LyProcessManager     *self,
-                                                         const char           *name);
+                                                         const char           *name,
+                                                         GError              **error);
 LY_AVAILABLE_IN_ALL
 guint             ly_process_manager_get_restart_count  (LyProcessManager     *self,
-                                                         const char           *name);
+                                                         const char           *name,
+                                                         GError              **error);
 
 LY_AVAILABLE_IN_ALL
 double            ly_process_manager_get_stop_timeout   (LyProcessManager     *self);

@@ -6,8 +6,10 @@
 #include "config.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ly-channel-private.h"
 #include "ly-control-private.h"
@@ -107,9 +109,19 @@ cancel_flush (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* Whether the program handles SIGTERM itself (a handler, or ignores it). */
+static gboolean
+program_handles_sigterm (void)
+{
+  struct sigaction action;
+
+  return sigaction (SIGTERM, NULL, &action) == 0 && action.sa_handler != SIG_DFL;
+}
+
 /* The default answer to a polite stop: flush the channels (for at most
- * a second), then end the way SIGTERM ends the process, so that a
- * program's own SIGTERM handling applies. */
+ * a second), then exit with status 0, a clean end the hub reports as
+ * such; a program that handles SIGTERM itself gets SIGTERM instead, so
+ * that its own shutdown runs. */
 static void
 default_stop (ChildRuntime *runtime)
 {
@@ -129,7 +141,13 @@ default_stop (ChildRuntime *runtime)
 
   g_source_destroy (timeout);
   g_source_unref (timeout);
-  raise (SIGTERM);
+  if (program_handles_sigterm ())
+    {
+      raise (SIGTERM);
+      return;
+    }
+  fflush (NULL);
+  _exit (0);
 }
 
 /* The hub asks this process to stop. */
@@ -346,7 +364,8 @@ ly_request_restart (GError **error)
  *
  * Sets what a managed child does when the hub asks it to stop politely.
  * By default it closes and flushes its channels (for at most a second)
- * and raises `SIGTERM` in itself.  The handler runs in the main context
+ * and exits with status 0; a program with a `SIGTERM` handler of its own
+ * gets `SIGTERM` instead, so that its handler runs.  The handler runs in the main context
  * of the runtime (see ly_active_channel()).
  *
  * Since: 1.0

@@ -4,6 +4,7 @@
  */
 
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,8 @@ typedef struct
   guint             n_started;
   guint             n_exited;
   int               last_status;
+  LyExitReason      last_reason;
+  LyProcessState    state_at_exit;   /* the state handlers of process-exited see */
   GPid              last_pid;
   GThread          *signal_thread;  /* when set: where signals must come */
   guint             wrong_thread;   /* signals that came elsewhere */
@@ -55,12 +58,18 @@ static void
 on_exited (LyProcessManager *manager,
            const char       *name,
            int               status,
+           LyExitReason      reason,
            Fixture          *f)
 {
+  g_autoptr(GError) error = NULL;
+
   check_thread (f);
   g_ptr_array_add (f->events, g_strdup_printf ("exited %s", name));
   f->n_exited++;
   f->last_status = status;
+  f->last_reason = reason;
+  f->state_at_exit = ly_process_manager_get_state (manager, name, &error);
+  g_assert_no_error (error);
 }
 
 static void
@@ -236,7 +245,7 @@ run_example (Fixture *f)
   g_assert_true (ly_process_manager_start (f->manager, "nonebot", &error));
   g_assert_no_error (error);
   g_assert_true (ly_process_manager_is_alive (f->manager, "nonebot"));
-  g_assert_cmpint (ly_process_manager_get_pid (f->manager, "nonebot"), ==, f->last_pid);
+  g_assert_cmpint (ly_process_manager_get_pid (f->manager, "nonebot", NULL), ==, f->last_pid);
 
   g_timeout_add (50, example_send, &example);
   wait_for_lines (f, "Active receive: I am liteyuki main process active", 5, 30);
@@ -299,9 +308,12 @@ test_stop_polite (Fixture       *f,
   g_assert_true (ly_process_manager_stop (f->manager, "polite", NULL, &error));
   g_assert_no_error (error);
   g_assert_cmpint (g_get_monotonic_time () - start, <, 20 * G_USEC_PER_SEC);
-  g_assert_true (WIFSIGNALED (f->last_status) && WTERMSIG (f->last_status) == SIGTERM);
+  /* the child runtime ends a polite stop with status 0 */
+  g_assert_true (WIFEXITED (f->last_status) && WEXITSTATUS (f->last_status) == 0);
+  g_assert_cmpint (f->last_reason, ==, LY_EXIT_REASON_STOPPED);
+  g_assert_cmpint (f->state_at_exit, ==, LY_PROCESS_STATE_STOPPED);
   g_assert_false (ly_process_manager_is_alive (f->manager, "polite"));
-  g_assert_cmpint (ly_process_manager_get_pid (f->manager, "polite"), ==, 0);
+  g_assert_cmpint (ly_process_manager_get_pid (f->manager, "polite", NULL), ==, 0);
   g_assert_cmpuint (count_events (f, "before-shutdown polite"), ==, 1);
   g_assert_cmpstr (g_ptr_array_index (f->events, f->events->len - 2), ==, "before-shutdown polite");
   g_assert_cmpstr (g_ptr_array_index (f->events, f->events->len - 1), ==, "exited polite");
@@ -333,7 +345,7 @@ test_sync_from_another_thread (Fixture       *f,
   add_c_child (f, "threaded", "example", NULL);
   g_assert_true (ly_process_manager_start (f->manager, "threaded", &error));
   wait_for_lines (f, "hello from threaded", 1, 10);
-  first_pid = ly_process_manager_get_pid (f->manager, "threaded");
+  first_pid = ly_process_manager_get_pid (f->manager, "threaded", NULL);
 
   dispatcher = g_thread_new ("dispatcher", run_loop, loop);
   while (!g_main_loop_is_running (loop))
@@ -344,7 +356,7 @@ test_sync_from_another_thread (Fixture       *f,
   g_assert_true (ly_process_manager_restart (f->manager, "threaded", NULL, &error));
   g_assert_no_error (error);
   g_assert_true (ly_process_manager_is_alive (f->manager, "threaded"));
-  g_assert_cmpint (ly_process_manager_get_pid (f->manager, "threaded"), !=, first_pid);
+  g_assert_cmpint (ly_process_manager_get_pid (f->manager, "threaded", NULL), !=, first_pid);
   g_assert_true (ly_process_manager_stop (f->manager, "threaded", NULL, &error));
   g_assert_no_error (error);
   g_assert_false (ly_process_manager_is_alive (f->manager, "threaded"));
@@ -392,6 +404,8 @@ test_stop_ignores_sigterm (Fixture       *f,
 
   g_assert_cmpuint (count_lines (f, "stop ignored"), ==, 1);
   g_assert_true (WIFSIGNALED (f->last_status) && WTERMSIG (f->last_status) == SIGKILL);
+  /* killed, but by the stop it was asked for */
+  g_assert_cmpint (f->last_reason, ==, LY_EXIT_REASON_STOPPED);
   g_assert_cmpint (elapsed, >=, 950 * 1000);
   /* well before the polite request could be blamed: it was ignored */
   g_assert_cmpint (elapsed, <, 20 * G_USEC_PER_SEC);
@@ -410,9 +424,11 @@ test_request_stop (Fixture       *f,
   ly_test_run_until_count (&f->n_exited, 1, 10);
   g_assert_cmpuint (count_events (f, "before-shutdown quitter"), ==, 1);
 
+  g_assert_cmpint (f->last_reason, ==, LY_EXIT_REASON_STOPPED);
+  g_assert_cmpint (f->state_at_exit, ==, LY_PROCESS_STATE_STOPPED);
   ly_test_wait_msec (300);
   g_assert_cmpuint (f->n_started, ==, 1);
-  g_assert_cmpint (ly_process_manager_get_state (f->manager, "quitter"), ==, LY_PROCESS_STATE_STOPPED);
+  g_assert_cmpint (ly_process_manager_get_state (f->manager, "quitter", NULL), ==, LY_PROCESS_STATE_STOPPED);
 }
 
 static void
@@ -429,10 +445,13 @@ test_request_restart (Fixture       *f,
   wait_for_lines (f, "hello from phoenix", 2, 10);
 
   g_assert_cmpint (f->last_pid, !=, first);
-  g_assert_cmpint (ly_process_manager_get_pid (f->manager, "phoenix"), ==, f->last_pid);
+  /* the handlers of the exit knew that a restart follows */
+  g_assert_cmpint (f->last_reason, ==, LY_EXIT_REASON_STOPPED);
+  g_assert_cmpint (f->state_at_exit, ==, LY_PROCESS_STATE_BACKOFF);
+  g_assert_cmpint (ly_process_manager_get_pid (f->manager, "phoenix", NULL), ==, f->last_pid);
   g_assert_cmpuint (count_events (f, "before-restart phoenix"), ==, 1);
   g_assert_cmpuint (count_events (f, "before-shutdown phoenix"), ==, 1);
-  g_assert_cmpuint (ly_process_manager_get_restart_count (f->manager, "phoenix"), ==, 1);
+  g_assert_cmpuint (ly_process_manager_get_restart_count (f->manager, "phoenix", NULL), ==, 1);
   g_assert_true (ly_process_manager_is_alive (f->manager, "phoenix"));
 }
 
@@ -454,6 +473,8 @@ test_crash_restarted (Fixture       *f,
   ly_test_run_until_count (&f->n_exited, 1, 10);
   g_assert_true (WIFSIGNALED (f->last_status));
   g_assert_cmpint (WTERMSIG (f->last_status), ==, SIGABRT);
+  g_assert_cmpint (f->last_reason, ==, LY_EXIT_REASON_KILLED);
+  g_assert_cmpint (f->state_at_exit, ==, LY_PROCESS_STATE_BACKOFF);
 
   ly_test_run_until_count (&f->n_started, 2, 10);
   g_assert_cmpint (f->last_pid, !=, first);
@@ -485,8 +506,8 @@ test_policy_never_and_on_failure (Fixture       *f,
 
   ly_test_wait_msec (300);
   g_assert_cmpuint (f->n_started, ==, 2);
-  g_assert_cmpint (ly_process_manager_get_state (f->manager, "three"), ==, LY_PROCESS_STATE_STOPPED);
-  g_assert_cmpint (ly_process_manager_get_state (f->manager, "clean"), ==, LY_PROCESS_STATE_STOPPED);
+  g_assert_cmpint (ly_process_manager_get_state (f->manager, "three", NULL), ==, LY_PROCESS_STATE_STOPPED);
+  g_assert_cmpint (ly_process_manager_get_state (f->manager, "clean", NULL), ==, LY_PROCESS_STATE_STOPPED);
 }
 
 static void
@@ -500,15 +521,15 @@ test_backoff_and_crash_loop (Fixture       *f,
   ly_process_manager_set_restart_policy (f->manager, "looper", LY_RESTART_ALWAYS, &error);
   g_assert_true (ly_process_manager_start (f->manager, "looper", &error));
 
-  g_test_expect_message ("Liteyuki", G_LOG_LEVEL_WARNING, "*“looper” exited more than 4 times within 60 s*");
+  g_test_expect_message ("Liteyuki", G_LOG_LEVEL_WARNING, "*“looper” failed more than 4 times within 60 s*");
   ly_test_run_until_count (&f->n_exited, 5, 20);
   ly_test_wait_msec (200);
   g_test_assert_expected_messages ();
 
   /* 4 restarts tolerated within the interval, the 5th exit gives up */
   g_assert_cmpuint (f->n_started, ==, 5);
-  g_assert_cmpint (ly_process_manager_get_state (f->manager, "looper"), ==, LY_PROCESS_STATE_FAILED);
-  g_assert_cmpuint (ly_process_manager_get_restart_count (f->manager, "looper"), ==, 4);
+  g_assert_cmpint (ly_process_manager_get_state (f->manager, "looper", NULL), ==, LY_PROCESS_STATE_FAILED);
+  g_assert_cmpuint (ly_process_manager_get_restart_count (f->manager, "looper", NULL), ==, 4);
 
   /* the delays double: 50, 100, 200, 400 ms, plus the process's life
    * (no upper bound: a loaded machine stretches any time) */
@@ -643,7 +664,7 @@ test_errors (Fixture       *f,
     }
 
   g_assert_false (ly_process_manager_add_target (f->manager, "empty", empty, &error));
-  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_INVALID_ARGUMENT);
   g_clear_error (&error);
 
   g_assert_true (ly_process_manager_add_target (f->manager, "ok", argv, &error));
@@ -658,7 +679,15 @@ test_errors (Fixture       *f,
   g_assert_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_UNKNOWN_TARGET);
   g_clear_error (&error);
   g_assert_false (ly_process_manager_is_alive (f->manager, "unknown"));
-  g_assert_cmpint (ly_process_manager_get_pid (f->manager, "unknown"), ==, 0);
+  g_assert_cmpint (ly_process_manager_get_pid (f->manager, "unknown", &error), ==, 0);
+  g_assert_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_UNKNOWN_TARGET);
+  g_clear_error (&error);
+  g_assert_cmpint (ly_process_manager_get_state (f->manager, "unknown", &error), ==, LY_PROCESS_STATE_STOPPED);
+  g_assert_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_UNKNOWN_TARGET);
+  g_clear_error (&error);
+  g_assert_cmpuint (ly_process_manager_get_restart_count (f->manager, "unknown", &error), ==, 0);
+  g_assert_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_UNKNOWN_TARGET);
+  g_clear_error (&error);
 
   g_assert_true (ly_process_manager_add_target (f->manager, "missing", missing, &error));
   g_assert_false (ly_process_manager_start (f->manager, "missing", &error));
@@ -666,6 +695,36 @@ test_errors (Fixture       *f,
   g_test_message ("%s", error->message);
   g_clear_error (&error);
   g_assert_false (ly_process_manager_is_alive (f->manager, "missing"));
+  g_assert_cmpint (ly_process_manager_get_state (f->manager, "missing", NULL), ==, LY_PROCESS_STATE_FAILED);
+
+  {
+    const char *bad_environment[][2] = { { "1FOO=x", NULL }, { "=x", NULL }, { "FOO", NULL },
+                                         { "FO O=x", NULL }, { "FOO-BAR=x", NULL } };
+    const char *good_environment[] = { "_FOO1=x=y", "B=", NULL };
+
+    for (guint i = 0; i < G_N_ELEMENTS (bad_environment); i++)
+      {
+        g_assert_false (ly_process_manager_set_environment (f->manager, "ok", bad_environment[i], &error));
+        g_assert_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_INVALID_ARGUMENT);
+        g_clear_error (&error);
+      }
+    g_assert_true (ly_process_manager_set_environment (f->manager, "ok", good_environment, &error));
+    g_assert_no_error (error);
+  }
+
+  {
+    const double bad_timeouts[] = { -2, -0.5, NAN, INFINITY, 3601 };
+
+    for (guint i = 0; i < G_N_ELEMENTS (bad_timeouts); i++)
+      {
+        g_assert_false (ly_process_manager_set_target_stop_timeout (f->manager, "ok", bad_timeouts[i], &error));
+        g_assert_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_INVALID_ARGUMENT);
+        g_clear_error (&error);
+      }
+    g_assert_true (ly_process_manager_set_target_stop_timeout (f->manager, "ok", -1, &error));
+    g_assert_true (ly_process_manager_set_target_stop_timeout (f->manager, "ok", 0, &error));
+    g_assert_no_error (error);
+  }
 
   add_c_child (f, "twice", "echo", NULL);
   g_assert_true (ly_process_manager_start (f->manager, "twice", &error));
@@ -686,6 +745,40 @@ test_errors (Fixture       *f,
 
     g_assert_cmpstrv (targets, expected);
   }
+}
+
+/* A target that cannot be spawned is reported and left to its restart
+ * policy; the others start (the daemon used to stop them all). */
+static void
+test_start_all_past_a_failure (Fixture       *f,
+                               gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  const char *missing[] = { "/nonexistent/python3.99", "nothing.py", NULL };
+
+  /* the warnings that say so are expected here */
+  GLogLevelFlags fatal = g_log_set_always_fatal (G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
+
+  g_object_set (f->manager, "restart-delay", 0.02, "crash-loop-limit", 2, NULL);
+  ly_test_add_target (f->manager, "missing", missing, f->output);
+  add_c_child (f, "fine", "example", NULL);
+  ly_process_manager_set_restart_policy (f->manager, "missing", LY_RESTART_ON_FAILURE, &error);
+
+  g_assert_false (ly_process_manager_start_all (f->manager, &error));
+  g_assert_error (error, LY_PROCESS_ERROR, LY_PROCESS_ERROR_SPAWN_FAILED);
+  g_assert_nonnull (strstr (error->message, "missing"));
+  g_clear_error (&error);
+
+  wait_for_lines (f, "hello from fine", 1, 10);
+  g_assert_true (ly_process_manager_is_alive (f->manager, "fine"));
+  g_assert_cmpint (ly_process_manager_get_state (f->manager, "missing", NULL), ==, LY_PROCESS_STATE_BACKOFF);
+
+  /* retried, then given up by the crash-loop limit */
+  for (guint i = 0; i < 500 && ly_process_manager_get_state (f->manager, "missing", NULL) != LY_PROCESS_STATE_FAILED; i++)
+    ly_test_wait_msec (10);
+  g_assert_cmpint (ly_process_manager_get_state (f->manager, "missing", NULL), ==, LY_PROCESS_STATE_FAILED);
+  g_assert_true (ly_process_manager_is_alive (f->manager, "fine"));
+  g_log_set_always_fatal (fatal);
 }
 
 /* Resources --------------------------------------------------------------- */
@@ -888,6 +981,86 @@ test_hub_killed (void)
   assert_all_gone (pids);
 }
 
+/* The pids children's shells reported as "grandchild PID" lines, all
+ * of them so far. */
+static GArray *
+read_grandchildren (LyTestOutput *output,
+                    guint         n)
+{
+  g_autofree char *text = NULL;
+  g_auto(GStrv) lines = NULL;
+  GArray *pids = g_array_new (FALSE, FALSE, sizeof (GPid));
+
+  ly_test_output_wait (output, "grandchild ", n, 10);
+  g_assert_true (g_file_get_contents (output->path, &text, NULL, NULL));
+  lines = g_strsplit (text, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      GPid pid;
+
+      if (sscanf (lines[i], "grandchild %d", &pid) == 1)
+        g_array_append_val (pids, pid);
+    }
+  g_assert_cmpuint (pids->len, ==, n);
+
+  return pids;
+}
+
+/* What a child started in the background ends with it: on a stop, on
+ * its own exit, and when the hub is killed (4 orphans lived on before). */
+#define GRANDCHILD_SHELL "sleep 777 & echo grandchild $! >>\"$LY_TEST_OUTPUT\"; "
+
+static void
+test_stop_reaches_grandchildren (Fixture       *f,
+                                 gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GArray) pids = NULL;
+  const char *waiting[] = { "/bin/sh", "-c", GRANDCHILD_SHELL "wait; echo", NULL };
+  const char *leaving[] = { "/bin/sh", "-c", GRANDCHILD_SHELL "exit 0", NULL };
+
+  ly_process_manager_set_stop_timeout (f->manager, 1.0);
+  ly_test_add_target (f->manager, "waiting", waiting, f->output);
+  g_assert_true (ly_process_manager_start (f->manager, "waiting", &error));
+  g_clear_pointer (&pids, g_array_unref);
+  pids = read_grandchildren (f->output, 1);
+  g_assert_false (process_gone (g_array_index (pids, GPid, 0)));
+  g_assert_true (ly_process_manager_stop (f->manager, "waiting", NULL, &error));
+  g_assert_no_error (error);
+  assert_all_gone (pids);
+
+  ly_test_add_target (f->manager, "leaving", leaving, f->output);
+  ly_process_manager_set_restart_policy (f->manager, "leaving", LY_RESTART_NEVER, &error);
+  g_assert_true (ly_process_manager_start (f->manager, "leaving", &error));
+  g_clear_pointer (&pids, g_array_unref);
+  pids = read_grandchildren (f->output, 2);
+  ly_test_run_until_count (&f->n_exited, 2, 10);
+  assert_all_gone (pids);
+}
+
+static void
+test_hub_killed_grandchildren (void)
+{
+  g_autoptr(LyTestOutput) output = ly_test_output_new ();
+  g_autoptr(GSubprocess) hub = NULL;
+  g_autoptr(GArray) pids = NULL;
+  g_autoptr(GArray) grandchildren = NULL;
+
+  g_setenv ("LY_TEST_OUTPUT", output->path, TRUE);
+  g_setenv ("LY_TEST_HUB_CHILD", "/bin/sh -c '" GRANDCHILD_SHELL "wait'", TRUE);
+  pids = spawn_hub (&hub, 4);
+  grandchildren = read_grandchildren (output, 4);
+  g_unsetenv ("LY_TEST_HUB_CHILD");
+  for (guint i = 0; i < grandchildren->len; i++)
+    g_assert_false (process_gone (g_array_index (grandchildren, GPid, i)));
+
+  g_subprocess_force_exit (hub);
+  g_subprocess_wait (hub, NULL, NULL);
+  assert_all_gone (pids);
+  assert_all_gone (grandchildren);
+  g_unsetenv ("LY_TEST_OUTPUT");
+}
+
 static void
 test_hub_sigterm (void)
 {
@@ -929,9 +1102,12 @@ main (int   argc,
   MANAGER_TEST ("grandchild-environment", test_grandchild_environment);
   MANAGER_TEST ("child-fds", test_child_fds);
   MANAGER_TEST ("errors", test_errors);
+  MANAGER_TEST ("start-all-past-a-failure", test_start_all_past_a_failure);
+  MANAGER_TEST ("stop-reaches-grandchildren", test_stop_reaches_grandchildren);
   MANAGER_TEST ("start-stop-cycles", test_start_stop_cycles);
   MANAGER_TEST ("many-children", test_many_children);
   g_test_add_func ("/process-manager/hub-killed", test_hub_killed);
+  g_test_add_func ("/process-manager/hub-killed-grandchildren", test_hub_killed_grandchildren);
   g_test_add_func ("/process-manager/hub-sigterm", test_hub_sigterm);
 
   return g_test_run ();

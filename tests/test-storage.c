@@ -389,8 +389,10 @@ static void
 record_exit (LyProcessManager *manager,
              const char       *name,
              int               status,
+             LyExitReason      reason,
              guint            *exits)
 {
+  g_assert_cmpint (reason, ==, LY_EXIT_REASON_KILLED);
   last_status = status;
   (*exits)++;
 }

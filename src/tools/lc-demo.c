@@ -211,7 +211,7 @@ lc_demo_main (int    argc,
     }
   for (guint i = 0; demo.targets[i] != NULL; i++)
     say ("main", _("Started %s as process %d"), demo.targets[i],
-         ly_process_manager_get_pid (manager, demo.targets[i]));
+         ly_process_manager_get_pid (manager, demo.targets[i], NULL));
 
   send_round (&demo);
   if (demo.sent < demo.rounds)

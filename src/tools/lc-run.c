@@ -29,6 +29,9 @@ typedef struct
   GDBusConnection  *bus;
   GDBusServer      *server;
   guint             owner_id;
+  gboolean          name_settled;   /* the bus said whether the name is ours */
+  gboolean          name_owned;
+  gboolean          children_started;
   int               status;
 } Daemon;
 
@@ -57,16 +60,46 @@ on_process_started (LyProcessManager *manager,
   g_info (_("%s started (process %d)"), name, pid);
 }
 
+/* "exited with status 3", "killed by signal 11 (Segmentation fault)" */
+static char *
+describe_wait_status (int status)
+{
+  if (WIFSIGNALED (status))
+    return g_strdup_printf (_("killed by signal %d (%s)"), WTERMSIG (status), g_strsignal (WTERMSIG (status)));
+  return g_strdup_printf (_("exited with status %d"), WEXITSTATUS (status));
+}
+
+/* Why a target ended and what comes next, in one line: a requested stop
+ * is routine (shown with --verbose), anything else is worth a message. */
 static void
 on_process_exited (LyProcessManager *manager,
                    const char       *name,
                    int               status,
+                   LyExitReason      reason,
                    gpointer          user_data)
 {
-  if (WIFEXITED (status))
-    g_info (_("%s exited with status %d"), name, WEXITSTATUS (status));
-  else if (WIFSIGNALED (status))
-    g_info (_("%s was killed by signal %d"), name, WTERMSIG (status));
+  g_autofree char *how = describe_wait_status (status);
+  LyProcessState state = ly_process_manager_get_state (manager, name, NULL);
+  const char *next = state == LY_PROCESS_STATE_BACKOFF ? _("; restart pending")
+                   : state == LY_PROCESS_STATE_FAILED ? _("; given up")
+                   : "";
+
+  switch (reason)
+    {
+    case LY_EXIT_REASON_STOPPED:
+      g_info (_("%s stopped on request: %s%s"), name, how, next);
+      break;
+    case LY_EXIT_REASON_KILLED:
+      g_message (_("%s crashed: %s%s"), name, how, next);
+      break;
+    case LY_EXIT_REASON_EXITED:
+    default:
+      if (WEXITSTATUS (status) == 0)
+        g_info (_("%s %s%s"), name, how, next);
+      else
+        g_message (_("%s %s%s"), name, how, next);
+      break;
+    }
 }
 
 static void
@@ -77,6 +110,19 @@ on_before_restart (LyProcessManager *manager,
   g_info (_("%s restarts"), name);
 }
 
+/* Before the children start: another hub has the name, so this one
+ * must not start a second copy of every bot.  Once running: the bus
+ * went away (a hub never gives its name up), and the children keep
+ * running without D-Bus. */
+/* A target that cannot start was reported (a warning each) and is left
+ * to its restart policy: the others run all the same. */
+static void
+start_children (Daemon *daemon)
+{
+  daemon->children_started = TRUE;
+  ly_process_manager_start_all (daemon->manager, NULL);
+}
+
 static void
 on_name_lost (GDBusConnection *connection,
               const char      *name,
@@ -84,9 +130,19 @@ on_name_lost (GDBusConnection *connection,
 {
   Daemon *daemon = user_data;
 
-  lc_print_error (_("cannot own the name %s on the session bus (is another hub running?)"), name);
-  daemon->status = LC_EXIT_FAILURE;
-  g_main_loop_quit (daemon->loop);
+  if (!daemon->name_settled)
+    {
+      daemon->name_settled = TRUE;
+      lc_print_error (_("cannot own the name %s on the session bus (is another hub running?)"), name);
+      daemon->status = LC_EXIT_FAILURE;
+      return;
+    }
+
+  if (daemon->name_owned)
+    {
+      daemon->name_owned = FALSE;
+      g_warning (_("Lost the session bus: the children keep running, without D-Bus"));
+    }
 }
 
 static void
@@ -94,7 +150,14 @@ on_name_acquired (GDBusConnection *connection,
                   const char      *name,
                   gpointer         user_data)
 {
+  Daemon *daemon = user_data;
+
+  daemon->name_settled = TRUE;
+  daemon->name_owned = TRUE;
   g_info (_("Serving on the session bus as %s"), name);
+  /* now, before the calls that were waiting for the name (the one that
+   * activated us) are answered */
+  start_children (daemon);
 }
 
 /* The options; returns -1 to go on, or the exit status. */
@@ -175,9 +238,10 @@ load (Daemon *daemon)
       return FALSE;
     }
 
-  if (!lc_config_load (daemon->config_path, daemon->manager, &error))
+  if (!lc_config_load (daemon->config_path, daemon->check ? LC_CONFIG_CHECK_PROGRAMS : LC_CONFIG_NONE,
+                       daemon->manager, &error))
     {
-      lc_print_error ("%s", error->message);
+      lc_print_error_lines (error->message);
       return FALSE;
     }
 
@@ -198,6 +262,11 @@ serve (Daemon *daemon)
 {
   g_autoptr(GError) error = NULL;
 
+  g_signal_connect (daemon->manager, "process-started", G_CALLBACK (on_process_started), NULL);
+  g_signal_connect (daemon->manager, "process-exited", G_CALLBACK (on_process_exited), NULL);
+  g_signal_connect (daemon->manager, "before-restart", G_CALLBACK (on_before_restart), NULL);
+  ly_process_manager_stop_on_unix_signals (daemon->manager, daemon->loop);
+
   if (daemon->address == NULL)
     daemon->bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, NULL);
 
@@ -209,11 +278,16 @@ serve (Daemon *daemon)
           lc_print_error ("%s", error->message);
           return FALSE;
         }
+      /* a bus that goes away must not take the children with it */
+      g_dbus_connection_set_exit_on_close (daemon->bus, FALSE);
       daemon->owner_id = g_bus_own_name_on_connection (daemon->bus,
                                                        daemon->bus_name != NULL ? daemon->bus_name : LY_DBUS_NAME,
                                                        G_BUS_NAME_OWNER_FLAGS_DO_NOT_QUEUE,
                                                        on_name_acquired, on_name_lost, daemon, NULL);
-      return TRUE;
+      /* the name first, the children after: a second hub starts none */
+      while (!daemon->name_settled)
+        g_main_context_iteration (NULL, TRUE);
+      return daemon->name_owned;
     }
 
   daemon->server = ly_dbus_server_new (daemon->address, daemon->manager, daemon->storage, &error);
@@ -232,20 +306,9 @@ serve (Daemon *daemon)
 static void
 run (Daemon *daemon)
 {
-  g_autoptr(GError) error = NULL;
-
-  g_signal_connect (daemon->manager, "process-started", G_CALLBACK (on_process_started), NULL);
-  g_signal_connect (daemon->manager, "process-exited", G_CALLBACK (on_process_exited), NULL);
-  g_signal_connect (daemon->manager, "before-restart", G_CALLBACK (on_before_restart), NULL);
-  ly_process_manager_stop_on_unix_signals (daemon->manager, daemon->loop);
-
-  if (ly_process_manager_start_all (daemon->manager, &error))
-    g_main_loop_run (daemon->loop);
-  else
-    {
-      lc_print_error ("%s", error->message);
-      daemon->status = LC_EXIT_FAILURE;
-    }
+  if (!daemon->children_started)
+    start_children (daemon);
+  g_main_loop_run (daemon->loop);
 }
 
 /* Every child stopped (a name lost leaves them running), the storage

@@ -60,9 +60,9 @@ def test_asyncio_hub_and_asyncio_child():
         exited = asyncio.get_running_loop().create_future()
         hub_thread = threading.current_thread()
 
-        def on_exited(_manager, name, status):
+        def on_exited(_manager, name, status, reason):
             assert threading.current_thread() is hub_thread
-            exited.set_result(status)
+            exited.set_result((status, reason))
         manager.connect('process-exited', on_exited)
         manager.start_all()
         active, passive = Ly.get_channel('bot-active'), Ly.get_channel('bot-passive')
@@ -112,9 +112,11 @@ def test_asyncio_hub_and_asyncio_child():
             pass
         started = time.monotonic()
         manager.stop('bot')
-        status = await asyncio.wait_for(exited, 20)
+        status, reason = await asyncio.wait_for(exited, 20)
         latency = time.monotonic() - started
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+        assert reason == Ly.ExitReason.STOPPED, reason
+        assert manager.get_state('bot') == Ly.ProcessState.STOPPED
         with open(OUTPUT) as output:
             assert 'finally ran' in output.read()
         assert latency < 3, latency            # not the 5 s of SIGTERM at half the timeout
@@ -127,7 +129,7 @@ def test_gio_application_child():
     loop = GLib.MainLoop()
     manager = manager_for('gapp', 'gapp_child.py')
     statuses = []
-    manager.connect('process-exited', lambda _m, _name, status: (statuses.append(status), loop.quit()))
+    manager.connect('process-exited', lambda _m, _name, status, _reason: (statuses.append(status), loop.quit()))
     manager.start_all()
     active, passive = Ly.get_channel('gapp-active'), Ly.get_channel('gapp-passive')
     replies = []

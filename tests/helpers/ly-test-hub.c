@@ -111,7 +111,7 @@ main (int   argc,
     {
       g_autofree char *name = g_strdup_printf ("child%u", i);
 
-      printf ("pid %d\n", ly_process_manager_get_pid (manager, name));
+      printf ("pid %d\n", ly_process_manager_get_pid (manager, name, NULL));
     }
 
   if (bus_name != NULL)

@@ -358,7 +358,7 @@ chaos (gpointer user_data)
 {
   Soak *soak = user_data;
   Target *target = g_ptr_array_index (soak->targets, g_rand_int_range (soak->rand, 0, (gint32) soak->targets->len));
-  GPid pid = ly_process_manager_get_pid (soak->manager, target->name);
+  GPid pid = ly_process_manager_get_pid (soak->manager, target->name, NULL);
 
   if (soak->ending)
     return G_SOURCE_REMOVE;
