@@ -26,6 +26,17 @@ _liteyuki_comm_targets ()
   _liteyuki_comm_hub ps | tail -n +2 | cut -d ' ' -f 1
 }
 
+# the keys that start with $cur, one a line from the hub, each quoted for
+# the shell: a key with a space completes as one word
+_liteyuki_comm_keys ()
+{
+  local key
+
+  while IFS= read -r key; do
+    [[ $key == "$cur"* ]] && COMPREPLY+=("$(printf '%q' "$key")")
+  done < <(_liteyuki_comm_hub storage list)
+}
+
 _liteyuki_comm ()
 {
   local cur=${COMP_WORDS[COMP_CWORD]}
@@ -90,11 +101,11 @@ _liteyuki_comm ()
       fi ;;
     storage)
       if ((n_args == 0)); then
-        COMPREPLY=($(compgen -W "get set delete list watch" -- "$cur"))
+        COMPREPLY=($(compgen -W "get set delete contains cas list watch" -- "$cur"))
       elif ((n_args == 1)); then
         case ${words[0]} in
-          get | set | delete | watch)
-            COMPREPLY=($(compgen -W "$(_liteyuki_comm_hub storage list)" -- "$cur")) ;;
+          get | set | delete | contains | cas | watch)
+            _liteyuki_comm_keys ;;
         esac
       fi ;;
   esac

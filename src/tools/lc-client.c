@@ -22,7 +22,9 @@ typedef struct
   GDBusConnection *connection;
   const char      *dest;        /* NULL on a private server */
   gboolean         json;
+  GDBusCallFlags   call_flags;  /* no auto-start, unless --start */
   int              count;       /* events to wait for, 0 for no end */
+  int              status;      /* the exit status of a command that succeeded */
   int              seen;
   GMainLoop       *loop;
 } Client;
@@ -30,6 +32,7 @@ typedef struct
 static char *option_address;
 static char *option_bus_name;
 static gboolean option_json;
+static gboolean option_start;
 static int option_count;
 
 static GOptionEntry client_entries[] = {
@@ -38,6 +41,8 @@ static GOptionEntry client_entries[] = {
   { "bus-name", 0, 0, G_OPTION_ARG_STRING, &option_bus_name,
     N_("The hub's name on the session bus (default icu.liteyuki.Comm1)"), N_("NAME") },
   { "json", 0, 0, G_OPTION_ARG_NONE, &option_json, N_("Print JSON instead of GVariant text"), NULL },
+  { "start", 0, 0, G_OPTION_ARG_NONE, &option_start,
+    N_("Start the hub through D-Bus activation when none is running (by default a command never starts one)"), NULL },
   { NULL }
 };
 
@@ -54,6 +59,8 @@ client_connect (Client  *client,
 
   client->json = option_json;
   client->count = option_count;
+  /* a ps, a get or a TAB in completion must not start every bot */
+  client->call_flags = option_start ? G_DBUS_CALL_FLAGS_NONE : G_DBUS_CALL_FLAGS_NO_AUTO_START;
 
   if (option_address != NULL)
     {
@@ -90,7 +97,7 @@ client_call (Client              *client,
              GError             **error)
 {
   GVariant *reply = g_dbus_connection_call_sync (client->connection, client->dest, path, iface, method,
-                                                 parameters, reply_type, G_DBUS_CALL_FLAGS_NONE,
+                                                 parameters, reply_type, client->call_flags,
                                                  CALL_TIMEOUT_MSEC, NULL, error);
 
   if (reply == NULL && error != NULL && *error != NULL)
@@ -100,7 +107,7 @@ client_call (Client              *client,
         {
           g_clear_error (error);
           g_set_error (error, G_DBUS_ERROR, G_DBUS_ERROR_SERVICE_UNKNOWN,
-                       _("no hub is running as %s on the session bus"), client->dest);
+                       _("no hub is running as %s on the session bus (--start starts one)"), client->dest);
         }
       else
         g_dbus_error_strip_remote_error (*error);
@@ -222,7 +229,9 @@ on_signal (GDBusConnection *connection,
       g_autoptr(GVariant) optional = NULL;
 
       g_variant_get (parameters, "(&s@av)", &name, &optional);
-      value = g_variant_n_children (optional) > 0 ? g_variant_get_child_value (optional, 0) : NULL;
+      /* the value itself, as get prints it: 5, not <5> */
+      if (g_variant_n_children (optional) > 0)
+        g_variant_get_child (optional, 0, "v", &value);
       if (client->json)
         {
           g_autofree char *key = lc_string_to_json (name);
@@ -266,6 +275,30 @@ watch (Client      *client,
   g_main_loop_run (loop);
   g_dbus_connection_signal_unsubscribe (client->connection, id);
 
+  return TRUE;
+}
+
+/* A value for an `av` of zero or one values: "-" is no value (an
+ * absent key), anything else a value in GVariant text.  @builder is
+ * cleared on error. */
+static gboolean
+add_optional_value (GVariantBuilder  *builder,
+                    const char       *text,
+                    GError          **error)
+{
+  GVariant *value;
+
+  g_variant_builder_init (builder, G_VARIANT_TYPE ("av"));
+  if (g_str_equal (text, "-"))
+    return TRUE;
+
+  if ((value = lc_parse_value (text, error)) == NULL)
+    {
+      g_variant_builder_clear (builder);
+      return FALSE;
+    }
+  g_variant_builder_add (builder, "v", value);
+  g_variant_unref (value);
   return TRUE;
 }
 
@@ -314,10 +347,54 @@ command_storage (Client  *client,
 
   if (g_str_equal (verb, "delete"))
     {
+      gboolean existed;
+
       NEED (1);
       reply = client_call (client, LY_DBUS_STORAGE_PATH, STORAGE_IFACE, "Delete",
                            g_variant_new ("(s)", args[1]), G_VARIANT_TYPE ("(b)"), error);
-      return reply != NULL;
+      if (reply == NULL)
+        return FALSE;
+      g_variant_get (reply, "(b)", &existed);
+      if (!existed)
+        g_set_error (error, LY_STORAGE_ERROR, LY_STORAGE_ERROR_NO_SUCH_KEY,
+                     _("There is no key “%s”"), args[1]);
+      return existed;
+    }
+
+  if (g_str_equal (verb, "contains"))
+    {
+      gboolean contains;
+
+      NEED (1);
+      reply = client_call (client, LY_DBUS_STORAGE_PATH, STORAGE_IFACE, "Contains",
+                           g_variant_new ("(s)", args[1]), G_VARIANT_TYPE ("(b)"), error);
+      if (reply == NULL)
+        return FALSE;
+      g_variant_get (reply, "(b)", &contains);
+      /* like test(1): the answer is the exit status too */
+      printf ("%s\n", contains ? "true" : "false");
+      client->status = contains ? 0 : LC_EXIT_FAILURE;
+      return TRUE;
+    }
+
+  if (g_str_equal (verb, "cas"))
+    {
+      GVariantBuilder expected, value;
+      gboolean swapped;
+
+      NEED (3);
+      if (!add_optional_value (&expected, args[2], error) || !add_optional_value (&value, args[3], error))
+        return FALSE;
+      reply = client_call (client, LY_DBUS_STORAGE_PATH, STORAGE_IFACE, "CompareAndSet",
+                           g_variant_new ("(sav@av)", args[1], &expected, g_variant_builder_end (&value)),
+                           G_VARIANT_TYPE ("(b)"), error);
+      if (reply == NULL)
+        return FALSE;
+      g_variant_get (reply, "(b)", &swapped);
+      if (!swapped)
+        g_set_error (error, LY_STORAGE_ERROR, LY_STORAGE_ERROR_NO_SUCH_KEY,
+                     _("“%s” did not hold %s: not changed"), args[1], args[2]);
+      return swapped;
     }
 
   if (g_str_equal (verb, "list"))
@@ -355,7 +432,7 @@ command_storage (Client  *client,
 #undef NEED
 
   g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION,
-               _("unknown storage command “%s”: use get, set, delete, list or watch"), verb);
+               _("unknown storage command “%s”: use get, set, delete, contains, cas, list or watch"), verb);
   return FALSE;
 }
 
@@ -375,8 +452,8 @@ static const ClientCommand commands[] = {
   { "start", N_("NAME"), N_("Starts a target."), 1, FALSE },
   { "stop", N_("NAME"), N_("Stops a target; returns when its process is gone."), 1, FALSE },
   { "restart", N_("NAME"), N_("Restarts a target; returns when the new process started."), 1, FALSE },
-  { "storage", N_("get KEY | set KEY VALUE | delete KEY | list | watch [KEY]"),
-    N_("Reads and writes the hub's storage; watch prints every change."), -1, TRUE },
+  { "storage", N_("get KEY | set KEY VALUE | delete KEY | contains KEY | cas KEY EXPECTED VALUE | list | watch [KEY]"),
+    N_("Reads and writes the hub's storage; watch prints every change.  In cas, “-” is no value: a key expected absent, or deleted."), -1, TRUE },
   { "publish", N_("TOPIC VALUE"), N_("Publishes a value on a topic."), 2, FALSE },
   { "subscribe", N_("TOPIC"), N_("Prints every value published on a topic."), 1, TRUE },
   { "send", N_("CHANNEL VALUE"), N_("Sends a message on one of the hub's channels, such as nonebot-passive."), 2, FALSE },
@@ -465,5 +542,5 @@ lc_client_main (const char  *name,
              ? LC_EXIT_USAGE : LC_EXIT_FAILURE;
     }
 
-  return 0;
+  return client.status;
 }

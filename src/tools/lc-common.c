@@ -22,6 +22,17 @@ lc_print_error (const char *format,
   fprintf (stderr, "liteyuki-comm: %s\n", message);
 }
 
+/* Each line of @message as an error line of its own. */
+void
+lc_print_error_lines (const char *message)
+{
+  g_auto(GStrv) lines = g_strsplit (message, "\n", -1);
+
+  for (guint i = 0; lines[i] != NULL; i++)
+    if (lines[i][0] != '\0')
+      lc_print_error ("%s", lines[i]);
+}
+
 gboolean
 lc_parse_options (GOptionContext   *context,
                   int              *argc,

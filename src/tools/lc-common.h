@@ -30,17 +30,29 @@ void  lc_print_client_commands (void);
 void  lc_print_error  (const char *format,
                        ...) G_GNUC_PRINTF (1, 2);
 
+/* The same, a line each for a message of several lines. */
+void  lc_print_error_lines (const char *message);
+
 /* Parses an option context: on error, says so and returns FALSE. */
 gboolean lc_parse_options (GOptionContext *context,
                            int            *argc,
                            char         ***argv);
 
-/* A configuration file: targets to add to a manager. */
+/* A configuration file: targets to add to a manager.  An error holds
+ * every problem of the file, a line each. */
+typedef enum
+{
+  LC_CONFIG_NONE           = 0,
+  LC_CONFIG_CHECK_PROGRAMS = 1 << 0,  /* each Exec's program must exist (run --check) */
+} LcConfigFlags;
+
 gboolean lc_config_load    (const char        *path,
+                            LcConfigFlags      flags,
                             LyProcessManager  *manager,
                             GError           **error);
 gboolean lc_config_load_data (const char        *path,
                                const char        *text,
+                               LcConfigFlags      flags,
                                LyProcessManager  *manager,
                                GError           **error);
 char    *lc_default_config_path (void);

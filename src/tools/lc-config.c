@@ -11,7 +11,8 @@
  *     Environment=LANG=zh_CN.UTF-8 "GREETING=hello world"
  *     WorkingDirectory=/srv/bot
  *
- * Errors name the file, the line and the key.
+ * Errors name the file, the line and the key; every error of a file is
+ * reported, not only the first.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -25,10 +26,68 @@
 
 typedef struct
 {
-  const char *path;
-  GKeyFile   *file;
-  char      **lines;     /* the raw text, to say where things are */
+  const char    *path;
+  GKeyFile      *file;
+  char         **lines;     /* the raw text, to say where things are */
+  LcConfigFlags  flags;
+  GPtrArray     *errors;    /* of ConfigError*, sorted by line at the end */
 } Config;
+
+typedef struct
+{
+  guint  line;
+  char  *text;
+} ConfigError;
+
+static void
+config_error_free (gpointer data)
+{
+  ConfigError *error = data;
+
+  g_free (error->text);
+  g_free (error);
+}
+
+static void
+add_error (Config *config,
+           guint   line,
+           char   *text)
+{
+  ConfigError *error = g_new (ConfigError, 1);
+
+  error->line = line;
+  error->text = text;
+  g_ptr_array_add (config->errors, error);
+}
+
+static int
+compare_lines (gconstpointer a,
+               gconstpointer b)
+{
+  const ConfigError *first = *(const ConfigError * const *) a;
+  const ConfigError *second = *(const ConfigError * const *) b;
+
+  return first->line < second->line ? -1 : first->line > second->line;
+}
+
+/* Every error, in the order of the file, a line each. */
+static char *
+join_errors (GPtrArray *errors)
+{
+  GString *text = g_string_new (NULL);
+
+  g_ptr_array_sort (errors, compare_lines);
+  for (guint i = 0; i < errors->len; i++)
+    {
+      const ConfigError *error = g_ptr_array_index (errors, i);
+
+      if (i > 0)
+        g_string_append_c (text, '\n');
+      g_string_append (text, error->text);
+    }
+
+  return g_string_free (text, FALSE);
+}
 
 /* The 1-based line of @key in @group (or of the group itself). */
 static guint
@@ -66,9 +125,10 @@ find_line (Config     *config,
   return group_line;
 }
 
-static gboolean G_GNUC_PRINTF (5, 6)
+/* Notes an error of @key in @group (or of the group, @key NULL) and
+ * returns FALSE; the checking goes on. */
+static gboolean G_GNUC_PRINTF (4, 5)
 config_error (Config      *config,
-              GError     **error,
               const char  *group,
               const char  *key,
               const char  *format,
@@ -76,62 +136,122 @@ config_error (Config      *config,
 {
   g_autofree char *message = NULL;
   va_list args;
+  guint line;
 
   va_start (args, format);
   message = g_strdup_vprintf (format, args);
   va_end (args);
 
+  line = find_line (config, group, key);
   if (key != NULL)
-    g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-                 _("%s:%u: key “%s” of [%s]: %s"),
-                 config->path, find_line (config, group, key), key, group, message);
+    add_error (config, line, g_strdup_printf (_("%s:%u: key “%s” of [%s]: %s"),
+                                              config->path, line, key, group, message));
   else
-    g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_GROUP_NOT_FOUND,
-                 _("%s:%u: [%s]: %s"), config->path, find_line (config, group, NULL), group, message);
+    add_error (config, line, g_strdup_printf (_("%s:%u: [%s]: %s"), config->path, line, group, message));
   return FALSE;
 }
 
 static gboolean
 check_keys (Config              *config,
             const char          *group,
-            const char * const  *allowed,
-            GError             **error)
+            const char * const  *allowed)
 {
   g_auto(GStrv) keys = g_key_file_get_keys (config->file, group, NULL, NULL);
+  gboolean valid = TRUE;
 
   for (guint i = 0; keys != NULL && keys[i] != NULL; i++)
     if (!g_strv_contains (allowed, keys[i]))
-      return config_error (config, error, group, keys[i], _("unknown key"));
+      valid = config_error (config, group, keys[i], _("unknown key"));
 
-  return TRUE;
+  return valid;
+}
+
+/* A group given twice would be merged by GKeyFile without a word. */
+static void
+check_duplicate_groups (Config *config)
+{
+  g_autoptr(GHashTable) first_lines = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+
+  for (guint i = 0; config->lines[i] != NULL; i++)
+    {
+      g_autofree char *line = g_strstrip (g_strdup (config->lines[i]));
+      gsize length = strlen (line);
+      char *name;
+      gpointer first;
+
+      if (length < 2 || line[0] != '[' || line[length - 1] != ']')
+        continue;
+      name = g_strndup (line + 1, length - 2);
+      if (g_hash_table_lookup_extended (first_lines, name, NULL, &first))
+        {
+          add_error (config, i + 1, g_strdup_printf (_("%s:%u: [%s]: given again (first on line %u)"),
+                                                     config->path, i + 1, name, GPOINTER_TO_UINT (first)));
+          g_free (name);
+        }
+      else
+        g_hash_table_insert (first_lines, name, GUINT_TO_POINTER (i + 1));
+    }
 }
 
 static gboolean
 parse_seconds (Config      *config,
                const char  *group,
                const char  *key,
-               double      *seconds,
-               GError     **error)
+               double      *seconds)
 {
   g_autofree char *text = g_key_file_get_string (config->file, group, key, NULL);
   char *end = NULL;
+  double value;
 
   if (text == NULL)
     return TRUE;
 
-  *seconds = g_ascii_strtod (text, &end);
-  if (end == text || *end != '\0' || *seconds < 0 || *seconds > 3600)
-    return config_error (config, error, group, key,
+  /* written so that NaN, which fails every comparison, fails it too */
+  value = g_ascii_strtod (text, &end);
+  if (end == text || *end != '\0' || !(value >= 0 && value <= 3600))
+    return config_error (config, group, key,
                          _("“%s” is not a number of seconds from 0 to 3600"), text);
 
+  *seconds = value;
   return TRUE;
 }
 
+/* Whether the program of @argv can be run from @directory (or the
+ * hub's): a path, or a name found in PATH. */
 static gboolean
+program_exists (const char *program,
+                const char *directory)
+{
+  g_autofree char *found = NULL;
+  g_autofree char *path = NULL;
+
+  if (strchr (program, '/') == NULL)
+    return (found = g_find_program_in_path (program)) != NULL;
+
+  path = g_path_is_absolute (program) || directory == NULL
+         ? g_strdup (program) : g_build_filename (directory, program, NULL);
+  return g_file_test (path, G_FILE_TEST_IS_EXECUTABLE) && !g_file_test (path, G_FILE_TEST_IS_DIR);
+}
+
+static gboolean
+parse_restart_policy (const char      *text,
+                      LyRestartPolicy *policy)
+{
+  if (g_str_equal (text, "never") || g_str_equal (text, "no"))
+    *policy = LY_RESTART_NEVER;
+  else if (g_str_equal (text, "on-failure"))
+    *policy = LY_RESTART_ON_FAILURE;
+  else if (g_str_equal (text, "always"))
+    *policy = LY_RESTART_ALWAYS;
+  else
+    return FALSE;
+  return TRUE;
+}
+
+static void
 load_target (Config            *config,
              const char        *group,
-             LyProcessManager  *manager,
-             GError           **error)
+             LyProcessManager  *manager)
 {
   static const char * const allowed[] = { "Exec", "Restart", "StopTimeout", "Environment",
                                           "WorkingDirectory", NULL };
@@ -145,59 +265,63 @@ load_target (Config            *config,
   g_autoptr(GError) local_error = NULL;
   double stop_timeout = -1;
 
-  if (!check_keys (config, group, allowed, error))
-    return FALSE;
+  check_keys (config, group, allowed);
+  directory = g_key_file_get_string (config->file, group, "WorkingDirectory", NULL);
+  if (directory != NULL && !g_file_test (directory, G_FILE_TEST_IS_DIR))
+    {
+      config_error (config, group, "WorkingDirectory", _("“%s” is not a directory"), directory);
+      g_clear_pointer (&directory, g_free);
+    }
 
   exec = g_key_file_get_string (config->file, group, "Exec", NULL);
   if (exec == NULL)
-    return config_error (config, error, group, NULL, _("Exec= is missing"));
+    {
+      config_error (config, group, NULL, _("Exec= is missing"));
+      return;
+    }
   if (!g_shell_parse_argv (exec, NULL, &argv, &local_error))
-    return config_error (config, error, group, "Exec", "%s", local_error->message);
+    {
+      config_error (config, group, "Exec", "%s", local_error->message);
+      return;
+    }
+  if ((config->flags & LC_CONFIG_CHECK_PROGRAMS) != 0 && !program_exists (argv[0], directory))
+    config_error (config, group, "Exec", _("“%s” is not a program that can be run (not found, or not executable)"),
+                  argv[0]);
 
   if (!ly_process_manager_add_target (manager, name, (const char * const *) argv, &local_error))
-    return config_error (config, error, group, NULL, "%s", local_error->message);
+    {
+      config_error (config, group, NULL, "%s", local_error->message);
+      return;
+    }
 
   restart = g_key_file_get_string (config->file, group, "Restart", NULL);
   if (restart != NULL)
     {
       LyRestartPolicy policy;
 
-      if (g_str_equal (restart, "never") || g_str_equal (restart, "no"))
-        policy = LY_RESTART_NEVER;
-      else if (g_str_equal (restart, "on-failure"))
-        policy = LY_RESTART_ON_FAILURE;
-      else if (g_str_equal (restart, "always"))
-        policy = LY_RESTART_ALWAYS;
+      if (parse_restart_policy (restart, &policy))
+        ly_process_manager_set_restart_policy (manager, name, policy, NULL);
       else
-        return config_error (config, error, group, "Restart",
-                             _("“%s” is not one of never, on-failure, always"), restart);
-      ly_process_manager_set_restart_policy (manager, name, policy, NULL);
+        config_error (config, group, "Restart", _("“%s” is not one of never, on-failure, always"), restart);
     }
 
-  if (!parse_seconds (config, group, "StopTimeout", &stop_timeout, error))
-    return FALSE;
-  ly_process_manager_set_target_stop_timeout (manager, name, stop_timeout, NULL);
+  if (parse_seconds (config, group, "StopTimeout", &stop_timeout))
+    ly_process_manager_set_target_stop_timeout (manager, name, stop_timeout, NULL);
 
   environment = g_key_file_get_string (config->file, group, "Environment", NULL);
+  g_clear_error (&local_error);
   if (environment != NULL &&
       (!g_shell_parse_argv (environment, NULL, &env, &local_error) ||
        !ly_process_manager_set_environment (manager, name, (const char * const *) env, &local_error)))
-    return config_error (config, error, group, "Environment", "%s", local_error->message);
+    config_error (config, group, "Environment", "%s", local_error->message);
 
-  directory = g_key_file_get_string (config->file, group, "WorkingDirectory", NULL);
   if (directory != NULL)
-    {
-      if (!g_file_test (directory, G_FILE_TEST_IS_DIR))
-        return config_error (config, error, group, "WorkingDirectory",
-                             _("“%s” is not a directory"), directory);
-      ly_process_manager_set_working_directory (manager, name, directory, NULL);
-    }
-
-  return TRUE;
+    ly_process_manager_set_working_directory (manager, name, directory, NULL);
 }
 
 gboolean
 lc_config_load (const char        *path,
+                LcConfigFlags      flags,
                 LyProcessManager  *manager,
                 GError           **error)
 {
@@ -206,7 +330,7 @@ lc_config_load (const char        *path,
   if (!g_file_get_contents (path, &text, NULL, error))
     return FALSE;
 
-  return lc_config_load_data (path, text, manager, error);
+  return lc_config_load_data (path, text, flags, manager, error);
 }
 
 /* The file's @text, read already; @path is for the messages.  The
@@ -214,6 +338,7 @@ lc_config_load (const char        *path,
 gboolean
 lc_config_load_data (const char        *path,
                      const char        *text,
+                     LcConfigFlags      flags,
                      LyProcessManager  *manager,
                      GError           **error)
 {
@@ -222,7 +347,9 @@ lc_config_load_data (const char        *path,
   g_auto(GStrv) lines = NULL;
   g_auto(GStrv) groups = NULL;
   g_autoptr(GError) local_error = NULL;
-  Config config = { path, NULL, NULL };
+  g_autoptr(GPtrArray) errors = g_ptr_array_new_with_free_func (config_error_free);
+  Config config = { path, NULL, NULL, flags, errors };
+  g_autofree char *message = NULL;
   guint n_targets = 0;
 
   if (!g_key_file_load_from_data (file, text, -1, G_KEY_FILE_NONE, &local_error))
@@ -235,6 +362,7 @@ lc_config_load_data (const char        *path,
   config.file = file;
   config.lines = lines;
   groups = g_key_file_get_groups (file, NULL);
+  check_duplicate_groups (&config);
 
   for (guint i = 0; groups[i] != NULL; i++)
     {
@@ -244,35 +372,32 @@ lc_config_load_data (const char        *path,
 
           g_autofree char *storage = g_key_file_get_string (file, groups[i], "Storage", NULL);
 
-          if (!check_keys (&config, groups[i], hub_keys, error) ||
-              !parse_seconds (&config, groups[i], "StopTimeout", &stop_timeout, error))
-            return FALSE;
+          check_keys (&config, groups[i], hub_keys);
           /* opened by the daemon before the targets (lc_config_get_storage()) */
           if (storage != NULL && strchr (storage, ':') == NULL)
-            return config_error (&config, error, groups[i], "Storage",
-                                 _("“%s” is not a storage URI (local:, redis://HOST…, unix:///PATH…)"), storage);
-          if (stop_timeout >= 0)
+            config_error (&config, groups[i], "Storage",
+                          _("“%s” is not a storage URI (local:, redis://HOST…, unix:///PATH…)"), storage);
+          if (parse_seconds (&config, groups[i], "StopTimeout", &stop_timeout) && stop_timeout >= 0)
             ly_process_manager_set_stop_timeout (manager, stop_timeout);
         }
       else if (g_str_has_prefix (groups[i], TARGET_PREFIX))
         {
-          if (!load_target (&config, groups[i], manager, error))
-            return FALSE;
+          load_target (&config, groups[i], manager);
           n_targets++;
         }
       else
-        return config_error (&config, error, groups[i], NULL,
-                             _("unknown group: use [hub] or [target NAME]"));
+        config_error (&config, groups[i], NULL, _("unknown group: use [hub] or [target NAME]"));
     }
 
   if (n_targets == 0)
-    {
-      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_GROUP_NOT_FOUND,
-                   _("%s: no [target NAME] group"), path);
-      return FALSE;
-    }
+    add_error (&config, G_MAXUINT, g_strdup_printf (_("%s: no [target NAME] group"), path));
 
-  return TRUE;
+  if (errors->len == 0)
+    return TRUE;
+
+  message = join_errors (errors);
+  g_set_error_literal (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, message);
+  return FALSE;
 }
 
 /* [hub] Storage= of the file at @path, or NULL (also when the file

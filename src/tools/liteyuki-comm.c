@@ -8,6 +8,7 @@
 #include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* The commands of the hub's side; the clients' are in lc-client.c. */
 static const struct
@@ -35,6 +36,33 @@ print_usage (FILE *out)
   fprintf (out, "\n%s\n", _("“liteyuki-comm COMMAND --help” tells more about a command."));
 }
 
+/* Options given before the command (`liteyuki-comm --address A ps`)
+ * are moved after it, where the command's option parser finds them:
+ * argv becomes PROGRAM COMMAND OPTIONS… REST…. */
+static void
+move_command_first (int    argc,
+                    char **argv)
+{
+  int i = 1;
+  char *command;
+
+  while (i < argc && argv[i][0] == '-' &&
+         !g_str_equal (argv[i], "--help") && !g_str_equal (argv[i], "-h") &&
+         !g_str_equal (argv[i], "--version"))
+    {
+      /* the options that take a value as the next argument */
+      if (g_str_equal (argv[i], "--address") || g_str_equal (argv[i], "--bus-name"))
+        i++;
+      i++;
+    }
+  if (i == 1 || i >= argc || argv[i][0] == '-')
+    return;
+
+  command = argv[i];
+  memmove (argv + 2, argv + 1, (gsize) (i - 1) * sizeof (char *));
+  argv[1] = command;
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -47,6 +75,7 @@ main (int   argc,
   textdomain (GETTEXT_PACKAGE);
   g_set_prgname ("liteyuki-comm");
 
+  move_command_first (argc, argv);
   command = argc >= 2 ? argv[1] : NULL;
 
   if (command == NULL)

@@ -22,7 +22,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
   g_autoptr(GError) error = NULL;
   g_auto(GStrv) names = NULL;
 
-  if (!lc_config_load_data ("fuzz.conf", text, manager, &error))
+  if (!lc_config_load_data ("fuzz.conf", text, LC_CONFIG_NONE, manager, &error))
     {
       g_assert (error != NULL);
       g_assert (strstr (error->message, "fuzz.conf") != NULL);

@@ -108,14 +108,18 @@ bad_config "a bad Restart" "bad.conf:3: key “Restart” of [target a]: “some
 bad_config "an unknown key" "bad.conf:3: key “Exce” of [target a]: unknown key" '[target a]\nExec=true\nExce=true\n'
 bad_config "a bad StopTimeout" "bad.conf:2: key “StopTimeout” of [hub]: “soon” is not a number of seconds" \
   '[hub]\nStopTimeout=soon\n[target a]\nExec=true\n'
-bad_config "an unknown group" "bad.conf:1: [servers]: unknown group" '[servers]\nExec=true\n'
+bad_config "an unknown group" "bad.conf:1: [servers]: unknown group" '[servers]\nExec=true\n[target a]\nExec=true\n'
 bad_config "no target" "bad.conf: no [target NAME] group" '[hub]\nStopTimeout=1\n'
 bad_config "not a key file" "bad.conf" 'this is not a key file\n'
 bad_config "a missing directory" "key “WorkingDirectory” of [target a]: “/nonexistent” is not a directory" \
   '[target a]\nExec=true\nWorkingDirectory=/nonexistent\n'
 bad_config "bad quoting in Exec" "bad.conf:2: key “Exec” of [target a]" '[target a]\nExec=echo "unterminated\n'
 expect_failure "a missing config file" 1 "$work/missing.conf" lc run "$work/missing.conf"
-check "the example configuration passes --check" lc run --check "$data_dir/hub.conf.example"
+# its programs, as a machine that runs the bots has them
+mkdir -p "$work/bin"
+printf '#!/bin/sh\n' >"$work/bin/melobot"
+chmod +x "$work/bin/melobot"
+check "the example configuration passes --check" env PATH="$work/bin:$PATH" "$tool" run --check "$data_dir/hub.conf.example"
 expect_failure "--check reports a bad configuration" 1 "bad.conf:2: key “Exec” of [target a]" \
   lc run --check "$work/bad.conf"
 mkdir -p "$work/config/liteyuki-comm"
@@ -171,7 +175,11 @@ expect_output "completion: commands" "start stop storage " completes st
 expect_output "completion: targets from the hub" "$(echo $targets | tr ' ' '\n' | sort | tr '\n' ' ')" completes restart ""
 expect_output "completion: channels from the hub" "c-active c-passive " completes send c
 expect_output "completion: storage commands" "delete " completes storage d
+expect_output "completion: cas and contains" "cas contains " completes storage c
 expect_output "completion: keys from the hub" "c.received " completes storage get c
+check "a key with a space" lc storage set "c key with spaces" 1
+expect_output "completion: a key with a space is one word" 'c.received c\ key\ with\ spaces ' completes storage get c
+check "…deleted" lc storage delete "c key with spaces"
 expect_output "completion: options of run" "--storage-file " completes run --st
 expect_output "completion: --count for watch" "--count " completes storage watch --co
 expect_output "completion: nothing after the last argument" "" completes stop c ""
@@ -217,7 +225,7 @@ check "publish a second value" lc publish news "'second'"
 watchdog_pid=$!
 wait $watch_pid
 ok $? "storage watch -n 2 exits 0 after two events"
-expect "watch saw the set" "watched <1>" cat "$work/watch"
+expect "watch saw the set, printed as get prints it" "watched 1" cat "$work/watch"
 expect "watch saw the delete" "watched (deleted)" cat "$work/watch"
 wait $subscribe_pid
 ok $? "subscribe -n 2 exits 0"
@@ -333,7 +341,18 @@ cat >"$work/session.conf" <<END
 END
 cat >"$work/activation.sh" <<'END'
 tool=$1
-"$tool" ps >"$work/activated-ps" 2>&1 || exit 1
+completion=$2
+completion_file=$3
+has_hub () {
+  gdbus call --session --dest org.freedesktop.DBus --object-path /org/freedesktop/DBus \
+    --method org.freedesktop.DBus.NameHasOwner icu.liteyuki.Comm1 | grep -q true
+}
+# neither a command nor a TAB starts a hub (and every bot) by itself
+"$tool" ps >"$work/not-activated-ps" 2>&1 && exit 1
+bash "$completion" "$completion_file" "$tool" storage get "" >/dev/null 2>&1
+sleep 0.5
+has_hub && exit 2
+"$tool" ps --start >"$work/activated-ps" 2>&1 || exit 1
 # the activated hub outlives this bus unless it is stopped
 hub=$(gdbus call --session --dest org.freedesktop.DBus --object-path /org/freedesktop/DBus \
         --method org.freedesktop.DBus.GetConnectionUnixProcessID icu.liteyuki.Comm1 |
@@ -342,8 +361,12 @@ kill -TERM "$hub"
 while kill -0 "$hub" 2>/dev/null; do sleep 0.05; done
 END
 work=$work XDG_CONFIG_HOME="$work/config" timeout 60 \
-  dbus-run-session --config-file="$work/session.conf" -- sh "$work/activation.sh" "$tool" 2>"$work/activation.err"
-ok $? "the D-Bus service file starts the hub when a client calls it"
+  dbus-run-session --config-file="$work/session.conf" -- \
+    sh "$work/activation.sh" "$tool" "$(dirname "$0")/../helpers/complete.bash" "$data_dir/liteyuki-comm.bash" \
+    2>"$work/activation.err"
+ok $? "no command and no completion starts a hub; ps --start does, by the D-Bus service file"
+expect "without --start: no hub, and how to start one" "no hub is running as icu.liteyuki.Comm1 on the session bus (--start starts one)" \
+  cat "$work/not-activated-ps"
 expect "the activated hub runs the targets of ~/.config/liteyuki-comm/hub.conf" "running" cat "$work/activated-ps"
 
 echo "1..$n"

@@ -1,0 +1,141 @@
+#!/bin/sh
+# test-daemon.sh: `liteyuki-comm run` against a user's mistakes: a target
+# that cannot be started, a second hub, a configuration with several
+# errors; how exits are reported; the small client commands.  Run under
+# dbus-run-session.
+#
+# Usage: test-daemon.sh LITEYUKI-COMM
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+set -u
+
+tool=$1
+work=$(mktemp -d)
+hub_pid=
+
+trap '[ -n "$hub_pid" ] && kill $hub_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+
+. "$(dirname "$0")/../helpers/tap-lib.sh"
+
+export LANGUAGE= LC_ALL=C.UTF-8
+
+lc () { "$tool" "$@"; }
+
+start_hub () {
+  "$tool" run "$@" >>"$work/hub.log" 2>&1 &
+  hub_pid=$!
+  gdbus wait --session --timeout 10 icu.liteyuki.Comm1
+}
+
+stop_hub () {
+  kill -TERM $hub_pid
+  wait $hub_pid
+  hub_status=$?
+  hub_pid=
+}
+
+state_of () { lc ps | awk -v name="$1" '$1 == name { print $3 }'; }
+
+# every error of a configuration, in the order of the file --------------------
+
+cat >"$work/bad.conf" <<END
+[hub]
+StopTimeout=nan
+
+[target a]
+Exec=/bin/true
+Environment=1FOO=x
+
+[target a]
+Restart=sometimes
+
+[target b]
+Exec=python3.99 nothing.py
+StopTimeout=-3
+Bogus=1
+END
+lc run --check "$work/bad.conf" >/dev/null 2>"$work/check.err"
+ok $([ $? = 1 ] && echo 0 || echo 1) "--check of a file with seven mistakes exits 1"
+expect_output "…and names all seven, a line each, in the order of the file" "2
+6
+8
+9
+12
+13
+14" sh -c "sed -n 's/^liteyuki-comm: [^:]*bad.conf:\([0-9]*\):.*/\1/p' '$work/check.err'"
+expect "NaN is not a number of seconds" "“nan” is not a number of seconds" cat "$work/check.err"
+expect "a group given twice" "[target a]: given again (first on line 4)" cat "$work/check.err"
+expect "an environment variable that starts with a digit" "“1FOO=x” is not of the form NAME=VALUE" cat "$work/check.err"
+expect "--check names an Exec that cannot be run" \
+  "key “Exec” of [target b]: “python3.99” is not a program that can be run" cat "$work/check.err"
+
+# a target that cannot be started takes nothing else down -------------------
+
+cat >"$work/hub.conf" <<END
+[hub]
+StopTimeout=2
+
+[target missing]
+Exec=/nonexistent/python3.99 nothing.py
+Restart=on-failure
+
+[target good]
+Exec=/bin/sh -c 'echo started >>"$work/good.log"; exec sleep 300'
+StopTimeout=1
+
+[target crasher]
+Exec=/bin/sh -c 'echo crash >>"$work/crasher.log"; kill -SEGV \$\$'
+Restart=never
+END
+start_hub "$work/hub.conf" --storage-file "$work/storage.db" --verbose
+ok $? "the hub runs with a target that cannot be started"
+wait_for_line started "$work/good.log"
+ok $? "the other target started"
+expect "the one that cannot start is reported" "Could not start “missing”" cat "$work/hub.log"
+wait_until sh -c "[ \"\$($tool ps | awk '\$1 == \"missing\" { print \$3 }')\" = failed ]"
+ok $? "…retried under its restart policy, then given up (failed)"
+expect_output "the good one still runs" "running" state_of good
+check "the storage works" lc storage set kept "'across the restart'"
+
+# how an exit is reported
+wait_for_line "crasher crashed: killed by signal 11" "$work/hub.log"
+ok $? "a crash says which signal killed it"
+
+# a second hub owns nothing and starts nothing
+lc run "$work/hub.conf" >"$work/second.out" 2>"$work/second.err"
+ok $([ $? = 1 ] && echo 0 || echo 1) "a second hub with the same configuration exits 1"
+expect "…saying why" "cannot own the name icu.liteyuki.Comm1 on the session bus" cat "$work/second.err"
+expect_output "…without starting a second copy of any target" "1" sh -c "wc -l <'$work/good.log'"
+
+check "stop one target" lc stop good
+wait_for_line "good stopped on request" "$work/hub.log"
+ok $? "a requested stop is reported as such"
+
+stop_hub
+ok $hub_status "SIGTERM ends the hub with status 0"
+expect "the storage file was written" "across the restart" cat "$work/storage.db"
+
+# the small client commands -------------------------------------------------
+
+printf '[target idle]\nExec=/bin/sh -c "exec sleep 300"\nStopTimeout=1\n' >"$work/idle.conf"
+start_hub "$work/idle.conf"
+ok $? "a hub for the client commands"
+check "storage set" lc storage set counter 1
+expect_failure "deleting a missing key says so, status 1" 1 "There is no key “nothing”" lc storage delete nothing
+expect_output "contains: true" "true" lc storage contains counter
+lc storage contains nothing >"$work/contains.out" 2>&1
+ok $([ $? = 1 ] && [ "$(cat "$work/contains.out")" = false ] && echo 0 || echo 1) "contains: false, status 1"
+check "cas from the value held" lc storage cas counter 1 2
+expect_output "…set it" "2" lc storage get counter
+expect_failure "cas from another value changes nothing, status 1" 1 "“counter” did not hold 7: not changed" \
+  lc storage cas counter 7 8
+check "cas of an absent key (-)" lc storage cas fresh - "'new'"
+check "cas to no value (-) deletes" lc storage cas fresh "'new'" -
+lc storage contains fresh >/dev/null
+ok $([ $? = 1 ] && echo 0 || echo 1) "…it is gone"
+expect_output "options before the subcommand" "2" lc --bus-name icu.liteyuki.Comm1 --json storage get counter
+stop_hub
+ok $hub_status "that hub exits 0"
+
+echo "1..$n"
+exit $failed
