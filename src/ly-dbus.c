@@ -713,6 +713,27 @@ on_new_connection (GDBusServer     *server,
   return TRUE;
 }
 
+/* EXTERNAL authentication, the only one the server allows, needs the
+ * kernel's word on who connects: over TCP nobody, not even the owner,
+ * could get in, and a listening TCP port is only an open door. */
+static gboolean
+address_is_local (const char  *address,
+                  GError     **error)
+{
+  g_auto(GStrv) entries = g_strsplit (address, ";", -1);
+
+  for (guint i = 0; entries[i] != NULL; i++)
+    if (g_str_has_prefix (entries[i], "tcp:") || g_str_has_prefix (entries[i], "nonce-tcp:"))
+      {
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                     _("“%s” is a TCP address: the hub serves only local clients it can identify, on a unix: address"),
+                     entries[i]);
+        return FALSE;
+      }
+
+  return TRUE;
+}
+
 /**
  * ly_dbus_server_new:
  * @address: (nullable): a D-Bus server address, or %NULL for a socket in
@@ -749,6 +770,8 @@ ly_dbus_server_new (const char        *address,
 
   if (address == NULL)
     address = default_address = g_strdup_printf ("unix:tmpdir=%s", g_get_tmp_dir ());
+  if (!address_is_local (address, error))
+    return NULL;
 
   g_signal_connect (observer, "allow-mechanism", G_CALLBACK (allow_mechanism), NULL);
   g_signal_connect (observer, "authorize-authenticated-peer", G_CALLBACK (authorize_peer), NULL);

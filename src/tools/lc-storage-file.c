@@ -7,15 +7,32 @@
  * over the old).  A file that cannot be read back is reported and left
  * as it is: never replaced by an empty storage.
  *
+ * The path may be in a directory other users can write to: the file is
+ * opened without following a symbolic link and without blocking (a
+ * FIFO), and read only if it is a regular file of the daemon's user, of
+ * at most LC_STORAGE_FILE_MAX bytes.  The new file is created
+ * exclusively with mode 0600 and synced, and so is its directory after
+ * the rename.  The directory is checked at start, before any write is
+ * acknowledged.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
 #include "lc-common.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
 
 #define MAGIC "LYSTORE1"
 #define MAGIC_LENGTH 8
+
+/* far more than a storage holds: a larger "file" is not ours (/dev/zero) */
+#define LC_STORAGE_FILE_MAX (1024 * 1024 * 1024)
 
 struct _LcStorageFile
 {
@@ -37,24 +54,135 @@ to_file_byte_order (GVariant **value)
 #endif
 }
 
+static gboolean G_GNUC_PRINTF (3, 4)
+file_error (GError     **error,
+            int          saved_errno,
+            const char  *format,
+            ...)
+{
+  g_autofree char *message = NULL;
+  va_list args;
+
+  va_start (args, format);
+  message = g_strdup_vprintf (format, args);
+  va_end (args);
+  g_set_error_literal (error, G_FILE_ERROR, g_file_error_from_errno (saved_errno), message);
+  return FALSE;
+}
+
+/* The directory the file is written in exists and can be written to:
+ * known at start, not at the first save after writes were acknowledged. */
+static gboolean
+check_directory (const char  *path,
+                 GError     **error)
+{
+  g_autofree char *directory = g_path_get_dirname (path);
+  struct stat info;
+
+  if (g_stat (directory, &info) < 0)
+    return file_error (error, errno, _("The directory of the storage file, %s, cannot be used: %s"),
+                       directory, g_strerror (errno));
+  if (!S_ISDIR (info.st_mode))
+    return file_error (error, ENOTDIR, _("The directory of the storage file, %s, is not a directory"), directory);
+  if (access (directory, W_OK | X_OK) < 0)
+    return file_error (error, errno, _("The storage file cannot be written in %s: %s"),
+                       directory, g_strerror (errno));
+  return TRUE;
+}
+
+/* Reads the file at @path, if it is one the daemon wrote: a regular file
+ * of its user, not through a symbolic link, of a sane size.  *contents
+ * stays NULL when there is no file yet. */
+static gboolean
+read_own_file (const char  *path,
+               char       **contents,
+               gsize       *length,
+               GError     **error)
+{
+  struct stat info;
+  gsize done = 0;
+  int fd;
+
+  *contents = NULL;
+  fd = g_open (path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+  if (fd < 0)
+    {
+      int saved_errno = errno;
+
+      if (saved_errno == ENOENT)
+        return TRUE;    /* the first start */
+      if (saved_errno == ELOOP)
+        return file_error (error, saved_errno, _("%s is a symbolic link: refused (it is left as it is)"), path);
+      return file_error (error, saved_errno, _("Cannot open %s: %s"), path, g_strerror (saved_errno));
+    }
+
+  if (fstat (fd, &info) < 0 || !S_ISREG (info.st_mode))
+    {
+      g_close (fd, NULL);
+      return file_error (error, EINVAL, _("%s is not a regular file: refused (it is left as it is)"), path);
+    }
+  if (info.st_uid != geteuid ())
+    {
+      g_close (fd, NULL);
+      return file_error (error, EPERM, _("%s belongs to another user: refused (it is left as it is)"), path);
+    }
+  if (info.st_size > LC_STORAGE_FILE_MAX)
+    {
+      g_close (fd, NULL);
+      return file_error (error, EFBIG, _("%s is larger than a storage file can be: refused (it is left as it is)"), path);
+    }
+
+  *length = (gsize) info.st_size;
+  *contents = g_malloc (*length + 1);
+  while (done < *length)
+    {
+      gssize n = read (fd, *contents + done, *length - done);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        {
+          int saved_errno = n < 0 ? errno : EIO;
+
+          g_close (fd, NULL);
+          g_clear_pointer (contents, g_free);
+          return file_error (error, saved_errno, _("Cannot read %s: %s"), path, g_strerror (saved_errno));
+        }
+      done += (gsize) n;
+    }
+  (*contents)[*length] = '\0';
+  g_close (fd, NULL);
+  return TRUE;
+}
+
 static gboolean
 load (const char  *path,
       LyStorage   *storage,
       GError     **error)
 {
   g_autofree char *contents = NULL;
-  g_autoptr(GError) local_error = NULL;
-  gsize length;
+  gsize length = 0;
 
-  if (!g_file_get_contents (path, &contents, &length, &local_error))
-    {
-      if (g_error_matches (local_error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
-        return TRUE;    /* the first start */
-      g_propagate_error (error, g_steal_pointer (&local_error));
-      return FALSE;
-    }
+  if (!check_directory (path, error) || !read_own_file (path, &contents, &length, error))
+    return FALSE;
+  if (contents == NULL)
+    return TRUE;
 
   return lc_storage_file_load_data (path, contents, length, storage, error);
+}
+
+/* After the rename: the directory entry is on disk too. */
+static void
+sync_directory (const char *path)
+{
+  g_autofree char *directory = g_path_get_dirname (path);
+  int fd = g_open (directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+
+  if (fd >= 0)
+    {
+      fsync (fd);
+      g_close (fd, NULL);
+    }
 }
 
 /* The file's @contents, read already; @path is for the messages.  The
@@ -124,9 +252,14 @@ lc_storage_file_save (LcStorageFile  *file,
   g_byte_array_set_size (data, MAGIC_LENGTH + g_variant_get_size (all));
   g_variant_store (all, data->data + MAGIC_LENGTH);
 
-  return g_file_set_contents_full (file->path, (const char *) data->data, data->len,
-                                   G_FILE_SET_CONTENTS_CONSISTENT | G_FILE_SET_CONTENTS_DURABLE,
-                                   0600, error);
+  /* a new file made exclusively (0600), synced, renamed over the old
+   * one: a link planted at the path is replaced, never followed */
+  if (!g_file_set_contents_full (file->path, (const char *) data->data, data->len,
+                                 G_FILE_SET_CONTENTS_CONSISTENT | G_FILE_SET_CONTENTS_DURABLE,
+                                 0600, error))
+    return FALSE;
+  sync_directory (file->path);
+  return TRUE;
 }
 
 static gboolean

@@ -115,9 +115,35 @@ stop_hub
 ok $hub_status "SIGTERM ends the hub with status 0"
 expect "the storage file was written" "across the restart" cat "$work/storage.db"
 
+# the storage file against another user's traps ------------------------------
+
+expect_output "the storage file is created with mode 0600" "600" stat -c %a "$work/storage.db"
+printf '[target idle]\nExec=/bin/sh -c "exec sleep 300"\nStopTimeout=1\n' >"$work/idle.conf"
+ln -s "$work/storage.db" "$work/link.db"
+expect_failure "a storage file that is a symbolic link is refused" 1 "link.db is a symbolic link: refused" \
+  timeout 10 "$tool" run "$work/idle.conf" --storage-file "$work/link.db"
+ln -s /dev/zero "$work/zero.db"
+expect_failure "…also one to /dev/zero" 1 "zero.db is a symbolic link: refused" \
+  timeout 10 "$tool" run "$work/idle.conf" --storage-file "$work/zero.db"
+expect_failure "a device is not a storage file" 1 "/dev/zero is not a regular file: refused" \
+  timeout 10 "$tool" run "$work/idle.conf" --storage-file /dev/zero
+mkfifo "$work/fifo.db"
+expect_failure "a FIFO neither blocks nor is read" 1 "fifo.db is not a regular file: refused" \
+  timeout 10 "$tool" run "$work/idle.conf" --storage-file "$work/fifo.db"
+if [ "$(id -u)" = 0 ]; then
+  cp "$work/storage.db" "$work/other.db"
+  chown 65534 "$work/other.db"
+  expect_failure "a storage file of another user is refused" 1 "other.db belongs to another user: refused" \
+    timeout 10 "$tool" run "$work/idle.conf" --storage-file "$work/other.db"
+fi
+expect_failure "a missing directory is found at start" 1 "The directory of the storage file, $work/nowhere, cannot be used" \
+  timeout 10 "$tool" run "$work/idle.conf" --storage-file "$work/nowhere/storage.db"
+expect_output "the traps were left as they were" "$work/storage.db" readlink "$work/link.db"
+expect_failure "a TCP address is refused at start" 1 "is a TCP address" \
+  timeout 10 "$tool" run "$work/idle.conf" --address "tcp:host=127.0.0.1,port=0"
+
 # the small client commands -------------------------------------------------
 
-printf '[target idle]\nExec=/bin/sh -c "exec sleep 300"\nStopTimeout=1\n' >"$work/idle.conf"
 start_hub "$work/idle.conf"
 ok $? "a hub for the client commands"
 check "storage set" lc storage set counter 1
