@@ -13,6 +13,7 @@
 #include "ly-enums.h"
 #include "ly-channel.h"
 #include "ly-dbus.h"
+#include "ly-dbus-server.h"
 #include "ly-errors.h"
 #include "ly-process-manager.h"
 #include "ly-registry.h"

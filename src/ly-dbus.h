@@ -58,10 +58,5 @@ gboolean     ly_process_manager_export   (LyProcessManager  *self,
 LY_AVAILABLE_IN_ALL
 void         ly_process_manager_unexport (LyProcessManager  *self,
                                           GDBusConnection   *connection);
-LY_AVAILABLE_IN_ALL
-GDBusServer *ly_dbus_server_new          (const char        *address,
-                                          LyProcessManager  *manager,
-                                          LyStorage         *storage,
-                                          GError           **error);
 
 G_END_DECLS

@@ -62,6 +62,21 @@ client_connect (Client  *client,
   /* a ps, a get or a TAB in completion must not start every bot */
   client->call_flags = option_start ? G_DBUS_CALL_FLAGS_NONE : G_DBUS_CALL_FLAGS_NO_AUTO_START;
 
+  if (option_address == NULL && option_bus_name == NULL)
+    {
+      /* a hub serving privately (no session bus) says where */
+      g_autofree char *found = ly_dbus_server_find_address ();
+
+      if (found != NULL &&
+          (client->connection = g_dbus_connection_new_for_address_sync (found,
+                                                                        G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT,
+                                                                        NULL, NULL, NULL)) != NULL)
+        {
+          client->dest = NULL;
+          return TRUE;
+        }
+    }
+
   if (option_address != NULL)
     {
       client->connection = g_dbus_connection_new_for_address_sync (option_address,

@@ -27,7 +27,7 @@ typedef struct
   LyStorage        *storage;
   LcStorageFile    *storage_file;
   GDBusConnection  *bus;
-  GDBusServer      *server;
+  LyDBusServer     *server;
   guint             owner_id;
   gboolean          name_settled;   /* the bus said whether the name is ours */
   gboolean          name_owned;
@@ -297,7 +297,7 @@ serve (Daemon *daemon)
       return FALSE;
     }
   /* the address is what clients need: on stdout, whatever the log */
-  printf (_("Listening on %s\n"), g_dbus_server_get_client_address (daemon->server));
+  printf (_("Listening on %s\n"), ly_dbus_server_get_client_address (daemon->server));
   fflush (stdout);
   return TRUE;
 }
@@ -323,7 +323,7 @@ shut_down (Daemon *daemon)
   if (daemon->owner_id != 0)
     g_bus_unown_name (daemon->owner_id);
   if (daemon->server != NULL)
-    g_dbus_server_stop (daemon->server);
+    ly_dbus_server_stop (daemon->server);
 
   if (daemon->storage_file != NULL && !lc_storage_file_save (daemon->storage_file, &error))
     {

@@ -75,7 +75,7 @@ main (int   argc,
   LyStorage *storage = hub_storage ();
   g_autoptr(LyProcessManager) manager = ly_process_manager_new ();
   g_autoptr(GDBusConnection) bus = NULL;
-  g_autoptr(GDBusServer) server = NULL;
+  g_autoptr(LyDBusServer) server = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *child = g_build_filename (g_getenv ("G_TEST_BUILDDIR"), "ly-test-child", NULL);
   g_auto(GStrv) commands = NULL;
@@ -130,7 +130,7 @@ main (int   argc,
     {
       server = ly_dbus_server_new (NULL, manager, storage, &error);
       g_assert_no_error (error);
-      printf ("address %s\n", g_dbus_server_get_client_address (server));
+      printf ("address %s\n", ly_dbus_server_get_client_address (server));
     }
 
   printf ("ready\n");

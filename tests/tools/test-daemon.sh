@@ -11,6 +11,10 @@ set -u
 
 tool=$1
 work=$(mktemp -d)
+# private servers put their socket and address file here, not in the
+# runtime directory of whoever runs the tests
+export XDG_RUNTIME_DIR="$work/runtime"
+mkdir -m 700 "$XDG_RUNTIME_DIR"
 hub_pid=
 
 trap '[ -n "$hub_pid" ] && kill $hub_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
@@ -141,6 +145,60 @@ expect_failure "a missing directory is found at start" 1 "The directory of the s
 expect_output "the traps were left as they were" "$work/storage.db" readlink "$work/link.db"
 expect_failure "a TCP address is refused at start" 1 "is a TCP address" \
   timeout 10 "$tool" run "$work/idle.conf" --address "tcp:host=127.0.0.1,port=0"
+
+# the private server against a flood and other users ---------------------------
+
+env -u DBUS_SESSION_BUS_ADDRESS "$tool" run "$work/idle.conf" >"$work/private.log" 2>&1 &
+private_pid=$!
+wait_for_line "^Listening on unix:path=$XDG_RUNTIME_DIR/liteyuki-comm/hub.socket" "$work/private.log"
+ok $? "without a session bus, the hub listens on a socket file in \$XDG_RUNTIME_DIR/liteyuki-comm"
+expect_output "…a directory of mode 0700" "700" stat -c %a "$XDG_RUNTIME_DIR/liteyuki-comm"
+expect_output "…and it writes the address where clients find it" \
+  "unix:path=$XDG_RUNTIME_DIR/liteyuki-comm/hub.socket" cat "$XDG_RUNTIME_DIR/liteyuki-comm/address"
+expect "a client finds it without --address" "idle" env -u DBUS_SESSION_BUS_ADDRESS "$tool" ps
+expect_failure "a second private hub refuses to start" 1 "Another hub serves on $XDG_RUNTIME_DIR/liteyuki-comm/hub.socket" \
+  env -u DBUS_SESSION_BUS_ADDRESS timeout 10 "$tool" run "$work/idle.conf"
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+  setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 -c "
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect('$XDG_RUNTIME_DIR/liteyuki-comm/hub.socket')
+except PermissionError:
+    sys.exit(0)
+sys.exit(1)" 2>/dev/null
+  ok $? "another user cannot even connect"
+fi
+# 300 connections that never authenticate, held for 3 s
+/usr/bin/python3 -c "
+import socket, time
+held = []
+for i in range(300):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect('$XDG_RUNTIME_DIR/liteyuki-comm/hub.socket')
+        s.send(b'\0')
+        held.append(s)
+    except OSError:
+        pass
+time.sleep(3)
+" &
+flood_pid=$!
+sleep 1.5
+threads=$(awk '/^Threads:/ { print $2 }' /proc/$private_pid/status)
+ok $([ "$threads" -le 40 ] && echo 0 || echo 1) "a flood of half-open connections costs few threads ($threads)"
+wait $flood_pid
+wait_until env -u DBUS_SESSION_BUS_ADDRESS "$tool" ps
+ok $? "after the flood the owner gets in"
+refusals=$(grep -c "Refused" "$work/private.log")
+ok $([ "$refusals" -le 3 ] && echo 0 || echo 1) "refusals are logged in a few lines, counted ($refusals)"
+kill -TERM $private_pid
+wait $private_pid
+ok $? "the private hub exits 0"
+[ ! -e "$XDG_RUNTIME_DIR/liteyuki-comm/hub.socket" ] && [ ! -e "$XDG_RUNTIME_DIR/liteyuki-comm/address" ]
+ok $? "…and removes its socket and address file"
+expect_failure "an abstract address is refused" 1 "an abstract socket can be reached by every local user" \
+  timeout 10 "$tool" run "$work/idle.conf" --address "unix:abstract=/tmp/ly-test"
 
 # the small client commands -------------------------------------------------
 
