@@ -5,6 +5,7 @@
 
 #include "config.h"
 
+#include <string.h>
 #include <unistd.h>
 
 #include "ly-channel.h"
@@ -108,14 +109,236 @@ unexport (GObject         *object,
     }
 }
 
-/* The value inside a D-Bus `v` argument. */
-static GVariant *
-unwrap (GVariant *value)
-{
-  if (g_variant_is_of_type (value, G_VARIANT_TYPE_VARIANT))
-    return g_variant_get_variant (value);
+/* Values D-Bus cannot carry ------------------------------------------------
+ *
+ * GVariant has maybe types, the unit type `()` and deeper nesting than
+ * D-Bus (at most 32 arrays, 32 structures, 64 containers in all,
+ * variants included).  Sending such a value failed: the reply of a Get
+ * never came (the client waited for its timeout), a signal was dropped,
+ * and a message the bus refused made it disconnect the hub.  Such a
+ * value crosses D-Bus in a wrapped form instead, and back. */
 
-  return g_variant_ref (value);
+#define WRAPPED_TYPE "(ssay)"
+
+/* Room for the envelope around a value: the `a{sv}` of GetAll, the
+ * `av` of Changed. */
+#define ENVELOPE_ARRAYS  1
+#define ENVELOPE_STRUCTS 1
+#define ENVELOPE_TOTAL   3
+
+#define DBUS_MAX_ARRAYS  32
+#define DBUS_MAX_STRUCTS 32
+#define DBUS_MAX_TOTAL   64
+
+/* Whether the type at *p (advanced past it) fits D-Bus at this depth;
+ * *has_variant tells whether the values must be looked into too. */
+static gboolean
+type_fits (const char **p,
+           guint        arrays,
+           guint        structs,
+           guint        total,
+           gboolean    *has_variant)
+{
+  char c = *(*p)++;
+
+  switch (c)
+    {
+    case 'm':
+      return FALSE;
+    case 'a':
+      return arrays < DBUS_MAX_ARRAYS && total < DBUS_MAX_TOTAL &&
+             type_fits (p, arrays + 1, structs, total + 1, has_variant);
+    case '(':
+    case '{':
+      if (structs >= DBUS_MAX_STRUCTS || total >= DBUS_MAX_TOTAL || **p == ')')
+        return FALSE;   /* too deep, or `()`, which D-Bus does not have */
+      while (**p != ')' && **p != '}')
+        if (!type_fits (p, arrays, structs + 1, total + 1, has_variant))
+          return FALSE;
+      (*p)++;
+      return TRUE;
+    case 'v':
+      *has_variant = TRUE;
+      return TRUE;
+    default:
+      return TRUE;
+    }
+}
+
+static gboolean
+value_fits (GVariant *value,
+            guint     arrays,
+            guint     structs,
+            guint     total)
+{
+  const char *type = g_variant_get_type_string (value);
+  gboolean has_variant = FALSE;
+  GVariantIter iter;
+  GVariant *child;
+
+  if (!type_fits (&type, arrays, structs, total, &has_variant))
+    return FALSE;
+  if (!has_variant)
+    return TRUE;
+
+  if (g_variant_is_of_type (value, G_VARIANT_TYPE_VARIANT))
+    {
+      g_autoptr(GVariant) inner = g_variant_get_variant (value);
+
+      return total < DBUS_MAX_TOTAL && value_fits (inner, arrays, structs, total + 1);
+    }
+
+  /* a container holding variants: each child, one level down */
+  if (g_variant_is_of_type (value, G_VARIANT_TYPE_ARRAY))
+    arrays++;
+  else
+    structs++;
+  total++;
+  g_variant_iter_init (&iter, value);
+  while ((child = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      gboolean fits = value_fits (child, arrays, structs, total);
+
+      g_variant_unref (child);
+      if (!fits)
+        return FALSE;
+    }
+
+  return TRUE;
+}
+
+static gboolean
+is_wrapped_form (GVariant *value)
+{
+  const char *tag;
+
+  if (!g_variant_is_of_type (value, G_VARIANT_TYPE (WRAPPED_TYPE)))
+    return FALSE;
+  g_variant_get_child (value, 0, "&s", &tag);
+  return g_str_equal (tag, LY_DBUS_WRAPPED_VALUE);
+}
+
+/**
+ * ly_dbus_value_to_wire:
+ * @value: a value; a floating reference is sunk
+ *
+ * @value as it crosses D-Bus: itself when D-Bus can carry it, or else
+ * the wrapped form `(ssay)`: the tag %LY_DBUS_WRAPPED_VALUE, the value's
+ * type string, and its serialized bytes in normal form, little-endian
+ * (what g_variant_get_data() gives on a little-endian machine).  That is
+ * a value of a maybe type (`@mv nothing`, Python's `None` in a dict),
+ * the unit type `()`, a value nested deeper than D-Bus allows (32
+ * arrays, 32 structures, 64 containers in all, with room left for the
+ * envelope of a signal), and a value that happens to look like the
+ * wrapped form itself.  The hub uses it in every method reply and
+ * signal of `icu.liteyuki.Comm1.Storage`.
+ *
+ * Returns: (transfer full): the value to put in a D-Bus `v`
+ *
+ * Since: 1.0
+ */
+GVariant *
+ly_dbus_value_to_wire (GVariant *value)
+{
+  g_autoptr(GVariant) normal = NULL;
+  g_autoptr(GBytes) bytes = NULL;
+
+  g_return_val_if_fail (value != NULL, NULL);
+
+  if (!is_wrapped_form (value) &&
+      value_fits (value, ENVELOPE_ARRAYS, ENVELOPE_STRUCTS, ENVELOPE_TOTAL))
+    return g_variant_ref_sink (value);
+
+  normal = g_variant_get_normal_form (value);
+#if G_BYTE_ORDER == G_BIG_ENDIAN
+  {
+    GVariant *swapped = g_variant_byteswap (normal);
+
+    g_variant_unref (normal);
+    normal = swapped;
+  }
+#endif
+  bytes = g_variant_get_data_as_bytes (normal);
+  return g_variant_ref_sink (g_variant_new ("(s@s@ay)", LY_DBUS_WRAPPED_VALUE,
+                                            g_variant_new_string (g_variant_get_type_string (value)),
+                                            g_variant_new_from_bytes (G_VARIANT_TYPE_BYTESTRING, bytes, TRUE)));
+}
+
+/**
+ * ly_dbus_value_from_wire:
+ * @value: what a D-Bus `v` held; a floating reference is sunk
+ * @error: return location for a #GError
+ *
+ * The value a D-Bus peer meant: @value itself, or the value in its
+ * wrapped form (see ly_dbus_value_to_wire()).  A wrapped form with a
+ * type string that is not a definite type, or bytes that are not that
+ * type in normal form, fails with %G_DBUS_ERROR_INVALID_ARGS.
+ *
+ * Returns: (transfer full): the value, or %NULL with @error set
+ *
+ * Since: 1.0
+ */
+GVariant *
+ly_dbus_value_from_wire (GVariant  *value,
+                         GError   **error)
+{
+  g_autoptr(GVariant) data = NULL;
+  g_autoptr(GBytes) bytes = NULL;
+  g_autoptr(GVariant) inner = NULL;
+  const char *type;
+
+  g_return_val_if_fail (value != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (!is_wrapped_form (value))
+    return g_variant_ref_sink (value);
+
+  g_variant_get (value, "(&s&s@ay)", NULL, &type, &data);
+  if (!g_variant_type_string_is_valid (type) || !g_variant_type_is_definite (G_VARIANT_TYPE (type)))
+    {
+      g_set_error (error, G_DBUS_ERROR, G_DBUS_ERROR_INVALID_ARGS,
+                   _("“%s” is not the type of a value"), type);
+      return NULL;
+    }
+
+  bytes = g_variant_get_data_as_bytes (data);
+  inner = g_variant_ref_sink (g_variant_new_from_bytes (G_VARIANT_TYPE (type), bytes, FALSE));
+  if (!g_variant_is_normal_form (inner))
+    {
+      g_set_error (error, G_DBUS_ERROR, G_DBUS_ERROR_INVALID_ARGS,
+                   _("The wrapped value is not a value of type “%s” in normal form"), type);
+      return NULL;
+    }
+#if G_BYTE_ORDER == G_BIG_ENDIAN
+  {
+    GVariant *swapped = g_variant_ref_sink (g_variant_byteswap (inner));
+
+    g_variant_unref (inner);
+    inner = swapped;
+  }
+#endif
+
+  return g_steal_pointer (&inner);
+}
+
+/* The value inside a D-Bus `v` argument, in the form D-Bus carried it. */
+static GVariant *
+unwrap (GVariant  *value,
+        GError   **error)
+{
+  g_autoptr(GVariant) inner = g_variant_is_of_type (value, G_VARIANT_TYPE_VARIANT)
+                              ? g_variant_get_variant (value) : g_variant_ref (value);
+
+  return ly_dbus_value_from_wire (inner, error);
+}
+
+/* A value for a D-Bus `v`, wrapped if D-Bus cannot carry it. */
+static GVariant *
+to_wire_variant (GVariant *value)
+{
+  g_autoptr(GVariant) wire = ly_dbus_value_to_wire (value);
+
+  return g_variant_new_variant (wire);
 }
 
 /* A D-Bus `av` of zero or one element: the optional value. */
@@ -135,14 +358,16 @@ unwrap_optional (GVariant  *array,
     }
 
   child = n == 1 ? g_variant_get_child_value (array, 0) : NULL;
-  *value = child != NULL ? unwrap (child) : NULL;
+  *value = NULL;
+  if (child != NULL && (*value = unwrap (child, error)) == NULL)
+    return FALSE;
   return TRUE;
 }
 
 static GVariant *
 wrap_optional (GVariant *value)
 {
-  GVariant *wrapped = value != NULL ? g_variant_new_variant (value) : NULL;
+  GVariant *wrapped = value != NULL ? to_wire_variant (value) : NULL;
 
   return g_variant_new_array (G_VARIANT_TYPE_VARIANT, &wrapped, value != NULL ? 1 : 0);
 }
@@ -156,10 +381,10 @@ handle_set (LyDBusStorage *skeleton,
             GVariant *value,
             LyStorage *storage)
 {
-  g_autoptr(GVariant) inner = unwrap (value);
   g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) inner = unwrap (value, &error);
 
-  if (ly_storage_set (storage, key, inner, &error))
+  if (inner != NULL && ly_storage_set (storage, key, inner, &error))
     ly_dbus_storage_complete_set (skeleton, invocation);
   else
     g_dbus_method_invocation_return_gerror (invocation, error);
@@ -176,7 +401,7 @@ handle_get (LyDBusStorage *skeleton,
   g_autoptr(GVariant) value = ly_storage_get (storage, key, &error);
 
   if (value != NULL)
-    ly_dbus_storage_complete_get (skeleton, invocation, g_variant_new_variant (value));
+    ly_dbus_storage_complete_get (skeleton, invocation, to_wire_variant (value));
   else if (error != NULL)
     g_dbus_method_invocation_return_gerror (invocation, error);
   else
@@ -232,6 +457,41 @@ handle_list_keys (LyDBusStorage *skeleton,
   return TRUE;
 }
 
+/* Every value in the form D-Bus carries; a reply the bus would refuse
+ * (and disconnect the hub for) is an error instead. */
+static GVariant *
+get_all_to_wire (GVariant  *all,
+                 GError   **error)
+{
+  GVariantBuilder builder;
+  GVariantIter iter;
+  const char *key;
+  GVariant *value;
+  gsize total = 0;
+
+  g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
+  g_variant_iter_init (&iter, all);
+  while (g_variant_iter_next (&iter, "{&sv}", &key, &value))
+    {
+      g_autoptr(GVariant) wire = ly_dbus_value_to_wire (value);
+
+      total += strlen (key) + g_variant_get_size (wire) + 16;
+      g_variant_builder_add (&builder, "{sv}", key, wire);
+      g_variant_unref (value);
+    }
+
+  if (total > LY_DBUS_MAX_MESSAGE_SIZE)
+    {
+      g_variant_builder_clear (&builder);
+      g_set_error (error, LY_STORAGE_ERROR, LY_STORAGE_ERROR_TOO_LARGE,
+                   _("The whole storage (%zu bytes) is more than one D-Bus message may carry (%d): read it with ListKeys and Get"),
+                   total, LY_DBUS_MAX_MESSAGE_SIZE);
+      return NULL;
+    }
+
+  return g_variant_ref_sink (g_variant_builder_end (&builder));
+}
+
 static gboolean
 handle_get_all (LyDBusStorage *skeleton,
                 GDBusMethodInvocation *invocation,
@@ -239,9 +499,10 @@ handle_get_all (LyDBusStorage *skeleton,
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(GVariant) all = ly_storage_get_all (storage, &error);
+  g_autoptr(GVariant) wire = all != NULL ? get_all_to_wire (all, &error) : NULL;
 
-  if (all != NULL)
-    ly_dbus_storage_complete_get_all (skeleton, invocation, all);
+  if (wire != NULL)
+    ly_dbus_storage_complete_get_all (skeleton, invocation, wire);
   else
     g_dbus_method_invocation_return_gerror (invocation, error);
   return TRUE;
@@ -278,10 +539,10 @@ handle_publish (LyDBusStorage *skeleton,
                 GVariant *value,
                 LyStorage *storage)
 {
-  g_autoptr(GVariant) inner = unwrap (value);
   g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) inner = unwrap (value, &error);
 
-  if (ly_storage_publish (storage, topic, inner, &error))
+  if (inner != NULL && ly_storage_publish (storage, topic, inner, &error))
     ly_dbus_storage_complete_publish (skeleton, invocation);
   else
     g_dbus_method_invocation_return_gerror (invocation, error);
@@ -303,7 +564,7 @@ storage_monitor (LyStorage          *storage,
       LyDBusStorage *skeleton = LY_DBUS_STORAGE (((Export *) g_ptr_array_index (exports, i))->skeleton);
 
       if (kind == LY_STORAGE_EVENT_PUBLISHED)
-        ly_dbus_storage_emit_published (skeleton, name, g_variant_new_variant (value));
+        ly_dbus_storage_emit_published (skeleton, name, to_wire_variant (value));
       else if (kind == LY_STORAGE_EVENT_CHANGED)
         ly_dbus_storage_emit_changed (skeleton, name, wrap_optional (value));
       else
@@ -525,11 +786,13 @@ handle_send (LyDBusManager         *skeleton,
              GVariant              *value,
              LyProcessManager      *manager)
 {
-  g_autoptr(GVariant) inner = unwrap (value);
   g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) inner = unwrap (value, &error);
   LyChannel *channel = ly_get_channel (channel_name);
 
-  if (channel == NULL)
+  if (inner == NULL)
+    g_dbus_method_invocation_return_gerror (invocation, error);
+  else if (channel == NULL)
     g_dbus_method_invocation_return_error (invocation, G_DBUS_ERROR, G_DBUS_ERROR_INVALID_ARGS,
                                            _("There is no channel named “%s”"), channel_name);
   else if (ly_channel_send (channel, inner, &error))

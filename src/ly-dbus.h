@@ -44,6 +44,33 @@ G_BEGIN_DECLS
  */
 #define LY_DBUS_MANAGER_PATH "/icu/liteyuki/Comm1/Manager"
 
+/**
+ * LY_DBUS_WRAPPED_VALUE:
+ *
+ * The tag of the wrapped form `(ssay)` in which a value D-Bus cannot
+ * carry crosses it (see ly_dbus_value_to_wire()).
+ *
+ * Since: 1.0
+ */
+#define LY_DBUS_WRAPPED_VALUE "icu.liteyuki.Comm1.Value"
+
+/**
+ * LY_DBUS_MAX_MESSAGE_SIZE:
+ *
+ * The largest D-Bus reply the hub sends (32 MiB, the reference bus's
+ * default limit): a bus disconnects a peer that sends more.  A GetAll
+ * that would be larger fails with %LY_STORAGE_ERROR_TOO_LARGE.
+ *
+ * Since: 1.0
+ */
+#define LY_DBUS_MAX_MESSAGE_SIZE (32 * 1024 * 1024)
+
+LY_AVAILABLE_IN_ALL
+GVariant    *ly_dbus_value_to_wire       (GVariant          *value);
+LY_AVAILABLE_IN_ALL
+GVariant    *ly_dbus_value_from_wire     (GVariant          *value,
+                                          GError           **error);
+
 LY_AVAILABLE_IN_ALL
 gboolean     ly_storage_export           (LyStorage         *self,
                                           GDBusConnection   *connection,

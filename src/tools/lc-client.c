@@ -131,11 +131,31 @@ client_call (Client              *client,
   return reply;
 }
 
+/* A value as the user gave it, in the form D-Bus carries it (a maybe
+ * type, say, goes wrapped). */
+static GVariant *
+parse_wire_value (const char  *text,
+                  GError     **error)
+{
+  g_autoptr(GVariant) value = lc_parse_value (text, error);
+
+  return value != NULL ? ly_dbus_value_to_wire (value) : NULL;
+}
+
 static void
 print_value (Client   *client,
-             GVariant *value)
+             GVariant *wire)
 {
-  g_autofree char *text = client->json ? lc_variant_to_json (value) : g_variant_print (value, TRUE);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) value = ly_dbus_value_from_wire (wire, &error);
+  g_autofree char *text = NULL;
+
+  if (value == NULL)
+    {
+      lc_print_error ("%s", error->message);
+      return;
+    }
+  text = client->json ? lc_variant_to_json (value) : g_variant_print (value, TRUE);
 
   printf ("%s\n", text);
   fflush (stdout);
@@ -209,7 +229,7 @@ call_with_value (Client      *client,
                  char       **args,
                  GError     **error)
 {
-  g_autoptr(GVariant) value = lc_parse_value (args[1], error);
+  g_autoptr(GVariant) value = parse_wire_value (args[1], error);
   g_autoptr(GVariant) reply = NULL;
 
   if (value == NULL)
@@ -247,6 +267,13 @@ on_signal (GDBusConnection *connection,
       /* the value itself, as get prints it: 5, not <5> */
       if (g_variant_n_children (optional) > 0)
         g_variant_get_child (optional, 0, "v", &value);
+      if (value != NULL)
+        {
+          GVariant *wire = value;
+
+          value = ly_dbus_value_from_wire (wire, NULL);
+          g_variant_unref (wire);
+        }
       if (client->json)
         {
           g_autofree char *key = lc_string_to_json (name);
@@ -307,7 +334,7 @@ add_optional_value (GVariantBuilder  *builder,
   if (g_str_equal (text, "-"))
     return TRUE;
 
-  if ((value = lc_parse_value (text, error)) == NULL)
+  if ((value = parse_wire_value (text, error)) == NULL)
     {
       g_variant_builder_clear (builder);
       return FALSE;
@@ -353,7 +380,7 @@ command_storage (Client  *client,
       g_autoptr(GVariant) value = NULL;
 
       NEED (2);
-      if ((value = lc_parse_value (args[2], error)) == NULL)
+      if ((value = parse_wire_value (args[2], error)) == NULL)
         return FALSE;
       reply = client_call (client, LY_DBUS_STORAGE_PATH, STORAGE_IFACE, "Set",
                            g_variant_new ("(sv)", args[1], value), NULL, error);

@@ -218,8 +218,54 @@ check "cas to no value (-) deletes" lc storage cas fresh "'new'" -
 lc storage contains fresh >/dev/null
 ok $([ $? = 1 ] && echo 0 || echo 1) "…it is gone"
 expect_output "options before the subcommand" "2" lc --bus-name icu.liteyuki.Comm1 --json storage get counter
+
+# values D-Bus cannot carry cross it wrapped, and poison nothing
+lc storage watch >"$work/watch" 2>&1 &
+watch_pid=$!
+# the watcher listens once it sees a change
+wait_until sh -c "$tool storage set probe 1 && grep -q '^probe' '$work/watch'"
+deep=$(printf '%.0s[' $(seq 63))1$(printf '%.0s]' $(seq 63))
+check "storage set a maybe value" lc storage set none "@mv nothing"
+expect_output "storage get gives it back" "@mv nothing" timeout 10 "$tool" storage get none
+check "storage set a value nested 63 deep" lc storage set deep "$deep"
+expect_output "storage get gives it back" "$deep" timeout 10 "$tool" storage get deep
+check "set a plain one after them" lc storage set after 1
+wait_for_line "^after 1" "$work/watch"
+ok $? "storage watch saw the three changes, and was not dropped"
+kill $watch_pid
+expect "…the maybe value among them" "none @mv nothing" cat "$work/watch"
+expect "gdbus Get answers with the wrapped form" "('icu.liteyuki.Comm1.Value', 'mv'" \
+  timeout 10 gdbus call --session --dest icu.liteyuki.Comm1 --object-path /icu/liteyuki/Comm1/Storage \
+    --method icu.liteyuki.Comm1.Storage.Get none
+expect "gdbus GetAll answers, every value in it" "'after': <1>" \
+  timeout 10 gdbus call --session --dest icu.liteyuki.Comm1 --object-path /icu/liteyuki/Comm1/Storage \
+    --method icu.liteyuki.Comm1.Storage.GetAll
+check "send a maybe string on a channel" lc send idle-passive "@ms nothing"
+expect "a malformed wrapped form is refused" "is not a value of type “s” in normal form" \
+  gdbus call --session --dest icu.liteyuki.Comm1 --object-path /icu/liteyuki/Comm1/Storage \
+    --method icu.liteyuki.Comm1.Storage.Set bad "<('icu.liteyuki.Comm1.Value', 's', [byte 0x41])>"
+expect_output "the hub still runs" "running" state_of idle
+
 stop_hub
 ok $hub_status "that hub exits 0"
+
+# a bus that goes away takes no child with it
+dbus-daemon --session --fork --print-address=3 --print-pid=4 3>"$work/bus.address" 4>"$work/bus.pid"
+DBUS_SESSION_BUS_ADDRESS=$(cat "$work/bus.address") "$tool" run "$work/idle.conf" >"$work/lost.log" 2>&1 &
+lost_pid=$!
+wait_until env DBUS_SESSION_BUS_ADDRESS="$(cat "$work/bus.address")" "$tool" ps
+ok $? "a hub on a bus of its own"
+kill "$(cat "$work/bus.pid")"
+wait_for_line "Lost the session bus: the children keep running" "$work/lost.log"
+ok $? "the bus goes away: the hub says so"
+sleep 0.5
+kill -0 $lost_pid 2>/dev/null
+ok $? "…and keeps running"
+pgrep -P $lost_pid -f "sleep 300" >/dev/null
+ok $? "…with its child"
+kill -TERM $lost_pid
+wait $lost_pid
+ok $? "it still stops cleanly on SIGTERM"
 
 echo "1..$n"
 exit $failed
