@@ -204,6 +204,18 @@ enum {
 static GParamSpec *properties[N_PROPS];
 static guint signals[N_SIGNALS];
 
+/* What a received message costs while it waits, beyond its data: the
+ * GVariant, its GBytes, the queue's link and the allocator's share.  A
+ * queue of empty messages is not free: counted this way, the bound in
+ * bytes also bounds the count, to max-queued-bytes / MESSAGE_OVERHEAD. */
+#define MESSAGE_OVERHEAD 256
+
+static gsize
+message_cost (GVariant *message)
+{
+  return g_variant_get_size (message) + MESSAGE_OVERHEAD;
+}
+
 /* While a UNSET channel holds messages, look again this often. */
 #define UNSET_RECHECK_USEC (50 * 1000)
 
@@ -793,7 +805,7 @@ handle_frame_locked (LyChannel  *self,
   switch (kind)
     {
     case LY_WIRE_KIND_MESSAGE:
-      self->incoming_bytes += g_variant_get_size (value);
+      self->incoming_bytes += message_cost (value);
       g_queue_push_tail (&self->incoming, value);
       break;
 
@@ -1008,7 +1020,7 @@ collect_messages_locked (LyChannel *self,
           PendingOp *op = g_queue_pop_head (&self->receive_ops);
 
           op->message = g_queue_pop_head (&self->incoming);
-          self->incoming_bytes -= g_variant_get_size (op->message);
+          self->incoming_bytes -= message_cost (op->message);
           g_queue_push_tail (&delivery->received_ops, op);
         }
     }
@@ -2118,7 +2130,11 @@ ly_channel_class_init (LyChannelClass *klass)
    * %LY_CHANNEL_ERROR_FULL when this much is waiting to be written
    * (an empty queue still takes one message of any allowed size), and
    * the channel stops reading from the peer while this much has been
-   * received and not yet taken.
+   * received and not yet taken.  What a message costs is counted, not
+   * only its data: a queued message counts 256 bytes more than its
+   * serialised size (a frame's header and padding on the sending side),
+   * so that a peer sending empty messages cannot queue more than
+   * max-queued-bytes / 256 of them.
    *
    * Since: 1.0
    */
@@ -3125,7 +3141,7 @@ pop_incoming_locked (LyChannel *self)
 
   if (message != NULL)
     {
-      self->incoming_bytes -= g_variant_get_size (message);
+      self->incoming_bytes -= message_cost (message);
       /* taking a message may lift the back-pressure */
       update_interest_locked (self);
     }

@@ -563,6 +563,52 @@ test_flood_control (void)
   ly_storage_delete (ly_storage_get_default (), "flood.counter", NULL);
 }
 
+/* A child floods its data channel with empty or tiny messages that the
+ * hub never takes: the queue's bound counts what each message costs, so
+ * the hub grows by the bound, not by gigabytes (2.9 GiB for empty
+ * messages before). */
+static void
+test_flood_data (gconstpointer data)
+{
+  const char *size = data;
+  g_autoptr(LyProcessManager) manager = ly_process_manager_new ();
+  g_autoptr(LyTestOutput) output = ly_test_output_new ();
+  g_autofree char *flooder = fault_child ();
+  const char *argv[] = { flooder, "flood-data", size, NULL };
+  g_autoptr(GError) error = NULL;
+  gsize rss_before = ly_test_proc_status ("VmRSS"), rss_peak = rss_before;
+  gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+
+  ly_test_add_target (manager, "flood", argv, output);
+  ly_process_manager_start (manager, "flood", &error);
+  g_assert_no_error (error);
+
+  while (ly_test_output_count (output, "flood stalled after") == 0)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+      rss_peak = MAX (rss_peak, ly_test_proc_status ("VmRSS"));
+    }
+  {
+    LyChannel *channel = ly_get_channel ("flood-active");
+    g_autoptr(GVariant) first = ly_channel_receive (channel, NULL, &error);
+
+    /* what was queued is still there to take */
+    g_assert_no_error (error);
+    g_assert_cmpuint (g_variant_get_size (first), ==, (gsize) atoi (size));
+  }
+
+  g_test_message ("messages of %s bytes: hub resident memory %zu KiB before, %zu KiB at most during the flood",
+                  size, rss_before, rss_peak);
+#ifndef __SANITIZE_ADDRESS__
+  if (g_getenv ("LY_TEST_QUICK") == NULL)
+    g_assert_cmpuint (rss_peak - rss_before, <, 64 * 1024);
+#endif
+  ly_process_manager_stop_all (manager, NULL, &error);
+  g_assert_no_error (error);
+}
+
 /* A child never reads its passive channel: the hub's sends fill the
  * queue and then say FULL, at once; another child is served meanwhile. */
 static void
@@ -792,6 +838,8 @@ main (int   argc,
   g_test_add_func ("/faults/persistent-peer-gone-during-write", test_persistent_peer_gone_during_write);
   g_test_add_func ("/faults/eintr", test_eintr);
   g_test_add_func ("/faults/flood-control", test_flood_control);
+  g_test_add_data_func ("/faults/flood-data/empty", "0", test_flood_data);
+  g_test_add_data_func ("/faults/flood-data/tiny", "3", test_flood_data);
   g_test_add_func ("/faults/never-reads", test_never_reads);
   g_test_add_func ("/faults/storage-races-stop", test_storage_races_stop);
   g_test_add_func ("/faults/storage-races-hub-death", test_storage_races_hub_death);

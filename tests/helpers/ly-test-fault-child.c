@@ -2,6 +2,10 @@
  *
  * Usage: ly-test-fault-child MODE [ARGS]
  *
+ *   flood-data SIZE    writes a hello on its active channel, then
+ *                      messages of SIZE bytes (`ay`, 0: empty) as fast
+ *                      as it can; reports "flood stalled after N" once
+ *                      the hub has not read for a second, then waits
  *   flood-control      writes a hello, then StorageGet requests on its
  *                      control connection without ever reading a reply,
  *                      until the hub cuts it; reports "cut after N"
@@ -32,6 +36,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <glib-unix.h>
 #include <liteyuki-comm.h>
 
 #include "ly-runtime-private.h"
@@ -198,6 +203,84 @@ eintr_storage (guint count)
   return 0;
 }
 
+static void
+write_all (int           fd,
+           const guint8 *data,
+           gsize         size)
+{
+  gsize done = 0;
+
+  while (done < size)
+    {
+      gssize n = write (fd, data + done, size - done);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      g_assert_cmpint (n, >, 0);
+      done += (gsize) n;
+    }
+}
+
+/* Many small messages on the data channel, for the hub that never
+ * takes them: what they cost it must stay within its bound. */
+static int
+flood_data (gsize size)
+{
+  int fd = LY_CHILD_ACTIVE_FD;
+  g_autoptr(LyWireWriter) writer = ly_wire_writer_new ();
+  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("flooder", "flood-active"));
+  g_autoptr(GBytes) bytes = NULL;
+  g_autofree guint8 *payload = g_malloc0 (MAX (size, 1));
+  g_autoptr(GVariant) message = g_variant_ref_sink (g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, payload, size, 1));
+  const guint8 *data;
+  gsize length, done = 0;
+  guint64 sent = 0;
+  gint64 stalled_since = 0;
+
+  ly_wire_writer_append (writer, LY_WIRE_KIND_HELLO, hello);
+  bytes = ly_wire_writer_steal_bytes (writer);
+  data = g_bytes_get_data (bytes, &length);
+  write_all (fd, data, length);
+  g_clear_pointer (&bytes, g_bytes_unref);
+
+  for (guint i = 0; i < 4096; i++)
+    ly_wire_writer_append (writer, LY_WIRE_KIND_MESSAGE, message);
+  bytes = ly_wire_writer_steal_bytes (writer);
+  data = g_bytes_get_data (bytes, &length);
+  g_unix_set_fd_nonblocking (fd, TRUE, NULL);
+
+  for (;;)
+    {
+      gssize n = write (fd, data + done, length - done);
+
+      if (n > 0)
+        {
+          stalled_since = 0;
+          done += (gsize) n;
+          if (done == length)
+            {
+              done = 0;
+              sent += 4096;
+            }
+          continue;
+        }
+      if (n < 0 && errno != EAGAIN && errno != EINTR)
+        {
+          report ("flood cut after %" G_GUINT64_FORMAT ": %s", sent, g_strerror (errno));
+          return 0;
+        }
+      if (stalled_since == 0)
+        stalled_since = g_get_monotonic_time ();
+      else if (g_get_monotonic_time () - stalled_since > G_USEC_PER_SEC)
+        break;
+      g_usleep (1000);
+    }
+
+  report ("flood stalled after %" G_GUINT64_FORMAT, sent);
+  for (;;)
+    pause ();
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -208,6 +291,8 @@ main (int   argc,
 
   if (g_str_equal (mode, "flood-control"))
     return flood_control ();
+  if (g_str_equal (mode, "flood-data") && argc > 2)
+    return flood_data ((gsize) atoi (argv[2]));
   if (g_str_equal (mode, "never-read"))
     never_read ();
   if (g_str_equal (mode, "set-loop") && argc > 2)
@@ -224,6 +309,6 @@ main (int   argc,
   if (g_str_equal (mode, "eintr-storage") && argc > 2)
     return eintr_storage ((guint) atoi (argv[2]));
 
-  g_printerr ("usage: %s flood-control | never-read | set-loop[-orphan] KEY | eintr-storage N\n", argv[0]);
+  g_printerr ("usage: %s flood-control | flood-data SIZE | never-read | set-loop[-orphan] KEY | eintr-storage N\n", argv[0]);
   return 2;
 }
