@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ly-storage-backend-private.h"
+#include "ly-variant-private.h"
 
 typedef struct
 {
@@ -29,7 +30,7 @@ store_locked (LyStorageLocal *self,
 {
   GVariant *old = g_hash_table_lookup (self->values, key);
 
-  if (value == NULL ? old == NULL : (old != NULL && g_variant_equal (old, value)))
+  if (value == NULL ? old == NULL : (old != NULL && ly_variant_same (old, value)))
     return FALSE;
 
   if (value != NULL)
@@ -48,7 +49,7 @@ matches_locked (LyStorageLocal *self,
 {
   GVariant *current = g_hash_table_lookup (self->values, key);
 
-  return expected == NULL ? current == NULL : (current != NULL && g_variant_equal (current, expected));
+  return expected == NULL ? current == NULL : (current != NULL && ly_variant_same (current, expected));
 }
 
 static int

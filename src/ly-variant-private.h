@@ -13,4 +13,7 @@ gboolean ly_variant_is_surely_normal (const char   *type,
                                       const guint8 *data,
                                       gsize         size);
 
+gboolean ly_variant_same             (GVariant     *a,
+                                      GVariant     *b);
+
 G_END_DECLS
