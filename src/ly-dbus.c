@@ -23,7 +23,12 @@ typedef struct
   GDBusConnection        *connection;
   GDBusInterfaceSkeleton *skeleton;
   gulong                  closed_id;
+  gsize                   backlog;      /* bytes sent while its socket was full */
 } Export;
+
+/* What a D-Bus client that does not read may fall behind by before it is
+ * disconnected: GDBus queues without a bound what it cannot write. */
+#define MAX_CLIENT_BACKLOG (16 * 1024 * 1024)
 
 static GQuark
 exports_quark (void)
@@ -549,7 +554,38 @@ handle_publish (LyDBusStorage *skeleton,
   return TRUE;
 }
 
-/* Every change and publication becomes a D-Bus signal on every export. */
+/* Whether @item's client keeps up: a socket the kernel cannot take more
+ * for means its reader is behind, and what is sent meanwhile waits in
+ * GDBus's queue; past MAX_CLIENT_BACKLOG the client is disconnected (on
+ * the session bus the peer is the bus, which reads). */
+static gboolean
+client_keeps_up (Export *item,
+                 gsize   size)
+{
+  GIOStream *stream = g_dbus_connection_get_stream (item->connection);
+  GSocket *socket;
+
+  if (!G_IS_SOCKET_CONNECTION (stream))
+    return TRUE;
+  socket = g_socket_connection_get_socket (G_SOCKET_CONNECTION (stream));
+  if (g_socket_condition_check (socket, G_IO_OUT) & G_IO_OUT)
+    {
+      item->backlog = 0;
+      return TRUE;
+    }
+
+  item->backlog += size;
+  if (item->backlog <= MAX_CLIENT_BACKLOG)
+    return TRUE;
+
+  g_warning (_("A D-Bus client fell more than %d MiB behind without reading: disconnected"),
+             MAX_CLIENT_BACKLOG / (1024 * 1024));
+  g_dbus_connection_close (item->connection, NULL, NULL, NULL);
+  return FALSE;
+}
+
+/* Every change and publication becomes a D-Bus signal on every export
+ * whose client keeps up. */
 static void
 storage_monitor (LyStorage          *storage,
                  LyStorageEventKind  kind,
@@ -558,10 +594,15 @@ storage_monitor (LyStorage          *storage,
                  gpointer            user_data)
 {
   GPtrArray *exports = get_exports (G_OBJECT (storage));
+  gsize size = (name != NULL ? strlen (name) : 0) + (value != NULL ? g_variant_get_size (value) : 0) + 64;
 
   for (guint i = 0; i < exports->len; i++)
     {
-      LyDBusStorage *skeleton = LY_DBUS_STORAGE (((Export *) g_ptr_array_index (exports, i))->skeleton);
+      Export *item = g_ptr_array_index (exports, i);
+      LyDBusStorage *skeleton = LY_DBUS_STORAGE (item->skeleton);
+
+      if (!client_keeps_up (item, size))
+        continue;
 
       if (kind == LY_STORAGE_EVENT_PUBLISHED)
         ly_dbus_storage_emit_published (skeleton, name, to_wire_variant (value));

@@ -192,6 +192,52 @@ wait_until env -u DBUS_SESSION_BUS_ADDRESS "$tool" ps
 ok $? "after the flood the owner gets in"
 refusals=$(grep -c "Refused" "$work/private.log")
 ok $([ "$refusals" -le 3 ] && echo 0 || echo 1) "refusals are logged in a few lines, counted ($refusals)"
+# a client that authenticates, then never reads, while 300 changes of
+# 1 MiB are announced: disconnected, the hub does not keep them for it
+cat >"$work/lazy.py" <<END
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect('$XDG_RUNTIME_DIR/liteyuki-comm/hub.socket')
+s.send(b'\\0AUTH EXTERNAL ' + str(os.getuid()).encode().hex().encode() + b'\\r\\n')
+assert s.recv(4096).startswith(b'OK')
+s.send(b'BEGIN\\r\\n')
+open('$work/lazy.ready', 'w').close()
+while not os.path.exists('$work/lazy.done'):
+    time.sleep(0.05)
+s.settimeout(20)
+try:
+    while s.recv(1 << 20):
+        pass
+    sys.exit(0)      # the hub closed it
+except socket.timeout:
+    sys.exit(1)
+END
+/usr/bin/python3 "$work/lazy.py" &
+lazy_pid=$!
+wait_until test -e "$work/lazy.ready"
+rss_before=$(awk '/^VmRSS:/ { print $2 }' /proc/$private_pid/status)
+/usr/bin/python3 -c "
+from gi.repository import Gio, GLib
+c = Gio.DBusConnection.new_for_address_sync('unix:path=$XDG_RUNTIME_DIR/liteyuki-comm/hub.socket',
+    Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT, None, None)
+for i in range(300):
+    value = GLib.Variant.new_from_bytes(GLib.VariantType('ay'), GLib.Bytes(bytes([i % 256]) * (1 << 20)), True)
+    c.call_sync(None, '/icu/liteyuki/Comm1/Storage', 'icu.liteyuki.Comm1.Storage', 'Set',
+                GLib.Variant('(sv)', ('big', value)), None, Gio.DBusCallFlags.NONE, 10000, None)
+"
+ok $? "300 changes of 1 MiB while a client does not read"
+rss_after=$(awk '/^VmRSS:/ { print $2 }' /proc/$private_pid/status)
+growth=$(( (rss_after - rss_before) / 1024 ))
+# (the idle target, which reads nothing, holds up to 32 MiB of change
+# notifications of its own)
+ok $([ $growth -lt 100 ] && echo 0 || echo 1) "the hub grew by $growth MiB, not by 300"
+wait_for_line "A D-Bus client fell more than 16 MiB behind without reading: disconnected" "$work/private.log"
+ok $? "…and says it dropped that client"
+touch "$work/lazy.done"
+wait $lazy_pid
+ok $? "the client finds its connection closed"
+expect "the hub serves the others all the same" "idle" env -u DBUS_SESSION_BUS_ADDRESS "$tool" ps
+
 kill -TERM $private_pid
 wait $private_pid
 ok $? "the private hub exits 0"
