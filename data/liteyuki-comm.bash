@@ -42,13 +42,13 @@ _liteyuki_comm ()
   local cur=${COMP_WORDS[COMP_CWORD]}
   local prev=${COMP_WORDS[COMP_CWORD - 1]}
   local command=${COMP_WORDS[1]}
-  local client_options="--address --bus-name --json --help"
+  local client_options="--address --bus-name --json --start --help"
   local i words=() n_args=0
 
   COMPREPLY=()
 
   if ((COMP_CWORD == 1)); then
-    COMPREPLY=($(compgen -W "run demo ps start stop restart storage publish subscribe send --help --version" -- "$cur"))
+    COMPREPLY=($(compgen -W "run demo ps start stop restart storage publish subscribe send receive --help --version" -- "$cur"))
     return
   fi
 
@@ -74,7 +74,7 @@ _liteyuki_comm ()
     case $command in
       run) COMPREPLY=($(compgen -W "--bus-name --address --storage-file --verbose --check --help" -- "$cur")) ;;
       demo) COMPREPLY=($(compgen -W "--interval --rounds --help" -- "$cur")) ;;
-      subscribe) COMPREPLY=($(compgen -W "$client_options --count" -- "$cur")) ;;
+      subscribe | receive) COMPREPLY=($(compgen -W "$client_options --count" -- "$cur")) ;;
       storage)
         if [[ ${words[0]} == watch ]]; then
           COMPREPLY=($(compgen -W "$client_options --count" -- "$cur"))
@@ -91,7 +91,7 @@ _liteyuki_comm ()
       ((n_args == 0)) && COMPREPLY=($(compgen -f -- "$cur")) ;;
     start | stop | restart)
       ((n_args == 0)) && COMPREPLY=($(compgen -W "$(_liteyuki_comm_targets)" -- "$cur")) ;;
-    send)
+    send | receive)
       if ((n_args == 0)); then
         local target channels=()
         for target in $(_liteyuki_comm_targets); do

@@ -843,6 +843,152 @@ handle_send (LyDBusManager         *skeleton,
   return TRUE;
 }
 
+/* Receive: up to max_count messages, waiting up to timeout_msec for the
+ * first.  The wait does not hold the hub: it is a receive_async. */
+
+#define RECEIVE_MAX_COUNT   4096
+#define RECEIVE_MAX_TIMEOUT 60000
+
+typedef struct
+{
+  LyDBusManager         *skeleton;
+  GDBusMethodInvocation *invocation;
+  LyChannel             *channel;
+  GCancellable          *cancellable;
+  GSource               *timer;
+  guint                  max_count;
+} ReceiveCall;
+
+static void
+receive_call_free (ReceiveCall *call)
+{
+  if (call->timer != NULL)
+    {
+      g_source_destroy (call->timer);
+      g_source_unref (call->timer);
+    }
+  g_object_unref (call->cancellable);
+  g_object_unref (call->channel);
+  g_object_unref (call->skeleton);
+  g_free (call);
+}
+
+/* Takes what is queued, up to @max_count, without waiting. */
+static void
+take_queued (LyChannel       *channel,
+             guint            max_count,
+             GVariantBuilder *builder,
+             guint           *count)
+{
+  GVariant *message;
+
+  while (*count < max_count && (message = ly_channel_receive_timeout (channel, 0, NULL, NULL)) != NULL)
+    {
+      g_autoptr(GVariant) wire = ly_dbus_value_to_wire (message);
+
+      g_variant_builder_add (builder, "v", wire);
+      g_variant_unref (message);
+      (*count)++;
+    }
+}
+
+static gboolean
+receive_timed_out (gpointer user_data)
+{
+  ReceiveCall *call = user_data;
+
+  g_clear_pointer (&call->timer, g_source_unref);
+  g_cancellable_cancel (call->cancellable);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+received_for_dbus (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  ReceiveCall *call = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) first = ly_channel_receive_finish (call->channel, result, &error);
+  GVariantBuilder builder;
+  guint count = 0;
+
+  if (first == NULL && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      g_dbus_method_invocation_return_gerror (call->invocation, error);
+      receive_call_free (call);
+      return;
+    }
+
+  g_variant_builder_init (&builder, G_VARIANT_TYPE ("av"));
+  if (first != NULL)
+    {
+      g_autoptr(GVariant) wire = ly_dbus_value_to_wire (first);
+
+      g_variant_builder_add (&builder, "v", wire);
+      count++;
+      take_queued (call->channel, call->max_count, &builder, &count);
+    }
+  ly_dbus_manager_complete_receive (call->skeleton, call->invocation, g_variant_builder_end (&builder));
+  receive_call_free (call);
+}
+
+static gboolean
+handle_receive (LyDBusManager         *skeleton,
+                GDBusMethodInvocation *invocation,
+                const char            *channel_name,
+                guint                  max_count,
+                int                    timeout_msec,
+                LyProcessManager      *manager)
+{
+  LyChannel *channel = ly_get_channel (channel_name);
+  GVariantBuilder builder;
+  ReceiveCall *call;
+  guint count = 0;
+
+  if (channel == NULL)
+    {
+      g_dbus_method_invocation_return_error (invocation, G_DBUS_ERROR, G_DBUS_ERROR_INVALID_ARGS,
+                                             _("There is no channel named “%s”"), channel_name);
+      return TRUE;
+    }
+  if (max_count < 1 || max_count > RECEIVE_MAX_COUNT || timeout_msec < 0 || timeout_msec > RECEIVE_MAX_TIMEOUT)
+    {
+      g_dbus_method_invocation_return_error (invocation, G_DBUS_ERROR, G_DBUS_ERROR_INVALID_ARGS,
+                                             _("Receive takes 1 to %d messages and waits 0 to %d ms"),
+                                             RECEIVE_MAX_COUNT, RECEIVE_MAX_TIMEOUT);
+      return TRUE;
+    }
+  if (ly_channel_get_mode (channel) == LY_CHANNEL_MODE_PASSIVE)
+    {
+      g_dbus_method_invocation_return_error (invocation, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_MODE,
+                                             _("The hub’s own handlers read channel “%s”"), channel_name);
+      return TRUE;
+    }
+
+  g_variant_builder_init (&builder, G_VARIANT_TYPE ("av"));
+  take_queued (channel, max_count, &builder, &count);
+  if (count > 0 || timeout_msec == 0)
+    {
+      ly_dbus_manager_complete_receive (skeleton, invocation, g_variant_builder_end (&builder));
+      return TRUE;
+    }
+  g_variant_builder_clear (&builder);
+
+  call = g_new0 (ReceiveCall, 1);
+  call->skeleton = g_object_ref (skeleton);
+  call->invocation = invocation;
+  call->channel = g_object_ref (channel);
+  call->cancellable = g_cancellable_new ();
+  call->max_count = max_count;
+  call->timer = g_timeout_source_new ((guint) timeout_msec);
+  g_source_set_callback (call->timer, receive_timed_out, call, NULL);
+  g_source_set_static_name (call->timer, "[liteyuki-comm] D-Bus Receive timeout");
+  g_source_attach (call->timer, g_main_context_get_thread_default ());
+  ly_channel_receive_async (channel, call->cancellable, received_for_dbus, call);
+  return TRUE;
+}
+
 /**
  * ly_process_manager_export:
  * @self: a [class@Ly.ProcessManager]
@@ -876,6 +1022,7 @@ ly_process_manager_export (LyProcessManager  *self,
   g_signal_connect (skeleton, "handle-stop", G_CALLBACK (handle_stop), self);
   g_signal_connect (skeleton, "handle-restart", G_CALLBACK (handle_restart), self);
   g_signal_connect (skeleton, "handle-send", G_CALLBACK (handle_send), self);
+  g_signal_connect (skeleton, "handle-receive", G_CALLBACK (handle_receive), self);
 
   if (!export (G_OBJECT (self), G_DBUS_INTERFACE_SKELETON (skeleton), connection, LY_DBUS_MANAGER_PATH, error))
     return FALSE;

@@ -478,6 +478,57 @@ command_storage (Client  *client,
   return FALSE;
 }
 
+static gboolean
+note_stop (gpointer user_data)
+{
+  *(gboolean *) user_data = TRUE;
+  return G_SOURCE_CONTINUE;
+}
+
+/* Takes the messages of a hub's channel as they come, until --count of
+ * them (or SIGINT/SIGTERM): a call that waits up to a second each time. */
+static gboolean
+command_receive (Client      *client,
+                 const char  *channel,
+                 GError     **error)
+{
+  gboolean stop = FALSE;
+  guint sigint = g_unix_signal_add (SIGINT, note_stop, &stop);
+  guint sigterm = g_unix_signal_add (SIGTERM, note_stop, &stop);
+  gboolean ok = TRUE;
+
+  while (!stop && (client->count <= 0 || client->seen < client->count))
+    {
+      guint wanted = client->count > 0 ? (guint) (client->count - client->seen) : 256;
+      g_autoptr(GVariant) reply = client_call (client, LY_DBUS_MANAGER_PATH, MANAGER_IFACE, "Receive",
+                                               g_variant_new ("(sui)", channel, MIN (wanted, 4096u), 1000),
+                                               G_VARIANT_TYPE ("(av)"), error);
+      g_autoptr(GVariant) messages = NULL;
+      GVariantIter iter;
+      GVariant *message;
+
+      if (reply == NULL)
+        {
+          ok = FALSE;
+          break;
+        }
+      messages = g_variant_get_child_value (reply, 0);
+      g_variant_iter_init (&iter, messages);
+      while (g_variant_iter_next (&iter, "v", &message))
+        {
+          print_value (client, message);
+          g_variant_unref (message);
+          client->seen++;
+        }
+      while (g_main_context_iteration (NULL, FALSE))
+        ;
+    }
+
+  g_source_remove (sigint);
+  g_source_remove (sigterm);
+  return ok;
+}
+
 /* The table of commands --------------------------------------------------- */
 
 typedef struct
@@ -499,6 +550,7 @@ static const ClientCommand commands[] = {
   { "publish", N_("TOPIC VALUE"), N_("Publishes a value on a topic."), 2, FALSE },
   { "subscribe", N_("TOPIC"), N_("Prints every value published on a topic."), 1, TRUE },
   { "send", N_("CHANNEL VALUE"), N_("Sends a message on one of the hub's channels, such as nonebot-passive."), 2, FALSE },
+  { "receive", N_("CHANNEL"), N_("Prints the messages a child sent on the hub's end of a channel, such as nonebot-active, as they come."), 1, TRUE },
 };
 
 gboolean
@@ -572,6 +624,8 @@ lc_client_main (const char  *name,
     ok = call_with_value (&client, LY_DBUS_STORAGE_PATH, STORAGE_IFACE, "Publish", args, &error);
   else if (g_str_equal (name, "subscribe"))
     ok = watch (&client, "Published", args[0]);
+  else if (g_str_equal (name, "receive"))
+    ok = command_receive (&client, args[0], &error);
   else
     ok = call_with_value (&client, LY_DBUS_MANAGER_PATH, MANAGER_IFACE, "Send", args, &error);
 

@@ -32,7 +32,7 @@ print_usage (FILE *out)
   if (out == stdout)
     lc_print_client_commands ();
   else
-    fprintf (out, "  %-10s %s\n", "…", _("ps, start, stop, restart, storage, publish, subscribe, send"));
+    fprintf (out, "  %-10s %s\n", "…", _("ps, start, stop, restart, storage, publish, subscribe, send, receive"));
   fprintf (out, "\n%s\n", _("“liteyuki-comm COMMAND --help” tells more about a command."));
 }
 

@@ -295,6 +295,29 @@ expect_output "the hub still runs" "running" state_of idle
 stop_hub
 ok $hub_status "that hub exits 0"
 
+# what a child sends the hub in daemon mode can be read
+cat >"$work/talker.conf" <<END
+[target talker]
+Exec=/usr/bin/python3 -c "from gi.repository import Ly; import time; ch = Ly.active_channel(); [ch.send('message %d' % i) for i in range(5)]; ch.flush(); time.sleep(300)"
+StopTimeout=1
+END
+start_hub "$work/talker.conf"
+ok $? "a hub whose child talks"
+expect_output "receive -n 5 prints what the child sent, in order" "'message 0'
+'message 1'
+'message 2'
+'message 3'
+'message 4'" timeout 20 "$tool" receive talker-active -n 5
+expect_failure "a channel that is not there" 1 "There is no channel named “nothing”" lc receive nothing -n 1
+expect_output "gdbus Receive that times out gives nothing" "(@av [],)" \
+  gdbus call --session --dest icu.liteyuki.Comm1 --object-path /icu/liteyuki/Comm1/Manager \
+    --method icu.liteyuki.Comm1.Manager.Receive talker-active 10 100
+expect "a bad count is refused" "Receive takes 1 to 4096 messages" \
+  gdbus call --session --dest icu.liteyuki.Comm1 --object-path /icu/liteyuki/Comm1/Manager \
+    --method icu.liteyuki.Comm1.Manager.Receive talker-active 0 100
+stop_hub
+ok $hub_status "that hub exits 0"
+
 # a bus that goes away takes no child with it
 dbus-daemon --session --fork --print-address=3 --print-pid=4 3>"$work/bus.address" 4>"$work/bus.pid"
 DBUS_SESSION_BUS_ADDRESS=$(cat "$work/bus.address") "$tool" run "$work/idle.conf" >"$work/lost.log" 2>&1 &
