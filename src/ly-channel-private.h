@@ -52,5 +52,7 @@ void       ly_channel_wake              (LyChannel   *self);
 GMainContext *ly_channel_get_context    (LyChannel   *self);
 void       ly_channel_set_busy_poll     (LyChannel   *self,
                                          gint64       usec);
+void       ly_channel_set_frame_budget  (LyChannel   *self,
+                                         guint        frames);
 
 G_END_DECLS

@@ -179,6 +179,11 @@ struct _LyChannel
   /* busy polling after a reply (see ly_channel_set_busy_poll()) */
   gint64        busy_poll_usec;
   gint64        last_written_at;    /* when the last dispatch wrote */
+
+  /* fairness among a hub's children (see ly_channel_set_frame_budget()) */
+  guint         frame_budget;       /* messages one read takes at most; 0: no limit */
+  guint         frames_left;        /* of this read */
+  guint         frames_pending : 1; /* the reader holds frames not decoded yet */
   guint64       busy_poll_written;  /* bytes written until then */
 };
 
@@ -594,7 +599,7 @@ schedule_needed_dispatch_locked (LyChannel *self)
       (ack != NULL && ack->target <= ly_wire_writer_get_written_total (self->writer)) ||
       (self->closed && !self->closed_emitted) ||
       !g_queue_is_empty (&self->lost_acks) ||
-      self->mode_changed)
+      self->mode_changed || self->frames_pending)
     schedule_dispatch_locked (self, 0);
   else if (has_messages && self->mode == LY_CHANNEL_MODE_UNSET)
     schedule_dispatch_locked (self, UNSET_RECHECK_USEC);
@@ -857,6 +862,12 @@ decode_locked (LyChannel *self)
           handle_frame_locked (self, kind, value);
           if (self->ended)
             return;
+          if (--self->frames_left == 0)
+            {
+              /* the budget is spent: the rest on the next dispatch */
+              self->frames_pending = TRUE;
+              return;
+            }
           break;
 
         case LY_WIRE_ERROR:
@@ -872,19 +883,33 @@ decode_locked (LyChannel *self)
 }
 
 /* Reads what is there, up to one buffer's worth so that one busy
- * channel cannot starve the rest of the context. */
+ * channel cannot starve the rest of the context; with a frame budget, up
+ * to that many messages (see ly_channel_set_frame_budget()). */
 static void
 read_locked (LyChannel *self)
 {
   gsize budget = LY_WIRE_READ_BUFFER_SIZE;
+
+  self->frames_left = self->frame_budget > 0 ? self->frame_budget : G_MAXUINT;
+  if (self->frames_pending)
+    {
+      /* what the last dispatch left in the reader comes first */
+      self->frames_pending = FALSE;
+      decode_locked (self);
+    }
 
   while (self->transport != NULL && !self->closed && budget > 0 &&
          self->incoming_bytes < self->max_queued_bytes)
     {
       g_autoptr(GError) error = NULL;
       gsize space_size;
-      guint8 *space = ly_wire_reader_get_space (self->reader, &space_size);
-      gssize n = ly_transport_read (self->transport, space, space_size, &error);
+      guint8 *space;
+      gssize n;
+
+      if (self->frames_pending)
+        break;
+      space = ly_wire_reader_get_space (self->reader, &space_size);
+      n = ly_transport_read (self->transport, space, space_size, &error);
 
       if (n < 0)
         {
@@ -927,6 +952,9 @@ take_bytes_locked (LyChannel    *self,
       return;
     }
 
+  /* a blocking read takes everything: no budget */
+  self->frames_left = G_MAXUINT;
+  self->frames_pending = FALSE;
   while (size > 0 && !self->ended)
     {
       gsize space_size;
@@ -1638,6 +1666,7 @@ ly_channel_init (LyChannel *self)
   self->wakeup_fd = -1;
   self->max_message_size = LY_CHANNEL_DEFAULT_MAX_MESSAGE_SIZE;
   self->max_queued_bytes = LY_CHANNEL_DEFAULT_MAX_QUEUED_BYTES;
+  self->frames_left = G_MAXUINT;
   self->reader = ly_wire_reader_new (self->max_message_size);
   self->writer = ly_wire_writer_new ();
   self->context = g_main_context_ref_thread_default ();
@@ -3372,6 +3401,21 @@ ly_channel_close (LyChannel *self)
 /* Makes the channel's source poll for the next message, for up to @usec
  * after each reply, when its peer is in a run of round trips (0: never).
  * For the hub's control connections, whose peers wait for each reply. */
+/* How many messages one dispatch of the channel's source takes at most;
+ * the rest waits in the reader for the next.  A hub gives each child's
+ * control connection a small share, so that a child flooding requests
+ * gets its turn like the others and no more: the context goes round. */
+void
+ly_channel_set_frame_budget (LyChannel *self,
+                             guint      frames)
+{
+  g_return_if_fail (LY_IS_CHANNEL (self));
+
+  g_mutex_lock (&self->mutex);
+  self->frame_budget = frames;
+  g_mutex_unlock (&self->mutex);
+}
+
 void
 ly_channel_set_busy_poll (LyChannel *self,
                           gint64     usec)

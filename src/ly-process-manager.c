@@ -78,6 +78,11 @@
 
 #define MAX_NAME_LENGTH 64
 
+/* How many requests of a child one dispatch handles at most: the
+ * children get the hub's context in turns, one flooding child no more
+ * than the others. */
+#define CONTROL_FRAME_BUDGET 4
+
 /* A process that ran this long before failing starts the back-off over. */
 #define STABLE_RUN_USEC (10 * G_USEC_PER_SEC)
 
@@ -505,6 +510,7 @@ target_spawn (Target  *target,
   control_name = g_strconcat (target->name, "-control", NULL);
   control_channel = ly_channel_new_for_socket (control_name, pairs.hub[0], self->context);
   ly_channel_set_busy_poll (control_channel, self->busy_poll_usec);
+  ly_channel_set_frame_budget (control_channel, CONTROL_FRAME_BUDGET);
   target->control = ly_control_new (control_channel);
   ly_control_add_handler (target->control, "RequestStop", "()", on_request_stop, target, NULL);
   ly_control_add_handler (target->control, "RequestRestart", "()", on_request_restart, target, NULL);

@@ -64,6 +64,7 @@ struct _Peer
   LyControl       *control;
   GHashTable      *topics;        /* it subscribed to; under the server's mutex */
   gboolean         warned;        /* about missed notifications */
+  gboolean         missed;        /* notifications were not sent: tell it */
   Binding          bindings[G_N_ELEMENTS (server_methods)];
 };
 
@@ -464,21 +465,44 @@ ly_storage_server_remove_peer (LyStorageServer *self,
 
 /* Notifications ------------------------------------------------------------ */
 
-/* Tells @peer; a peer whose queue is full misses it (and the hub says so
- * once): the hub never waits for a child. */
+/* What may wait for a child in notifications before it misses the next
+ * ones: its replies queue behind them, so a child that another one's
+ * changes flood would otherwise wait for megabytes of them before each
+ * reply. */
+#define NOTIFY_BACKLOG (16 * 1024)
+
+/* Whether @peer can take a notification now.  One that fell behind
+ * misses them until it caught up; then it is told that it missed some
+ * (its storage's changes-missed), before anything else: nothing is lost
+ * silently, and the hub never waits for a child. */
+static gboolean
+peer_keeps_up_locked (Peer *peer)
+{
+  gsize queued = ly_channel_get_queued_bytes (ly_control_get_channel (peer->control));
+
+  if (queued > NOTIFY_BACKLOG)
+    {
+      if (!peer->warned)
+        g_debug ("“%s” falls behind: it misses storage notifications, and is told so",
+                 ly_control_get_name (peer->control));
+      peer->warned = TRUE;
+      peer->missed = TRUE;
+      return FALSE;
+    }
+
+  if (peer->missed && ly_control_notify (peer->control, LY_STORAGE_MISSED_METHOD, NULL, NULL))
+    peer->missed = FALSE;
+  return TRUE;
+}
+
+/* Tells @peer, if it keeps up. */
 static void
 notify_peer_locked (Peer       *peer,
                     const char *method,
                     GVariant   *args)
 {
-  g_autoptr(GError) error = NULL;
-
-  if (!ly_control_notify (peer->control, method, args, &error) && !peer->warned &&
-      !g_error_matches (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_CLOSED))
-    {
-      peer->warned = TRUE;
-      g_warning ("“%s” misses storage notifications: %s", ly_control_get_name (peer->control), error->message);
-    }
+  if (peer_keeps_up_locked (peer) && !ly_control_notify (peer->control, method, args, NULL))
+    peer->missed = TRUE;
 }
 
 void

@@ -6,6 +6,10 @@
  *                      messages of SIZE bytes (`ay`, 0: empty) as fast
  *                      as it can; reports "flood stalled after N" once
  *                      the hub has not read for a second, then waits
+ *   flood-sets SECONDS writes StorageSet requests on its control
+ *                      connection as fast as it can for SECONDS, a
+ *                      thread reading the replies; reports "flood sets
+ *                      N" at the end
  *   flood-control      writes a hello, then StorageGet requests on its
  *                      control connection without ever reading a reply,
  *                      until the hub cuts it; reports "cut after N"
@@ -221,6 +225,59 @@ write_all (int           fd,
     }
 }
 
+static gpointer
+discard_replies (gpointer data)
+{
+  int fd = GPOINTER_TO_INT (data);
+  guint8 buffer[65536];
+
+  while (read (fd, buffer, sizeof buffer) > 0 || errno == EINTR)
+    ;
+  return NULL;
+}
+
+/* Storage sets as fast as the hub takes them, replies read and
+ * dropped: a child that wants more than its share. */
+static int
+flood_sets (guint seconds)
+{
+  int fd = LY_CHILD_CONTROL_FD;
+  g_autoptr(LyWireWriter) writer = ly_wire_writer_new ();
+  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("flooder", "control"));
+  g_autoptr(GBytes) bytes = NULL;
+  gint64 end = g_get_monotonic_time () + (gint64) seconds * G_USEC_PER_SEC;
+  guint64 sent = 0;
+  guint32 serial = 1;
+  const guint8 *data;
+  gsize length;
+
+  ly_wire_writer_append (writer, LY_WIRE_KIND_HELLO, hello);
+  bytes = ly_wire_writer_steal_bytes (writer);
+  data = g_bytes_get_data (bytes, &length);
+  write_all (fd, data, length);
+  g_thread_unref (g_thread_new ("replies", discard_replies, GINT_TO_POINTER (fd)));
+
+  while (g_get_monotonic_time () < end)
+    {
+      g_clear_pointer (&bytes, g_bytes_unref);
+      for (guint i = 0; i < 256; i++, serial++)
+        {
+          g_autoptr(GVariant) request =
+            g_variant_ref_sink (g_variant_new ("(usv)", serial, "StorageSet",
+                                               g_variant_new ("(sv)", "flood.key", g_variant_new_uint32 (serial))));
+
+          ly_wire_writer_append (writer, LY_WIRE_KIND_MESSAGE, request);
+        }
+      bytes = ly_wire_writer_steal_bytes (writer);
+      data = g_bytes_get_data (bytes, &length);
+      write_all (fd, data, length);
+      sent += 256;
+    }
+
+  report ("flood sets %" G_GUINT64_FORMAT, sent);
+  return 0;
+}
+
 /* Many small messages on the data channel, for the hub that never
  * takes them: what they cost it must stay within its bound. */
 static int
@@ -291,6 +348,8 @@ main (int   argc,
 
   if (g_str_equal (mode, "flood-control"))
     return flood_control ();
+  if (g_str_equal (mode, "flood-sets") && argc > 2)
+    return flood_sets ((guint) atoi (argv[2]));
   if (g_str_equal (mode, "flood-data") && argc > 2)
     return flood_data ((gsize) atoi (argv[2]));
   if (g_str_equal (mode, "never-read"))
@@ -309,6 +368,6 @@ main (int   argc,
   if (g_str_equal (mode, "eintr-storage") && argc > 2)
     return eintr_storage ((guint) atoi (argv[2]));
 
-  g_printerr ("usage: %s flood-control | flood-data SIZE | never-read | set-loop[-orphan] KEY | eintr-storage N\n", argv[0]);
+  g_printerr ("usage: %s flood-control | flood-sets SECONDS | flood-data SIZE | never-read | set-loop[-orphan] KEY | eintr-storage N\n", argv[0]);
   return 2;
 }
