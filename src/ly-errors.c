@@ -93,9 +93,11 @@ static const GDBusErrorEntry storage_error_entries[] = {
   { LY_STORAGE_ERROR_NO_SUCH_KEY, "icu.liteyuki.Comm1.Error.Storage.NoSuchKey" },
   { LY_STORAGE_ERROR_UNAVAILABLE, "icu.liteyuki.Comm1.Error.Storage.Unavailable" },
   { LY_STORAGE_ERROR_INVALID_URI, "icu.liteyuki.Comm1.Error.Storage.InvalidUri" },
+  { LY_STORAGE_ERROR_PERMISSION_DENIED, "icu.liteyuki.Comm1.Error.Storage.PermissionDenied" },
+  { LY_STORAGE_ERROR_QUOTA,       "icu.liteyuki.Comm1.Error.Storage.Quota" },
 };
 
-G_STATIC_ASSERT (G_N_ELEMENTS (storage_error_entries) == LY_STORAGE_ERROR_INVALID_URI + 1);
+G_STATIC_ASSERT (G_N_ELEMENTS (storage_error_entries) == LY_STORAGE_ERROR_QUOTA + 1);
 
 /**
  * ly_storage_error_quark:

@@ -117,6 +117,10 @@ typedef enum
  *   ly_storage_new_for_uri() understands
  * @LY_STORAGE_ERROR_NO_SUCH_KEY: the key does not exist (only D-Bus's
  *   Get says so: ly_storage_get() returns %NULL)
+ * @LY_STORAGE_ERROR_PERMISSION_DENIED: the hub's policy for this process
+ *   does not let it read or write that key or topic
+ * @LY_STORAGE_ERROR_QUOTA: the operation would take this process past a
+ *   quota of the hub's policy (keys, bytes or subscriptions)
  *
  * Errors of [error@Ly.StorageError].
  *
@@ -129,6 +133,8 @@ typedef enum
   LY_STORAGE_ERROR_NO_SUCH_KEY,
   LY_STORAGE_ERROR_UNAVAILABLE,
   LY_STORAGE_ERROR_INVALID_URI,
+  LY_STORAGE_ERROR_PERMISSION_DENIED,
+  LY_STORAGE_ERROR_QUOTA,
 } LyStorageError;
 
 LY_AVAILABLE_IN_ALL

@@ -25,6 +25,7 @@
 #include "ly-process-manager.h"
 #include "ly-registry.h"
 #include "ly-runtime-private.h"
+#include "ly-storage-policy-private.h"
 #include "ly-storage-private.h"
 
 /**
@@ -97,6 +98,7 @@ struct _Target
   char             *working_directory;
   LyRestartPolicy   policy;
   double            stop_timeout;     /* < 0: the manager's */
+  LyStoragePolicy  *storage_policy;   /* NULL: everything shared */
 
   /* written in the manager's context with its @state_mutex held, read
    * there without it and elsewhere with it (the getters) */
@@ -304,6 +306,7 @@ target_free (Target *target)
   g_clear_object (&target->active);
   g_clear_object (&target->passive);
   g_queue_clear_full (&target->failure_times, g_free);
+  g_clear_pointer (&target->storage_policy, ly_storage_policy_free);
   g_strfreev (target->argv);
   g_strfreev (target->environment);
   g_free (target->working_directory);
@@ -514,7 +517,7 @@ target_spawn (Target  *target,
   target->control = ly_control_new (control_channel);
   ly_control_add_handler (target->control, "RequestStop", "()", on_request_stop, target, NULL);
   ly_control_add_handler (target->control, "RequestRestart", "()", on_request_restart, target, NULL);
-  ly_storage_add_peer (self->storage, target->control);
+  ly_storage_add_peer (self->storage, target->control, target->storage_policy);
   ly_channel_attach_socket (target->active, pairs.hub[1]);
   ly_channel_attach_socket (target->passive, pairs.hub[2]);
 
@@ -1623,6 +1626,133 @@ ly_process_manager_set_target_stop_timeout (LyProcessManager  *self,
     }
 
   return configure_target (self, name, set_stop_timeout, &seconds, error);
+}
+
+static LyStoragePolicy *
+target_storage_policy (Target *target)
+{
+  if (target->storage_policy == NULL)
+    target->storage_policy = ly_storage_policy_new (target->name);
+  return target->storage_policy;
+}
+
+typedef struct
+{
+  const char * const *readable;
+  const char * const *writable;
+} StorageAccess;
+
+static void
+set_storage_access (Target   *target,
+                    gpointer  data)
+{
+  const StorageAccess *access = data;
+  LyStoragePolicy *policy = target_storage_policy (target);
+
+  g_strfreev (policy->readable);
+  g_strfreev (policy->writable);
+  policy->readable = g_strdupv ((char **) access->readable);
+  policy->writable = g_strdupv ((char **) access->writable);
+}
+
+/**
+ * ly_process_manager_set_storage_access:
+ * @self: a [class@Ly.ProcessManager]
+ * @name: a target
+ * @readable: (array zero-terminated=1) (nullable): the keys and topics
+ *   its processes may read, or %NULL for all of them
+ * @writable: (array zero-terminated=1) (nullable): the keys and topics
+ *   they may write, or %NULL for all of them
+ * @error: return location for a #GError
+ *
+ * Limits what a target's processes may do with the hub's storage, from
+ * their next start.  A pattern is a key (`config`), a prefix and a
+ * final `*` (`nonebot.*`), or `*` for every name; an empty array allows
+ * nothing.  Reading covers get, contains, listing (which shows only the
+ * readable keys), the `changed` notifications it gets, and subscribing;
+ * writing covers set, delete, compare-and-set (which needs reading too)
+ * and publishing.  A refused operation fails in the child with
+ * %LY_STORAGE_ERROR_PERMISSION_DENIED.  By default everything is shared,
+ * as in the original `liteyuki.comm`.
+ *
+ * Returns: %TRUE on success
+ *
+ * Since: 1.0
+ */
+gboolean
+ly_process_manager_set_storage_access (LyProcessManager    *self,
+                                       const char          *name,
+                                       const char * const  *readable,
+                                       const char * const  *writable,
+                                       GError             **error)
+{
+  StorageAccess access = { readable, writable };
+
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!ly_storage_patterns_valid (readable, error) || !ly_storage_patterns_valid (writable, error))
+    return FALSE;
+
+  return configure_target (self, name, set_storage_access, &access, error);
+}
+
+typedef struct
+{
+  guint   max_keys;
+  guint64 max_bytes;
+  guint   max_subscriptions;
+} StorageQuota;
+
+static void
+set_storage_quota (Target   *target,
+                   gpointer  data)
+{
+  const StorageQuota *quota = data;
+  LyStoragePolicy *policy = target_storage_policy (target);
+
+  policy->max_keys = quota->max_keys;
+  policy->max_bytes = quota->max_bytes;
+  policy->max_subscriptions = quota->max_subscriptions;
+}
+
+/**
+ * ly_process_manager_set_storage_quota:
+ * @self: a [class@Ly.ProcessManager]
+ * @name: a target
+ * @max_keys: how many keys its processes may hold, or 0 for no limit
+ * @max_bytes: how many bytes of values they may hold, or 0 for no limit
+ * @max_subscriptions: to how many topics each of its processes may
+ *   subscribe, or 0 for no limit
+ * @error: return location for a #GError
+ *
+ * Bounds what a target's processes may hold in the hub's storage, from
+ * their next start.  What they hold is what they wrote last: a key
+ * counts for the target that set it last (another's write takes it over,
+ * a delete frees it), with the size of its value.  A write past a quota
+ * fails in the child with %LY_STORAGE_ERROR_QUOTA, and so does a
+ * subscription past its quota.  No quota by default.
+ *
+ * Returns: %TRUE on success
+ *
+ * Since: 1.0
+ */
+gboolean
+ly_process_manager_set_storage_quota (LyProcessManager  *self,
+                                      const char        *name,
+                                      guint              max_keys,
+                                      guint64            max_bytes,
+                                      guint              max_subscriptions,
+                                      GError           **error)
+{
+  StorageQuota quota = { max_keys, max_bytes, max_subscriptions };
+
+  g_return_val_if_fail (LY_IS_PROCESS_MANAGER (self), FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  return configure_target (self, name, set_storage_quota, &quota, error);
 }
 
 /**

@@ -170,6 +170,20 @@ gboolean          ly_process_manager_stop_all_finish    (LyProcessManager     *s
                                                          GError              **error);
 
 LY_AVAILABLE_IN_ALL
+gboolean          ly_process_manager_set_storage_access (LyProcessManager   *self,
+                                                         const char         *name,
+                                                         const char * const *readable,
+                                                         const char * const *writable,
+                                                         GError            **error);
+LY_AVAILABLE_IN_ALL
+gboolean          ly_process_manager_set_storage_quota  (LyProcessManager   *self,
+                                                         const char         *name,
+                                                         guint               max_keys,
+                                                         guint64             max_bytes,
+                                                         guint               max_subscriptions,
+                                                         GError            **error);
+
+LY_AVAILABLE_IN_ALL
 gboolean          ly_process_manager_is_alive           (LyProcessManager     *self,
                                                          const char           *name);
 LY_AVAILABLE_IN_ALL

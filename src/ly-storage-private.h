@@ -35,9 +35,13 @@ void       ly_storage_remove_monitor  (LyStorage        *self,
 
 /* The hub's storage serves a child's requests on @control (see
  * ly-storage-server.c) from add_peer until remove_peer, which must be
- * called in the control's context. */
-void       ly_storage_add_peer        (LyStorage  *self,
-                                       LyControl  *control);
+ * called in the control's context; within @policy (copied; NULL:
+ * everything is shared). */
+typedef struct _LyStoragePolicy LyStoragePolicy;
+
+void       ly_storage_add_peer        (LyStorage              *self,
+                                       LyControl              *control,
+                                       const LyStoragePolicy  *policy);
 void       ly_storage_remove_peer     (LyStorage  *self,
                                        LyControl  *control);
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "ly-storage-backend-private.h"
+#include "ly-storage-policy-private.h"
 
 G_BEGIN_DECLS
 
@@ -17,8 +18,9 @@ LyStorageServer *ly_storage_server_new                (LyStorageBackend *backend
 void             ly_storage_server_free               (LyStorageServer  *self);
 void             ly_storage_server_set_max_value_size (LyStorageServer  *self,
                                                        gsize             max_value_size);
-void             ly_storage_server_add_peer           (LyStorageServer  *self,
-                                                       LyControl        *control);
+void             ly_storage_server_add_peer           (LyStorageServer       *self,
+                                                       LyControl             *control,
+                                                       const LyStoragePolicy *policy);
 void             ly_storage_server_remove_peer        (LyStorageServer  *self,
                                                        LyControl        *control);
 void             ly_storage_server_notify_changed     (LyStorageServer  *self,

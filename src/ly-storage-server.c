@@ -7,6 +7,7 @@
 
 #include "ly-control-private.h"
 #include "ly-i18n-private.h"
+#include "ly-storage-policy-private.h"
 #include "ly-storage-server-private.h"
 
 /* Each child's control connection gets a handler per storage method (the
@@ -63,6 +64,7 @@ struct _Peer
   LyStorageServer *server;
   LyControl       *control;
   GHashTable      *topics;        /* it subscribed to; under the server's mutex */
+  LyStoragePolicy *policy;        /* what it may do; NULL: everything */
   gboolean         warned;        /* about missed notifications */
   gboolean         missed;        /* notifications were not sent: tell it */
   Binding          bindings[G_N_ELEMENTS (server_methods)];
@@ -78,7 +80,116 @@ struct _LyStorageServer
   GPtrArray        *peers;        /* of Peer* */
   GHashTable       *subscribers;  /* topic → how many peers subscribed */
   gsize             max_value_size;
+
+  /* the quotas' accounts, of the targets that have quotas only: @owners
+   * names who wrote each key last and its size, @usage sums them up */
+  GHashTable       *owners;       /* key → KeyOwner* */
+  GHashTable       *usage;        /* owner → Usage* */
 };
+
+typedef struct
+{
+  char  *owner;
+  gsize  size;
+} KeyOwner;
+
+typedef struct
+{
+  guint    keys;
+  guint64  bytes;
+} Usage;
+
+static void
+key_owner_free (gpointer data)
+{
+  KeyOwner *key_owner = data;
+
+  g_free (key_owner->owner);
+  g_free (key_owner);
+}
+
+static Usage *
+usage_of_locked (LyStorageServer *self,
+                 const char      *owner)
+{
+  Usage *usage = g_hash_table_lookup (self->usage, owner);
+
+  if (usage == NULL)
+    {
+      usage = g_new0 (Usage, 1);
+      g_hash_table_insert (self->usage, g_strdup (owner), usage);
+    }
+  return usage;
+}
+
+/* Whether a write of @value (NULL: a delete) to @key keeps @peer within
+ * its quotas: the keys it wrote last, and their bytes. */
+static gboolean
+within_quota_locked (Peer        *peer,
+                     const char  *key,
+                     GVariant    *value,
+                     GError     **error)
+{
+  LyStoragePolicy *policy = peer->policy;
+  KeyOwner *current;
+  Usage *usage;
+  guint keys;
+  guint64 bytes;
+
+  if (policy == NULL || !ly_storage_policy_has_quota (policy) || value == NULL)
+    return TRUE;
+
+  usage = usage_of_locked (peer->server, policy->owner);
+  current = g_hash_table_lookup (peer->server->owners, key);
+  keys = usage->keys;
+  bytes = usage->bytes + g_variant_get_size (value);
+  if (current != NULL && g_str_equal (current->owner, policy->owner))
+    bytes -= current->size;
+  else
+    keys++;
+
+  if ((policy->max_keys > 0 && keys > policy->max_keys) ||
+      (policy->max_bytes > 0 && bytes > policy->max_bytes))
+    {
+      g_set_error (error, LY_STORAGE_ERROR, LY_STORAGE_ERROR_QUOTA,
+                   _("“%s” may hold %u keys of %" G_GUINT64_FORMAT " bytes in all: writing “%s” would make %u keys of %" G_GUINT64_FORMAT " bytes"),
+                   policy->owner, policy->max_keys, policy->max_bytes, key, keys, bytes);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* A change, in the store's order: who holds @key now. */
+static void
+account_change_locked (LyStorageServer *self,
+                       const char      *key,
+                       GVariant        *value,
+                       Peer            *origin)
+{
+  KeyOwner *previous = g_hash_table_lookup (self->owners, key);
+
+  if (previous != NULL)
+    {
+      Usage *usage = usage_of_locked (self, previous->owner);
+
+      usage->keys--;
+      usage->bytes -= previous->size;
+      g_hash_table_remove (self->owners, key);
+    }
+
+  if (value != NULL && origin != NULL && origin->policy != NULL && ly_storage_policy_has_quota (origin->policy))
+    {
+      KeyOwner *key_owner = g_new0 (KeyOwner, 1);
+      Usage *usage = usage_of_locked (self, origin->policy->owner);
+
+      key_owner->owner = g_strdup (origin->policy->owner);
+      key_owner->size = g_variant_get_size (value);
+      usage->keys++;
+      usage->bytes += key_owner->size;
+      g_hash_table_insert (self->owners, g_strdup (key), key_owner);
+    }
+}
 
 static gsize
 get_max_value_size (LyStorageServer *self)
@@ -99,6 +210,7 @@ typedef struct
   LyControl       *control;
   guint32          serial;
   LyStorageOpKind  kind;
+  LyStoragePolicy *policy;     /* a copy, for what a listing may show */
 } Reply;
 
 static Reply *
@@ -112,8 +224,47 @@ reply_new (Peer            *peer,
   reply->control = g_object_ref (peer->control);
   reply->serial = serial;
   reply->kind = kind;
+  if (peer->policy != NULL && peer->policy->readable != NULL &&
+      (kind == LY_STORAGE_OP_LIST_KEYS || kind == LY_STORAGE_OP_GET_ALL))
+    reply->policy = ly_storage_policy_copy (peer->policy);
 
   return reply;
+}
+
+/* A listing as @policy lets its target see it: the readable keys only. */
+static void
+filter_readable (const LyStoragePolicy  *policy,
+                 const LyStorageResult  *result,
+                 char                 ***keys,
+                 GVariant              **all)
+{
+  if (result->keys != NULL)
+    {
+      g_autoptr(GStrvBuilder) builder = g_strv_builder_new ();
+
+      for (guint i = 0; result->keys[i] != NULL; i++)
+        if (ly_storage_policy_may_read (policy, result->keys[i]))
+          g_strv_builder_add (builder, result->keys[i]);
+      *keys = g_strv_builder_end (builder);
+    }
+
+  if (result->value != NULL && g_variant_is_of_type (result->value, G_VARIANT_TYPE_VARDICT))
+    {
+      GVariantBuilder builder;
+      GVariantIter iter;
+      const char *key;
+      GVariant *value;
+
+      g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
+      g_variant_iter_init (&iter, result->value);
+      while (g_variant_iter_next (&iter, "{&sv}", &key, &value))
+        {
+          if (ly_storage_policy_may_read (policy, key))
+            g_variant_builder_add (&builder, "{sv}", key, value);
+          g_variant_unref (value);
+        }
+      *all = g_variant_ref_sink (g_variant_builder_end (&builder));
+    }
 }
 
 static void
@@ -125,9 +276,21 @@ send_reply (const LyStorageResult *result,
 
   if (error != NULL)
     ly_control_reply_error (reply->control, reply->serial, error);
+  else if (reply->policy != NULL)
+    {
+      LyStorageResult readable = *result;
+      g_auto(GStrv) keys = NULL;
+      g_autoptr(GVariant) all = NULL;
+
+      filter_readable (reply->policy, result, &keys, &all);
+      readable.keys = keys;
+      readable.value = all;
+      ly_control_reply (reply->control, reply->serial, ly_storage_result_to_reply (reply->kind, &readable));
+    }
   else
     ly_control_reply (reply->control, reply->serial, ly_storage_result_to_reply (reply->kind, result));
 
+  g_clear_pointer (&reply->policy, ly_storage_policy_free);
   g_object_unref (reply->control);
   g_free (reply);
 }
@@ -145,6 +308,38 @@ submit_op (Peer              *peer,
     ly_storage_backend_submit (peer->server->backend, op, send_reply, reply_new (peer, serial, op->kind));
 }
 
+/* What the hub's policy lets @peer do: the names it may touch, and its
+ * quotas (the server's accounts say what it holds). */
+static gboolean
+peer_allows (Peer               *peer,
+             const LyStorageOp  *op,
+             GError            **error)
+{
+  gboolean allowed;
+
+  if (peer->policy == NULL)
+    return TRUE;
+  if (!ly_storage_policy_check_op (peer->policy, op, error))
+    return FALSE;
+
+  g_mutex_lock (&peer->server->mutex);
+  if (op->kind == LY_STORAGE_OP_SUBSCRIBE)
+    allowed = peer->policy->max_subscriptions == 0 ||
+              g_hash_table_contains (peer->topics, op->name) ||
+              g_hash_table_size (peer->topics) < peer->policy->max_subscriptions;
+  else
+    allowed = TRUE;
+  if (!allowed)
+    g_set_error (error, LY_STORAGE_ERROR, LY_STORAGE_ERROR_QUOTA,
+                 _("“%s” may subscribe to %u topics at most"), peer->policy->owner, peer->policy->max_subscriptions);
+  else if (op->kind == LY_STORAGE_OP_SET ||
+           (op->kind == LY_STORAGE_OP_COMPARE_AND_SET && op->value != NULL))
+    allowed = within_quota_locked (peer, op->name, op->value, error);
+  g_mutex_unlock (&peer->server->mutex);
+
+  return allowed;
+}
+
 static gboolean
 check_op_or_reply (Peer              *peer,
                    guint32            serial,
@@ -152,7 +347,8 @@ check_op_or_reply (Peer              *peer,
 {
   g_autoptr(GError) error = NULL;
 
-  if (ly_storage_check_op (op, get_max_value_size (peer->server), &error))
+  if (ly_storage_check_op (op, get_max_value_size (peer->server), &error) &&
+      peer_allows (peer, op, &error))
     return TRUE;
 
   if (serial != 0)
@@ -349,7 +545,8 @@ serve_set_many (Peer     *peer,
       ly_storage_op_init (&op, LY_STORAGE_OP_SET, g_variant_get_string (g_ptr_array_index (items, 2 * i), NULL),
                           NULL, g_ptr_array_index (items, 2 * i + 1));
       op.origin = peer->control;
-      if (!ly_storage_check_op (&op, max_value_size, &set_error))
+      if (!ly_storage_check_op (&op, max_value_size, &set_error) ||
+          !peer_allows (peer, &op, &set_error))
         {
           set_many_fail (many, i, set_error);
           continue;
@@ -380,13 +577,15 @@ on_request (LyControl *control,
 
 /* Serves @control's storage requests, and tells it about changes. */
 void
-ly_storage_server_add_peer (LyStorageServer *self,
-                            LyControl       *control)
+ly_storage_server_add_peer (LyStorageServer       *self,
+                            LyControl             *control,
+                            const LyStoragePolicy *policy)
 {
   Peer *peer = g_new0 (Peer, 1);
 
   peer->server = self;
   peer->control = g_object_ref (control);
+  peer->policy = policy != NULL ? ly_storage_policy_copy (policy) : NULL;
   peer->topics = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
 
   g_mutex_lock (&self->mutex);
@@ -440,6 +639,7 @@ peer_free (Peer *peer)
     ly_control_remove_handlers (peer->control, &peer->bindings[i]);
   g_object_unref (peer->control);
   g_hash_table_unref (peer->topics);
+  g_clear_pointer (&peer->policy, ly_storage_policy_free);
   g_free (peer);
 }
 
@@ -513,17 +713,25 @@ ly_storage_server_notify_changed (LyStorageServer *self,
 {
   g_autoptr(GVariant) args = NULL;
 
+  Peer *origin_peer = NULL;
+
   g_mutex_lock (&self->mutex);
   for (guint i = 0; i < self->peers->len; i++)
     {
       Peer *peer = g_ptr_array_index (self->peers, i);
 
       if (peer->control == origin)
+        {
+          origin_peer = peer;
+          continue;
+        }
+      if (!ly_storage_policy_may_read (peer->policy, key))
         continue;
       if (args == NULL)
         args = g_variant_ref_sink (g_variant_new ("(s@mv)", key, ly_storage_maybe_variant (value)));
       notify_peer_locked (peer, LY_STORAGE_CHANGED_METHOD, args);
     }
+  account_change_locked (self, key, value, origin_peer);
   g_mutex_unlock (&self->mutex);
 }
 
@@ -569,6 +777,8 @@ ly_storage_server_new (LyStorageBackend *backend,
   self->backend = backend;
   self->peers = g_ptr_array_new ();
   self->subscribers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->owners = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, key_owner_free);
+  self->usage = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->max_value_size = max_value_size;
 
   return self;
@@ -590,6 +800,8 @@ ly_storage_server_free (LyStorageServer *self)
     peer_free (g_ptr_array_steal_index (self->peers, self->peers->len - 1));
   g_ptr_array_unref (self->peers);
   g_hash_table_unref (self->subscribers);
+  g_hash_table_unref (self->owners);
+  g_hash_table_unref (self->usage);
   g_mutex_clear (&self->mutex);
   g_free (self);
 }

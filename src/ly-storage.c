@@ -791,8 +791,9 @@ ly_storage_is_proxy (LyStorage *self)
 /* Serving children -------------------------------------------------------- */
 
 void
-ly_storage_add_peer (LyStorage *self,
-                     LyControl *control)
+ly_storage_add_peer (LyStorage             *self,
+                     LyControl             *control,
+                     const LyStoragePolicy *policy)
 {
   LyStorageServer *server;
 
@@ -802,7 +803,7 @@ ly_storage_add_peer (LyStorage *self,
   server = self->server;
   g_mutex_unlock (&self->mutex);
 
-  ly_storage_server_add_peer (server, control);
+  ly_storage_server_add_peer (server, control, policy);
 }
 
 void

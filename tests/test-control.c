@@ -217,7 +217,7 @@ test_storage_server (Fixture       *fixture,
   gboolean existed;
 
   g_object_set (storage, "max-value-size", (guint64) 100, NULL);
-  ly_storage_add_peer (storage, fixture->hub);
+  ly_storage_add_peer (storage, fixture->hub, NULL);
   memset (big, 'x', sizeof big - 1);
   big[sizeof big - 1] = '\0';
 
@@ -326,7 +326,7 @@ test_storage_notifications (Fixture       *fixture,
   g_autoptr(GPtrArray) seen = g_ptr_array_new_with_free_func (g_free);
   Outcome outcome = { 0, };
 
-  ly_storage_add_peer (storage, fixture->hub);
+  ly_storage_add_peer (storage, fixture->hub, NULL);
   ly_control_add_handler (fixture->child, LY_STORAGE_CHANGED_METHOD, LY_STORAGE_CHANGED_TYPE,
                           on_notification, seen, NULL);
   ly_control_add_handler (fixture->child, LY_STORAGE_PUBLISHED_METHOD, LY_STORAGE_PUBLISHED_TYPE,

@@ -248,13 +248,102 @@ parse_restart_policy (const char      *text,
   return TRUE;
 }
 
+/* StorageRead= and StorageWrite=: key patterns, separated by spaces. */
+static gboolean
+parse_patterns (Config       *config,
+                const char   *group,
+                const char   *key,
+                char       ***patterns)
+{
+  g_autofree char *text = g_key_file_get_string (config->file, group, key, NULL);
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) words = NULL;
+
+  *patterns = NULL;
+  if (text == NULL)
+    return TRUE;
+  if (!g_shell_parse_argv (text, NULL, &words, &error) &&
+      !g_error_matches (error, G_SHELL_ERROR, G_SHELL_ERROR_EMPTY_STRING))
+    return config_error (config, group, key, "%s", error->message);
+  g_clear_error (&error);
+  if (words == NULL)
+    words = g_new0 (char *, 1);    /* nothing allowed */
+
+  *patterns = g_steal_pointer (&words);
+  return TRUE;
+}
+
+/* A count, or a size with a K, M or G suffix (powers of 1024). */
+static gboolean
+parse_quantity (Config      *config,
+                const char  *group,
+                const char  *key,
+                gboolean     size,
+                guint64     *quantity)
+{
+  g_autofree char *text = g_key_file_get_string (config->file, group, key, NULL);
+  char *end = NULL;
+  guint64 value, unit = 1;
+
+  *quantity = 0;
+  if (text == NULL)
+    return TRUE;
+
+  value = g_ascii_strtoull (text, &end, 10);
+  if (size && end != text && end[0] != '\0' && end[1] == '\0')
+    {
+      unit = end[0] == 'K' ? 1024 : end[0] == 'M' ? 1024 * 1024 : end[0] == 'G' ? 1024 * 1024 * 1024 : 0;
+      if (unit != 0)
+        end++;
+    }
+  if (end == text || *end != '\0' || text[0] == '-' || unit == 0 ||
+      value > (size ? G_MAXUINT64 / unit : G_MAXUINT))
+    return config_error (config, group, key,
+                         size ? _("“%s” is not a size (a number of bytes, or with K, M or G)")
+                              : _("“%s” is not a count"), text);
+
+  *quantity = value * unit;
+  return TRUE;
+}
+
+/* What the target's processes may do with the storage: by default
+ * everything, with no quota. */
+static void
+load_storage_policy (Config           *config,
+                     const char       *group,
+                     LyProcessManager *manager,
+                     const char       *name)
+{
+  g_auto(GStrv) readable = NULL;
+  g_auto(GStrv) writable = NULL;
+  g_autoptr(GError) error = NULL;
+  guint64 max_keys = 0, max_bytes = 0, max_subscriptions = 0;
+  gboolean valid;
+
+  if (parse_patterns (config, group, "StorageRead", &readable) &&
+      parse_patterns (config, group, "StorageWrite", &writable) &&
+      (readable != NULL || writable != NULL) &&
+      !ly_process_manager_set_storage_access (manager, name, (const char * const *) readable,
+                                              (const char * const *) writable, &error))
+    config_error (config, group, readable != NULL ? "StorageRead" : "StorageWrite", "%s", error->message);
+
+  /* each key is checked, so that each mistake is reported */
+  valid = parse_quantity (config, group, "MaxKeys", FALSE, &max_keys);
+  valid = parse_quantity (config, group, "MaxBytes", TRUE, &max_bytes) && valid;
+  valid = parse_quantity (config, group, "MaxSubscriptions", FALSE, &max_subscriptions) && valid;
+  if (valid)
+    ly_process_manager_set_storage_quota (manager, name, (guint) max_keys, max_bytes,
+                                          (guint) max_subscriptions, NULL);
+}
+
 static void
 load_target (Config            *config,
              const char        *group,
              LyProcessManager  *manager)
 {
   static const char * const allowed[] = { "Exec", "Restart", "StopTimeout", "Environment",
-                                          "WorkingDirectory", NULL };
+                                          "WorkingDirectory", "StorageRead", "StorageWrite",
+                                          "MaxKeys", "MaxBytes", "MaxSubscriptions", NULL };
   const char *name = group + strlen (TARGET_PREFIX);
   g_autofree char *exec = NULL;
   g_autofree char *restart = NULL;
@@ -317,6 +406,8 @@ load_target (Config            *config,
 
   if (directory != NULL)
     ly_process_manager_set_working_directory (manager, name, directory, NULL);
+
+  load_storage_policy (config, group, manager, name);
 }
 
 gboolean

@@ -121,7 +121,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
   control = ly_control_new (channel);
   ly_control_add_handler (control, "RequestStop", "()", on_lifecycle_request, NULL, NULL);
   ly_control_add_handler (control, "RequestRestart", "()", on_lifecycle_request, NULL, NULL);
-  ly_storage_add_peer (storage, control);
+  ly_storage_add_peer (storage, control, NULL);
   drain_id = g_unix_fd_add (fds[1], G_IO_IN, drain, &child_eof);
 
   while (!ly_channel_is_closed (channel))
