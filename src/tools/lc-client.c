@@ -40,7 +40,7 @@ static GOptionEntry client_entries[] = {
     N_("Talk to the hub at this D-Bus address instead of the session bus"), N_("ADDRESS") },
   { "bus-name", 0, 0, G_OPTION_ARG_STRING, &option_bus_name,
     N_("The hub's name on the session bus (default icu.liteyuki.Comm1)"), N_("NAME") },
-  { "json", 0, 0, G_OPTION_ARG_NONE, &option_json, N_("Print JSON instead of GVariant text"), NULL },
+  { "json", 0, 0, G_OPTION_ARG_NONE, &option_json, N_("Read and print values as JSON instead of GVariant text"), NULL },
   { "start", 0, 0, G_OPTION_ARG_NONE, &option_start,
     N_("Start the hub through D-Bus activation when none is running (by default a command never starts one)"), NULL },
   { NULL }
@@ -137,7 +137,8 @@ static GVariant *
 parse_wire_value (const char  *text,
                   GError     **error)
 {
-  g_autoptr(GVariant) value = lc_parse_value (text, error);
+  /* --json: values going in are JSON too */
+  g_autoptr(GVariant) value = option_json ? lc_json_to_variant (text, error) : lc_parse_value (text, error);
 
   return value != NULL ? ly_dbus_value_to_wire (value) : NULL;
 }

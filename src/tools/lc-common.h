@@ -65,6 +65,8 @@ GVariant *lc_parse_value (const char  *text,
 /* GVariant as JSON, for --json. */
 char    *lc_variant_to_json (GVariant *value);
 char    *lc_string_to_json  (const char *text);
+GVariant *lc_json_to_variant (const char  *text,
+                              GError     **error);
 
 /* Storage kept in a file across restarts of the daemon. */
 typedef struct _LcStorageFile LcStorageFile;

@@ -269,6 +269,12 @@ check "cas to no value (-) deletes" lc storage cas fresh "'new'" -
 lc storage contains fresh >/dev/null
 ok $([ $? = 1 ] && echo 0 || echo 1) "…it is gone"
 expect_output "options before the subcommand" "2" lc --bus-name icu.liteyuki.Comm1 --json storage get counter
+check "--json for a value going in" lc storage set doc --json '{"a": [1, "two\u00e9", null, 2.5], "b": true}'
+expect_output "…stored with its types" "{'a': <[<int64 1>, <'twoé'>, <@mv nothing>, <2.5>]>, 'b': <true>}" lc storage get doc
+expect_output "…and read back as the same JSON" '{"a":[1,"twoé",null,2.5],"b":true}' lc storage get doc --json
+expect_failure "invalid JSON is a usage error" 2 "not valid JSON" lc storage set doc --json '{"a": }'
+expect_failure "JSON nested too deep" 2 "nested more than 64 levels" \
+  lc storage set doc --json "$(printf '%.0s[' $(seq 70))$(printf '%.0s]' $(seq 70))"
 
 # values D-Bus cannot carry cross it wrapped, and poison nothing
 lc storage watch >"$work/watch" 2>&1 &
