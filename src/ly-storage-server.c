@@ -671,37 +671,31 @@ ly_storage_server_remove_peer (LyStorageServer *self,
  * reply. */
 #define NOTIFY_BACKLOG (16 * 1024)
 
-/* Whether @peer can take a notification now.  One that fell behind
- * misses them until it caught up; then it is told that it missed some
- * (its storage's changes-missed), before anything else: nothing is lost
+/* Tells @peer, unless it fell behind.  A change notification (which the
+ * child can make up for by reading again) is skipped while more than
+ * NOTIFY_BACKLOG waits for it; a publication only when its queue is
+ * full.  A child that missed some is told so (its storage's
+ * changes-missed) before the next one it gets: nothing is lost
  * silently, and the hub never waits for a child. */
-static gboolean
-peer_keeps_up_locked (Peer *peer)
+static void
+notify_peer_locked (Peer       *peer,
+                    const char *method,
+                    GVariant   *args,
+                    gboolean    may_skip)
 {
-  gsize queued = ly_channel_get_queued_bytes (ly_control_get_channel (peer->control));
-
-  if (queued > NOTIFY_BACKLOG)
+  if (may_skip && ly_channel_get_queued_bytes (ly_control_get_channel (peer->control)) > NOTIFY_BACKLOG)
     {
       if (!peer->warned)
         g_debug ("“%s” falls behind: it misses storage notifications, and is told so",
                  ly_control_get_name (peer->control));
       peer->warned = TRUE;
       peer->missed = TRUE;
-      return FALSE;
+      return;
     }
 
   if (peer->missed && ly_control_notify (peer->control, LY_STORAGE_MISSED_METHOD, NULL, NULL))
     peer->missed = FALSE;
-  return TRUE;
-}
-
-/* Tells @peer, if it keeps up. */
-static void
-notify_peer_locked (Peer       *peer,
-                    const char *method,
-                    GVariant   *args)
-{
-  if (peer_keeps_up_locked (peer) && !ly_control_notify (peer->control, method, args, NULL))
+  if (!ly_control_notify (peer->control, method, args, NULL))
     peer->missed = TRUE;
 }
 
@@ -729,7 +723,7 @@ ly_storage_server_notify_changed (LyStorageServer *self,
         continue;
       if (args == NULL)
         args = g_variant_ref_sink (g_variant_new ("(s@mv)", key, ly_storage_maybe_variant (value)));
-      notify_peer_locked (peer, LY_STORAGE_CHANGED_METHOD, args);
+      notify_peer_locked (peer, LY_STORAGE_CHANGED_METHOD, args, TRUE);
     }
   account_change_locked (self, key, value, origin_peer);
   g_mutex_unlock (&self->mutex);
@@ -751,7 +745,7 @@ ly_storage_server_notify_published (LyStorageServer *self,
         continue;
       if (args == NULL)
         args = g_variant_ref_sink (g_variant_new ("(sv)", topic, value));
-      notify_peer_locked (peer, LY_STORAGE_PUBLISHED_METHOD, args);
+      notify_peer_locked (peer, LY_STORAGE_PUBLISHED_METHOD, args, FALSE);
     }
   g_mutex_unlock (&self->mutex);
 }
@@ -761,7 +755,7 @@ ly_storage_server_notify_missed (LyStorageServer *self)
 {
   g_mutex_lock (&self->mutex);
   for (guint i = 0; i < self->peers->len; i++)
-    notify_peer_locked (g_ptr_array_index (self->peers, i), LY_STORAGE_MISSED_METHOD, NULL);
+    notify_peer_locked (g_ptr_array_index (self->peers, i), LY_STORAGE_MISSED_METHOD, NULL, FALSE);
   g_mutex_unlock (&self->mutex);
 }
 

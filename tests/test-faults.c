@@ -646,9 +646,10 @@ test_flood_sets_fairness (void)
   /* valgrind and ASan slow everything too much for figures */
   if (g_getenv ("LY_TEST_QUICK") != NULL)
     return;
+  /* a ratio within the run (the machine's load slows both): the
+   * lateness, a wall-clock figure, is only reported */
 #ifndef __SANITIZE_ADDRESS__
   g_assert_cmpfloat (rate_flooded * 25, >=, rate_alone);
-  g_assert_cmpint (flooded.worst, <, 50 * 1000);
 #endif
 }
 

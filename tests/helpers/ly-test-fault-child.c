@@ -225,6 +225,23 @@ write_all (int           fd,
     }
 }
 
+/* The hello a connection starts with, written by hand. */
+static void
+write_hello (int         fd,
+             const char *channel_name)
+{
+  g_autoptr(LyWireWriter) writer = ly_wire_writer_new ();
+  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("flooder", channel_name));
+  g_autoptr(GBytes) bytes = NULL;
+  const guint8 *data;
+  gsize length;
+
+  ly_wire_writer_append (writer, LY_WIRE_KIND_HELLO, hello);
+  bytes = ly_wire_writer_steal_bytes (writer);
+  data = g_bytes_get_data (bytes, &length);
+  write_all (fd, data, length);
+}
+
 static gpointer
 discard_replies (gpointer data)
 {
@@ -243,7 +260,6 @@ flood_sets (guint seconds)
 {
   int fd = LY_CHILD_CONTROL_FD;
   g_autoptr(LyWireWriter) writer = ly_wire_writer_new ();
-  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("flooder", "control"));
   g_autoptr(GBytes) bytes = NULL;
   gint64 end = g_get_monotonic_time () + (gint64) seconds * G_USEC_PER_SEC;
   guint64 sent = 0;
@@ -251,10 +267,7 @@ flood_sets (guint seconds)
   const guint8 *data;
   gsize length;
 
-  ly_wire_writer_append (writer, LY_WIRE_KIND_HELLO, hello);
-  bytes = ly_wire_writer_steal_bytes (writer);
-  data = g_bytes_get_data (bytes, &length);
-  write_all (fd, data, length);
+  write_hello (fd, "control");
   g_thread_unref (g_thread_new ("replies", discard_replies, GINT_TO_POINTER (fd)));
 
   while (g_get_monotonic_time () < end)
@@ -285,7 +298,6 @@ flood_data (gsize size)
 {
   int fd = LY_CHILD_ACTIVE_FD;
   g_autoptr(LyWireWriter) writer = ly_wire_writer_new ();
-  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("flooder", "flood-active"));
   g_autoptr(GBytes) bytes = NULL;
   g_autofree guint8 *payload = g_malloc0 (MAX (size, 1));
   g_autoptr(GVariant) message = g_variant_ref_sink (g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, payload, size, 1));
@@ -294,12 +306,7 @@ flood_data (gsize size)
   guint64 sent = 0;
   gint64 stalled_since = 0;
 
-  ly_wire_writer_append (writer, LY_WIRE_KIND_HELLO, hello);
-  bytes = ly_wire_writer_steal_bytes (writer);
-  data = g_bytes_get_data (bytes, &length);
-  write_all (fd, data, length);
-  g_clear_pointer (&bytes, g_bytes_unref);
-
+  write_hello (fd, "flood-active");
   for (guint i = 0; i < 4096; i++)
     ly_wire_writer_append (writer, LY_WIRE_KIND_MESSAGE, message);
   bytes = ly_wire_writer_steal_bytes (writer);
