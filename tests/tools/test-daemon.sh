@@ -116,9 +116,15 @@ ok $([ $? = 1 ] && echo 0 || echo 1) "a second hub with the same configuration e
 expect "…saying why" "cannot own the name icu.liteyuki.Comm1 on the session bus" cat "$work/second.err"
 expect_output "…without starting a second copy of any target" "1" sh -c "wc -l <'$work/good.log'"
 
+gdbus monitor --session --dest icu.liteyuki.Comm1 >"$work/monitor" 2>&1 &
+monitor_pid=$!
+wait_for_line "is owned by" "$work/monitor"
 check "stop one target" lc stop good
 wait_for_line "good stopped on request" "$work/hub.log"
 ok $? "a requested stop is reported as such"
+wait_for_line "ProcessExited ('good', 15, 'stopped', false)" "$work/monitor"
+ok $? "…and so in D-Bus ProcessExited, with no restart pending"
+kill $monitor_pid
 
 stop_hub
 ok $hub_status "SIGTERM ends the hub with status 0"
