@@ -240,8 +240,13 @@ ok $? "300 changes of 1 MiB while a client does not read"
 rss_after=$(awk '/^VmRSS:/ { print $2 }' /proc/$private_pid/status)
 growth=$(( (rss_after - rss_before) / 1024 ))
 # (the idle target, which reads nothing, holds up to 32 MiB of change
-# notifications of its own)
-ok $([ $growth -lt 100 ] && echo 0 || echo 1) "the hub grew by $growth MiB, not by 300"
+# notifications of its own; AddressSanitizer keeps freed memory, so its
+# build gives no figure to hold)
+if ldd "$tool" 2>/dev/null | grep -q libasan; then
+  echo "# the hub grew by $growth MiB (AddressSanitizer's quarantine included: not asserted)"
+else
+  ok $([ $growth -lt 100 ] && echo 0 || echo 1) "the hub grew by $growth MiB, not by 300"
+fi
 wait_for_line "A D-Bus client fell more than 16 MiB behind without reading: disconnected" "$work/private.log"
 ok $? "…and says it dropped that client"
 touch "$work/lazy.done"
