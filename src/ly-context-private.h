@@ -5,7 +5,7 @@
 
 #pragma once
 
-#include <glib.h>
+#include <gio/gio.h>
 
 G_BEGIN_DECLS
 
@@ -17,6 +17,10 @@ void     ly_context_invoke        (GMainContext   *context,
                                    GSourceFunc     func,
                                    gpointer        data,
                                    GDestroyNotify  destroy);
+GSource *ly_context_cancel_after  (GMainContext   *context,
+                                   GCancellable   *cancellable,
+                                   guint           msec,
+                                   const char     *name);
 
 /* Something a thread waits for, set by another.  @mutex protects @done;
  * @cond is signalled when it is set. */

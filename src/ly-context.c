@@ -116,3 +116,27 @@ ly_waiter_wait_until (LyWaiter *waiter,
 
   return done;
 }
+
+static gboolean
+cancel_now (gpointer user_data)
+{
+  g_cancellable_cancel (user_data);
+  return G_SOURCE_REMOVE;
+}
+
+/* A timer in @context that cancels @cancellable after @msec: the bound of
+ * a wait made of an async call.  The caller destroys and unrefs it when
+ * the wait ends first. */
+GSource *
+ly_context_cancel_after (GMainContext *context,
+                         GCancellable *cancellable,
+                         guint         msec,
+                         const char   *name)
+{
+  GSource *timer = g_timeout_source_new (msec);
+
+  g_source_set_callback (timer, cancel_now, g_object_ref (cancellable), g_object_unref);
+  g_source_set_static_name (timer, name);
+  g_source_attach (timer, context);
+  return timer;
+}

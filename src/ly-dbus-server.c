@@ -13,6 +13,7 @@
 #include <gio/gunixsocketaddress.h>
 #include <glib/gstdio.h>
 
+#include "ly-context-private.h"
 #include "ly-dbus.h"
 #include "ly-dbus-server.h"
 #include "ly-i18n-private.h"
@@ -201,15 +202,6 @@ pending_free (gpointer data)
   g_free (pending);
 }
 
-static gboolean
-pending_timed_out (gpointer user_data)
-{
-  Pending *pending = user_data;
-
-  g_cancellable_cancel (pending->cancellable);
-  return G_SOURCE_REMOVE;
-}
-
 static void
 authenticated (GObject      *source,
                GAsyncResult *result,
@@ -243,10 +235,8 @@ start_authentication (LyDBusServer      *self,
 
   pending->server = g_object_ref (self);
   pending->cancellable = g_cancellable_new ();
-  pending->timeout = g_timeout_source_new (AUTH_TIMEOUT_MSEC);
-  g_source_set_callback (pending->timeout, pending_timed_out, pending, NULL);
-  g_source_set_static_name (pending->timeout, "[liteyuki-comm] D-Bus authentication timeout");
-  g_source_attach (pending->timeout, g_main_context_get_thread_default ());
+  pending->timeout = ly_context_cancel_after (g_main_context_get_thread_default (), pending->cancellable,
+                                              AUTH_TIMEOUT_MSEC, "[liteyuki-comm] D-Bus authentication timeout");
   g_hash_table_add (self->pending, pending);
 
   g_dbus_connection_new (G_IO_STREAM (stream), self->guid,
@@ -287,14 +277,22 @@ default_directory (void)
   return g_build_filename (g_get_user_runtime_dir (), "liteyuki-comm", NULL);
 }
 
+/* A directory of this user's that nobody else may enter. */
+static gboolean
+is_private_directory (const char *directory)
+{
+  struct stat info;
+
+  return g_lstat (directory, &info) == 0 && S_ISDIR (info.st_mode) &&
+         info.st_uid == getuid () && (info.st_mode & 077) == 0;
+}
+
 /* The directory of the default socket: made with mode 0700, and
  * refused when somebody else made it, or opened it to others. */
 static gboolean
 ensure_private_directory (const char  *directory,
                           GError     **error)
 {
-  struct stat info;
-
   if (g_mkdir_with_parents (directory, 0700) < 0 && errno != EEXIST)
     {
       int saved_errno = errno;
@@ -304,8 +302,7 @@ ensure_private_directory (const char  *directory,
       return FALSE;
     }
 
-  if (g_lstat (directory, &info) < 0 || !S_ISDIR (info.st_mode) ||
-      info.st_uid != getuid () || (info.st_mode & 077) != 0)
+  if (!is_private_directory (directory))
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
                    _("%s is not a private directory of this user (mode 0700): refused"), directory);
@@ -644,11 +641,9 @@ ly_dbus_server_find_address (void)
   g_autofree char *directory = default_directory ();
   g_autofree char *path = g_build_filename (directory, ADDRESS_FILE_NAME, NULL);
   g_autofree char *contents = NULL;
-  struct stat info;
 
   /* only what this user wrote, in its private directory */
-  if (g_lstat (directory, &info) < 0 || !S_ISDIR (info.st_mode) ||
-      info.st_uid != getuid () || (info.st_mode & 077) != 0)
+  if (!is_private_directory (directory))
     return NULL;
   if (!g_file_get_contents (path, &contents, NULL, NULL))
     return NULL;

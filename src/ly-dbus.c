@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "ly-channel.h"
+#include "ly-context-private.h"
 #include "ly-dbus-generated.h"
 #include "ly-dbus.h"
 #include "ly-enums.h"
@@ -565,7 +566,8 @@ client_keeps_up (Export *item,
   GIOStream *stream = g_dbus_connection_get_stream (item->connection);
   GSocket *socket;
 
-  if (!G_IS_SOCKET_CONNECTION (stream))
+  /* a message bus reads what it is sent: no poll per signal for it */
+  if (g_dbus_connection_get_unique_name (item->connection) != NULL || !G_IS_SOCKET_CONNECTION (stream))
     return TRUE;
   socket = g_socket_connection_get_socket (G_SOCKET_CONNECTION (stream));
   if (g_socket_condition_check (socket, G_IO_OUT) & G_IO_OUT)
@@ -862,11 +864,8 @@ typedef struct
 static void
 receive_call_free (ReceiveCall *call)
 {
-  if (call->timer != NULL)
-    {
-      g_source_destroy (call->timer);
-      g_source_unref (call->timer);
-    }
+  g_source_destroy (call->timer);
+  g_source_unref (call->timer);
   g_object_unref (call->cancellable);
   g_object_unref (call->channel);
   g_object_unref (call->skeleton);
@@ -890,16 +889,6 @@ take_queued (LyChannel       *channel,
       g_variant_unref (message);
       (*count)++;
     }
-}
-
-static gboolean
-receive_timed_out (gpointer user_data)
-{
-  ReceiveCall *call = user_data;
-
-  g_clear_pointer (&call->timer, g_source_unref);
-  g_cancellable_cancel (call->cancellable);
-  return G_SOURCE_REMOVE;
 }
 
 static void
@@ -981,10 +970,8 @@ handle_receive (LyDBusManager         *skeleton,
   call->channel = g_object_ref (channel);
   call->cancellable = g_cancellable_new ();
   call->max_count = max_count;
-  call->timer = g_timeout_source_new ((guint) timeout_msec);
-  g_source_set_callback (call->timer, receive_timed_out, call, NULL);
-  g_source_set_static_name (call->timer, "[liteyuki-comm] D-Bus Receive timeout");
-  g_source_attach (call->timer, g_main_context_get_thread_default ());
+  call->timer = ly_context_cancel_after (g_main_context_get_thread_default (), call->cancellable,
+                                         (guint) timeout_msec, "[liteyuki-comm] D-Bus Receive timeout");
   ly_channel_receive_async (channel, call->cancellable, received_for_dbus, call);
   return TRUE;
 }

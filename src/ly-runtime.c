@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ly-channel-private.h"
+#include "ly-context-private.h"
 #include "ly-control-private.h"
 #include "ly-errors.h"
 #include "ly-i18n-private.h"
@@ -102,13 +103,6 @@ channel_for_inherited_fd (const char *suffix,
   return channel;
 }
 
-static gboolean
-cancel_flush (gpointer user_data)
-{
-  g_cancellable_cancel (user_data);
-  return G_SOURCE_REMOVE;
-}
-
 /* Whether the program handles SIGTERM itself (a handler, or ignores it). */
 static gboolean
 program_handles_sigterm (void)
@@ -126,11 +120,9 @@ static void
 default_stop (ChildRuntime *runtime)
 {
   g_autoptr(GCancellable) cancellable = g_cancellable_new ();
-  GSource *timeout = g_timeout_source_new (1000);
+  GSource *timeout = ly_context_cancel_after (g_main_context_get_thread_default (), cancellable, 1000,
+                                              "[liteyuki-comm] flush before stopping");
   LyChannel *channels[2] = { runtime->active, runtime->passive };
-
-  g_source_set_callback (timeout, cancel_flush, cancellable, NULL);
-  g_source_attach (timeout, g_main_context_get_thread_default ());
 
   for (guint i = 0; i < G_N_ELEMENTS (channels); i++)
     if (channels[i] != NULL)

@@ -12,10 +12,6 @@ typelib_dir=$2
 data_dir=$3
 data_build_dir=$4
 work=$(mktemp -d)
-# private servers put their socket and address file here, not in the
-# runtime directory of whoever runs the tests
-export XDG_RUNTIME_DIR="$work/runtime"
-mkdir -m 700 "$XDG_RUNTIME_DIR"
 hub_pid=
 
 trap '[ -n "$hub_pid" ] && kill $hub_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT

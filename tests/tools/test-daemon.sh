@@ -11,10 +11,6 @@ set -u
 
 tool=$1
 work=$(mktemp -d)
-# private servers put their socket and address file here, not in the
-# runtime directory of whoever runs the tests
-export XDG_RUNTIME_DIR="$work/runtime"
-mkdir -m 700 "$XDG_RUNTIME_DIR"
 hub_pid=
 
 trap '[ -n "$hub_pid" ] && kill $hub_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT

@@ -13,10 +13,6 @@ name=icu.liteyuki.Comm1.Test
 storage=/icu/liteyuki/Comm1/Storage
 manager=/icu/liteyuki/Comm1/Manager
 work=$(mktemp -d)
-# private servers put their socket and address file here, not in the
-# runtime directory of whoever runs the tests
-export XDG_RUNTIME_DIR="$work/runtime"
-mkdir -m 700 "$XDG_RUNTIME_DIR"
 
 trap 'kill $hub_pid $server_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
