@@ -183,6 +183,7 @@ struct _LyChannel
   /* fairness among a hub's children (see ly_channel_set_frame_budget()) */
   guint         frame_budget;       /* messages one read takes at most; 0: no limit */
   guint         frames_left;        /* of this read */
+  gint64        frame_cost_ns;      /* what handling one took lately (a moving average) */
   guint         frames_pending : 1; /* the reader holds frames not decoded yet */
   guint64       busy_poll_written;  /* bytes written until then */
 };
@@ -882,6 +883,25 @@ decode_locked (LyChannel *self)
     }
 }
 
+/* With a frame budget, one dispatch handles about DISPATCH_SLICE_NSEC
+ * worth of messages, by what they cost lately, and at least one: a
+ * flood of storage sets gets a message or two a turn, so another child's
+ * request waits for little more than that, while cheap requests still
+ * go several to a turn (one turn of a busy context costs microseconds
+ * of polling). */
+#define DISPATCH_SLICE_NSEC (20 * 1000)
+
+static guint
+frames_for_one_dispatch (LyChannel *self)
+{
+  gint64 frames;
+
+  if (self->frame_budget == 0)
+    return G_MAXUINT;
+  frames = DISPATCH_SLICE_NSEC / MAX (self->frame_cost_ns, 1);
+  return (guint) CLAMP (frames, 1, (gint64) self->frame_budget);
+}
+
 /* Reads what is there, up to one buffer's worth so that one busy
  * channel cannot starve the rest of the context; with a frame budget, up
  * to that many messages (see ly_channel_set_frame_budget()). */
@@ -890,7 +910,7 @@ read_locked (LyChannel *self)
 {
   gsize budget = LY_WIRE_READ_BUFFER_SIZE;
 
-  self->frames_left = self->frame_budget > 0 ? self->frame_budget : G_MAXUINT;
+  self->frames_left = frames_for_one_dispatch (self);
   if (self->frames_pending)
     {
       /* what the last dispatch left in the reader comes first */
@@ -973,8 +993,11 @@ static void
 do_io_locked (LyChannel    *self,
               GIOCondition  ready)
 {
-  /* Reading first: a goodbye from the peer explains a failed write. */
-  if (self->transport != NULL && (ready & (G_IO_IN | G_IO_ERR | G_IO_HUP)) != 0)
+  /* Reading first: a goodbye from the peer explains a failed write.
+   * Frames the last read's budget left in the reader are taken even when
+   * the socket has nothing new. */
+  if (self->transport != NULL &&
+      ((ready & (G_IO_IN | G_IO_ERR | G_IO_HUP)) != 0 || self->frames_pending))
     read_locked (self);
   if (self->transport != NULL && (ready & (G_IO_OUT | G_IO_ERR | G_IO_HUP)) != 0)
     write_locked (self);
@@ -1148,6 +1171,25 @@ deliver (LyChannel *self,
  * delivery of what arrived.  Runs in the channel's context: from its
  * source, or inline from a blocking call of the thread that owns the
  * context. */
+/* Delivers, and notes what each message cost its handler, for
+ * frames_for_one_dispatch(). */
+static void
+deliver_timed (LyChannel *self,
+               Delivery  *delivery)
+{
+  guint n_messages = g_queue_get_length (&delivery->messages);
+  gint64 started = g_get_monotonic_time ();
+  gint64 cost_ns;
+
+  deliver (self, delivery);
+  if (n_messages == 0)
+    return;
+  cost_ns = (g_get_monotonic_time () - started) * 1000 / n_messages;
+  g_mutex_lock (&self->mutex);
+  self->frame_cost_ns = (3 * self->frame_cost_ns + cost_ns) / 4;
+  g_mutex_unlock (&self->mutex);
+}
+
 static void
 channel_process (LyChannel    *self,
                  GIOCondition  ready)
@@ -1176,7 +1218,10 @@ channel_process (LyChannel    *self,
   update_interest_locked (self);
   g_mutex_unlock (&self->mutex);
 
-  deliver (self, &delivery);
+  if (self->frame_budget > 0)
+    deliver_timed (self, &delivery);
+  else
+    deliver (self, &delivery);
 
   /* Replies sent by the handlers leave now, in one write, instead of
    * after another round of polling. */
@@ -1233,6 +1278,21 @@ in_round_trips (LyChannel *self,
   return previous > 0 && started - previous <= window;
 }
 
+/* Whether the peer sent more than this dispatch took: it does not wait
+ * for each reply, and busy polling would only give it more than its
+ * share of the context (a flood of requests, 500 µs at a time). */
+static gboolean
+is_pipelining (LyChannel *self)
+{
+  gboolean pipelining;
+
+  g_mutex_lock (&self->mutex);
+  pipelining = self->frames_pending;
+  g_mutex_unlock (&self->mutex);
+
+  return pipelining;
+}
+
 /* A peer that makes one blocking request after another (a child's
  * ly_storage_get() in a loop) comes back tens of microseconds after
  * each reply.  Sleeping in poll() and waking up costs about as much
@@ -1248,7 +1308,7 @@ busy_poll (LyChannel *self,
   gint64 started = g_get_monotonic_time ();
   gint64 budget_end = started + BUSY_POLL_BUDGET_USEC;
 
-  if (!in_round_trips (self, window, started))
+  if (!in_round_trips (self, window, started) || is_pipelining (self))
     return;
 
   for (;;)
@@ -1261,7 +1321,7 @@ busy_poll (LyChannel *self,
           return;
 
       channel_process (self, G_IO_OUT);
-      if (!in_round_trips (self, window, now) || now >= budget_end)
+      if (!in_round_trips (self, window, now) || is_pipelining (self) || now >= budget_end)
         return;
     }
 }
@@ -3401,8 +3461,9 @@ ly_channel_close (LyChannel *self)
 /* Makes the channel's source poll for the next message, for up to @usec
  * after each reply, when its peer is in a run of round trips (0: never).
  * For the hub's control connections, whose peers wait for each reply. */
-/* How many messages one dispatch of the channel's source takes at most;
- * the rest waits in the reader for the next.  A hub gives each child's
+/* How many messages one dispatch of the channel's source takes at most
+ * (fewer when they cost more than DISPATCH_SLICE_NSEC together); the
+ * rest waits in the reader for the next.  A hub gives each child's
  * control connection a small share, so that a child flooding requests
  * gets its turn like the others and no more: the context goes round. */
 void

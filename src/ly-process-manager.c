@@ -82,7 +82,7 @@
 /* How many requests of a child one dispatch handles at most: the
  * children get the hub's context in turns, one flooding child no more
  * than the others. */
-#define CONTROL_FRAME_BUDGET 4
+#define CONTROL_FRAME_BUDGET 16
 
 /* A process that ran this long before failing starts the back-off over. */
 #define STABLE_RUN_USEC (10 * G_USEC_PER_SEC)

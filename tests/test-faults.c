@@ -583,8 +583,27 @@ measure_lateness (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+/* How long the counter child said its increments took, in µs. */
+static gint64
+reported_usec (LyTestOutput *output)
+{
+  g_autofree char *contents = NULL;
+  const char *line;
+  gint64 usec = 0;
+
+  g_assert_true (g_file_get_contents (output->path, &contents, NULL, NULL));
+  line = strstr (contents, "incremented ");
+  g_assert_nonnull (line);
+  line = strstr (line, ") in ");
+  g_assert_nonnull (line);
+  usec = g_ascii_strtoll (line + 5, NULL, 10);
+  g_assert_cmpint (usec, >, 0);
+  return usec;
+}
+
 /* A well-behaved child's compare-and-set increments, in increments per
- * second, with another child flooding storage sets meanwhile or not. */
+ * second (as the child timed them: its start-up is not in it), with
+ * another child flooding storage sets meanwhile or not. */
 static double
 increments_per_second (gboolean  flood,
                        Lateness *lateness)
@@ -598,10 +617,11 @@ increments_per_second (gboolean  flood,
   const char *counter_argv[] = { counter, "cas-increment", "fair.counter", n, NULL };
   g_autoptr(GError) error = NULL;
   guint timer;
-  gint64 start;
   double rate;
 
   ly_storage_delete (ly_storage_get_default (), "fair.counter", NULL);
+  /* the flooder does not answer a polite stop: SIGTERM soon */
+  ly_process_manager_set_stop_timeout (manager, 0.2);
   ly_test_add_target (manager, "counter", counter_argv, output);
   if (flood)
     {
@@ -611,14 +631,12 @@ increments_per_second (gboolean  flood,
       ly_test_wait_msec (300);
     }
 
-  *lateness = (Lateness) { 0, 0 };
   timer = g_timeout_add (10, measure_lateness, lateness);
-  start = g_get_monotonic_time ();
   ly_process_manager_start (manager, "counter", &error);
   g_assert_no_error (error);
   while (ly_test_output_count (output, "incremented") == 0)
     g_main_context_iteration (NULL, TRUE);
-  rate = ly_test_scaled (3000) / ((g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC);
+  rate = ly_test_scaled (3000) / (reported_usec (output) / (double) G_USEC_PER_SEC);
   g_source_remove (timer);
 
   ly_process_manager_stop_all (manager, NULL, &error);
@@ -628,29 +646,74 @@ increments_per_second (gboolean  flood,
   return rate;
 }
 
+static int
+compare_doubles (gconstpointer a,
+                 gconstpointer b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+
+  return (x > y) - (x < y);
+}
+
 /* One child floods storage sets: the hub's main context (where D-Bus
  * calls are answered) stays responsive, and another child keeps a fair
  * part of its pace.  Before, the flood held the context for up to 100 ms
- * at a time and the other child ran 73-105 times slower; now 4-5 times
- * (on 2 cores, where the flooder and the hub take one each). */
+ * at a time and the other child ran 73-105 times slower; then 4-7 times
+ * (the flooder still got 500 µs of busy polling a turn); now about 2
+ * times on 2 cores, where the flooder and the hub take one each.  Runs
+ * alone and flooded alternate, and the medians are compared: the
+ * machine's load changes during the test. */
 static void
 test_flood_sets_fairness (void)
 {
-  Lateness alone, flooded;
-  double rate_alone = increments_per_second (FALSE, &alone);
-  double rate_flooded = increments_per_second (TRUE, &flooded);
+  Lateness alone = { 0, 0 }, flooded = { 0, 0 };
+  double rates_alone[3], rates_flooded[3], ratio;
 
-  g_test_message ("a child's increments: %.0f/s alone, %.0f/s during another's flood (%.2fx); "
+  for (guint i = 0; i < G_N_ELEMENTS (rates_alone); i++)
+    {
+      alone.expected = flooded.expected = 0;
+      rates_alone[i] = increments_per_second (FALSE, &alone);
+      rates_flooded[i] = increments_per_second (TRUE, &flooded);
+    }
+  qsort (rates_alone, G_N_ELEMENTS (rates_alone), sizeof (double), compare_doubles);
+  qsort (rates_flooded, G_N_ELEMENTS (rates_flooded), sizeof (double), compare_doubles);
+  ratio = rates_alone[1] / rates_flooded[1];
+
+  g_test_message ("a child's increments (medians of 3): %.0f/s alone, %.0f/s during another's flood (%.2fx); "
                   "the hub's main context late by %" G_GINT64_FORMAT " ms at most alone, %" G_GINT64_FORMAT " ms during it",
-                  rate_alone, rate_flooded, rate_alone / rate_flooded, alone.worst / 1000, flooded.worst / 1000);
+                  rates_alone[1], rates_flooded[1], ratio, alone.worst / 1000, flooded.worst / 1000);
   /* valgrind and ASan slow everything too much for figures */
   if (g_getenv ("LY_TEST_QUICK") != NULL)
     return;
-  /* a ratio within the run (the machine's load slows both): the
-   * lateness, a wall-clock figure, is only reported */
+  /* a ratio within the run (the machine's load slows both), with room
+   * for a loaded machine: the lateness, a wall-clock figure, is only
+   * reported */
 #ifndef __SANITIZE_ADDRESS__
-  g_assert_cmpfloat (rate_flooded * 25, >=, rate_alone);
+  g_assert_cmpfloat (ratio, <, 8);
 #endif
+}
+
+/* A child sends many requests in one write (as many asynchronous calls
+ * started at once are): the hub takes a few per turn, for fairness, and
+ * must come back for the rest although the socket has nothing new.
+ * Before, the rest waited for the child's next write: forever. */
+static void
+test_pipelined_requests (void)
+{
+  g_autoptr(LyProcessManager) manager = ly_process_manager_new ();
+  g_autoptr(LyTestOutput) output = ly_test_output_new ();
+  g_autofree char *pipeliner = fault_child ();
+  const char *argv[] = { pipeliner, "pipeline", "1000", NULL };
+  g_autoptr(GError) error = NULL;
+
+  ly_test_add_target (manager, "pipeliner", argv, output);
+  ly_process_manager_start (manager, "pipeliner", &error);
+  g_assert_no_error (error);
+
+  while (ly_test_output_count (output, "pipeline") == 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpuint (ly_test_output_count (output, "pipelined 1000 replies"), ==, 1);
+  wait_stopped (manager, "pipeliner");
 }
 
 /* A child floods its data channel with empty or tiny messages that the
@@ -929,6 +992,7 @@ main (int   argc,
   g_test_add_func ("/faults/eintr", test_eintr);
   g_test_add_func ("/faults/flood-control", test_flood_control);
   g_test_add_func ("/faults/flood-sets-fairness", test_flood_sets_fairness);
+  g_test_add_func ("/faults/pipelined-requests", test_pipelined_requests);
   g_test_add_data_func ("/faults/flood-data/empty", "0", test_flood_data);
   g_test_add_data_func ("/faults/flood-data/tiny", "3", test_flood_data);
   g_test_add_func ("/faults/never-reads", test_never_reads);

@@ -24,6 +24,10 @@
  *                      the end of the connection
  *   eintr-storage N    N sets and gets while a thread interrupts the
  *                      main one with signals; reports "eintr ok N"
+ *   pipeline N         writes a hello and N StorageGet requests in one
+ *                      write, then waits for their replies; reports
+ *                      "pipelined N replies", or "pipeline stalled
+ *                      after K replies" when none came for 5 s
  *
  * Reports are lines appended to the file LY_TEST_OUTPUT names.
  *
@@ -38,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <glib-unix.h>
@@ -345,6 +350,64 @@ flood_data (gsize size)
     pause ();
 }
 
+/* Many requests in one write, as a program that starts many
+ * asynchronous calls at once sends them: every one must be answered,
+ * however few the hub takes per turn. */
+static int
+pipeline (guint n)
+{
+  int fd = LY_CHILD_CONTROL_FD;
+  g_autoptr(LyWireWriter) writer = ly_wire_writer_new ();
+  g_autoptr(LyWireReader) reader = ly_wire_reader_new (1024 * 1024);
+  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("pipeliner", "control"));
+  g_autoptr(GBytes) bytes = NULL;
+  struct timeval slice = { 5, 0 };
+  const guint8 *data;
+  gsize length;
+  guint replies = 0;
+
+  ly_wire_writer_append (writer, LY_WIRE_KIND_HELLO, hello);
+  for (guint32 serial = 1; serial <= n; serial++)
+    {
+      g_autoptr(GVariant) request = g_variant_ref_sink (g_variant_new ("(usv)", serial, "StorageGet",
+                                                                       g_variant_new ("(s)", "pipeline.key")));
+
+      ly_wire_writer_append (writer, LY_WIRE_KIND_MESSAGE, request);
+    }
+  bytes = ly_wire_writer_steal_bytes (writer);
+  data = g_bytes_get_data (bytes, &length);
+  write_all (fd, data, length);
+
+  g_assert_cmpint (setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof slice), ==, 0);
+  while (replies < n)
+    {
+      gsize space_size;
+      guint8 *space = ly_wire_reader_get_space (reader, &space_size);
+      gssize got = read (fd, space, space_size);
+      LyWireKind kind;
+      GVariant *value;
+
+      if (got < 0 && errno == EINTR)
+        continue;
+      if (got <= 0)
+        {
+          report ("pipeline stalled after %u replies", replies);
+          return 1;
+        }
+      ly_wire_reader_commit (reader, (gsize) got);
+      while (ly_wire_reader_next (reader, &kind, &value, NULL) == LY_WIRE_FRAME)
+        {
+          /* the hub's hello, then replies (ubv) */
+          if (kind == LY_WIRE_KIND_MESSAGE && g_variant_is_of_type (value, G_VARIANT_TYPE ("(ubv)")))
+            replies++;
+          g_variant_unref (value);
+        }
+    }
+
+  report ("pipelined %u replies", replies);
+  return 0;
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -374,7 +437,9 @@ main (int   argc,
     }
   if (g_str_equal (mode, "eintr-storage") && argc > 2)
     return eintr_storage ((guint) atoi (argv[2]));
+  if (g_str_equal (mode, "pipeline") && argc > 2)
+    return pipeline ((guint) atoi (argv[2]));
 
-  g_printerr ("usage: %s flood-control | flood-sets SECONDS | flood-data SIZE | never-read | set-loop[-orphan] KEY | eintr-storage N\n", argv[0]);
+  g_printerr ("usage: %s flood-control | flood-sets SECONDS | flood-data SIZE | never-read | set-loop[-orphan] KEY | eintr-storage N | pipeline N\n", argv[0]);
   return 2;
 }

@@ -3,7 +3,8 @@
  * Usage: ly-test-storage-child MODE ARGS...; reports go to the file named
  * by LY_TEST_OUTPUT (appended), one line each.
  *
- *   cas-increment KEY N     N compare-and-set increments of KEY (uint32)
+ *   cas-increment KEY N     N compare-and-set increments of KEY (uint32),
+ *                           reporting how long they took
  *   set KEY TEXT            sets KEY to the string TEXT
  *   get KEY                 reports KEY's value
  *   set-many N              sets key0..keyN-1, then aborts
@@ -142,6 +143,7 @@ main (int   argc,
     {
       guint n = (guint) atoi (argv[3]);
       guint retries = 0;
+      gint64 started = g_get_monotonic_time ();
 
       for (guint i = 0; i < n; i++)
         for (;;)
@@ -155,7 +157,8 @@ main (int   argc,
             g_assert_no_error (error);
             retries++;
           }
-      report ("incremented %u times (%u retries)", n, retries);
+      report ("incremented %u times (%u retries) in %" G_GINT64_FORMAT " us",
+              n, retries, g_get_monotonic_time () - started);
       return 0;
     }
 
