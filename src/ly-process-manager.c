@@ -79,7 +79,8 @@
 
 #define MAX_NAME_LENGTH 64
 
-/* How many requests of a child one dispatch handles at most: the
+/* How many requests of a child one dispatch handles at most (fewer
+ * when they take more than about 20 µs together): the
  * children get the hub's context in turns, one flooding child no more
  * than the others. */
 #define CONTROL_FRAME_BUDGET 16
