@@ -2870,8 +2870,11 @@ ly_channel_send (LyChannel  *self,
           kick_writer_locked (self);
           queued = TRUE;
         }
-      else
+      else if (error != NULL)
         {
+          /* A sender that retries until there is room may be refused
+           * thousands of times: without a GError to fill, that costs
+           * nothing, not even the message's translation. */
           g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_FULL,
                        _("The send queue of channel “%s” is full (%zu bytes waiting, the limit is %zu)"),
                        self->name, ly_wire_writer_get_queued (self->writer), self->max_queued_bytes);

@@ -4,8 +4,8 @@
  * g_variant_is_normal_form() costs more than everything else a message
  * costs on its way in (an allocation and a type lookup per node, UTF-8
  * validated byte by byte).  This walks the serialised data once, with
- * the rules of GLib's gvariant-serialiser.c, and validates strings a word
- * at a time where they are ASCII.
+ * the rules of GLib's gvariant-serialiser.c, and validates strings 16
+ * bytes at a time (ly-utf8.c).
  *
  * It only ever says "surely normal": wherever it is not sure (deep
  * nesting, a variant's type it does not vouch for, anything unusual) it
@@ -19,38 +19,13 @@
 
 #include <string.h>
 
+#include "ly-utf8-private.h"
 #include "ly-variant-private.h"
 #include "ly-variant-type-private.h"
 
 /* Levels of nesting checked here; deeper data goes to GLib (whose limit
  * is G_VARIANT_MAX_RECURSION_DEPTH, 128). */
 #define MAX_DEPTH 32
-
-#define ONES  G_GUINT64_CONSTANT (0x0101010101010101)
-#define HIGHS G_GUINT64_CONSTANT (0x8080808080808080)
-
-/* Valid UTF-8 without a NUL, as g_utf8_validate_len() decides: ASCII a
- * word at a time, the rest by GLib. */
-static gboolean
-is_utf8_without_nul (const char *text,
-                     gsize       length)
-{
-  gsize i = 0;
-
-  for (; i + 8 <= length; i += 8)
-    {
-      guint64 word;
-
-      memcpy (&word, text + i, 8);
-      /* a byte with its high bit set, or a zero byte */
-      if ((word & HIGHS) != 0 || ((word - ONES) & ~word & HIGHS) != 0)
-        break;
-    }
-  for (; i < length && (guchar) text[i] < 0x80; i++)
-    if (text[i] == '\0')
-      return FALSE;
-  return i == length || g_utf8_validate_len (text + i, length - i, NULL);
-}
 
 static gboolean is_normal_items (const guint8          *data,
                                  gsize                  size,
@@ -66,7 +41,7 @@ is_normal_string (const guint8 *data,
                   gsize         size,
                   char          code)
 {
-  if (size == 0 || data[size - 1] != '\0' || !is_utf8_without_nul ((const char *) data, size - 1))
+  if (size == 0 || data[size - 1] != '\0' || !ly_utf8_validate ((const char *) data, size - 1))
     return FALSE;
   if (code == 'o')
     return g_variant_is_object_path ((const char *) data);

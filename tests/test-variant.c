@@ -11,6 +11,7 @@
 
 #include <string.h>
 
+#include "ly-utf8-private.h"
 #include "ly-variant-private.h"
 
 static const char *const basic = "bynqiuxthdsog";
@@ -223,6 +224,136 @@ test_known_cases (void)
   g_assert_true (ly_variant_is_surely_normal ("aas", zeros, 128));
 }
 
+static void
+assert_utf8_prefix_as_glib (const guint8 *buffer,
+                            gsize         end,
+                            const guint8 *text,
+                            gsize         length,
+                            gsize         offset)
+{
+  gboolean fast = ly_utf8_validate ((const char *) buffer, end);
+  gboolean glib = g_utf8_validate_len ((const char *) buffer, end, NULL);
+
+  if (fast != glib)
+    {
+      g_autoptr(GString) hex = g_string_new (NULL);
+
+      for (gsize i = 0; i < length; i++)
+        g_string_append_printf (hex, " %02x", text[i]);
+      g_error ("UTF-8 of%s at offset %zu of %zu bytes: GLib says %d, the fast validator %d",
+               hex->str, offset, end, glib, fast);
+    }
+}
+
+/* The fast validator and GLib's on @text, placed at every offset of a
+ * 16-byte block (and so across the block boundaries the fast one
+ * handles in pieces) in ASCII long enough for the fast path: followed
+ * by more ASCII, and at the very end. */
+static void
+assert_utf8_as_glib (const guint8 *text,
+                     gsize         length)
+{
+  guint8 buffer[128];
+
+  /* under valgrind, only the offsets where the text crosses a boundary */
+  gsize first_offset = g_getenv ("LY_TEST_QUICK") != NULL ? 16 - MIN (length, 4) : 0;
+
+  g_assert_cmpuint (length, <=, 32);
+  memset (buffer, 'a', sizeof buffer);
+  for (gsize offset = first_offset; offset < 16; offset++)
+    {
+      gsize start = 48 + offset;
+
+      memcpy (buffer + start, text, length);
+      assert_utf8_prefix_as_glib (buffer, sizeof buffer, text, length, offset);
+      assert_utf8_prefix_as_glib (buffer, start + length, text, length, offset);
+      memset (buffer + start, 'a', length);
+    }
+}
+
+/* Every sequence of one or two bytes, every three-byte one with a lead
+ * of 0xe0 or more, the four-byte ones with every second byte, and the
+ * same followed by a continuation or a lead: the fast validator says
+ * what GLib says of each, wherever it falls in a block. */
+static void
+test_utf8_sequences (void)
+{
+  static const guint8 tails[] = { 0x80, 0xbf, 0x41, 0xc0, 0x00 };
+  gboolean quick = g_getenv ("LY_TEST_QUICK") != NULL;
+  guint checked = 0;
+
+  for (guint a = 0; a < 256; a++)
+    {
+      guint8 one[1] = { a };
+
+      assert_utf8_as_glib (one, 1);
+      for (guint b = 0; b < 256; b++)
+        {
+          guint8 two[2] = { a, b };
+
+          assert_utf8_as_glib (two, 2);
+          checked += 2;
+        }
+    }
+
+  for (guint a = 0xe0; a < 0x100; a += quick ? 7 : 1)
+    for (guint b = 0; b < 256; b += quick ? 3 : 1)
+      for (guint c = 0; c < 256; c += (b >= 0x80 && b < 0xc0) ? 1 : 17)
+        {
+          guint8 three[3] = { a, b, c };
+
+          assert_utf8_as_glib (three, 3);
+          checked++;
+        }
+
+  for (guint a = 0xf0; a < 0x100; a++)
+    for (guint b = 0; b < 256; b++)
+      for (gsize c = 0; c < G_N_ELEMENTS (tails); c++)
+        for (gsize d = 0; d < G_N_ELEMENTS (tails); d++)
+          {
+            guint8 four[5] = { a, b, tails[c], tails[d], 0x80 };
+
+            assert_utf8_as_glib (four, 4);
+            assert_utf8_as_glib (four, 5);
+            checked += 2;
+          }
+  g_test_message ("%u sequences checked at every offset of a block", checked);
+}
+
+/* Real text (CJK, emoji, Latin) with random damage: the same answers. */
+static void
+test_utf8_damaged_text (void)
+{
+  static const char *const texts[] = {
+    "轻雪机器人，一个基于 NoneBot2 的机器人框架。",
+    "Grüße aus Köln — naïve café, ½ € ≠ ¥ 😀👍🏽🇨🇳",
+    "𝄞 music, 𐍈 gothic, ᚠ runes, ☃ snow",
+  };
+  g_autoptr(GRand) rand = g_rand_new_with_seed (14);
+  guint rounds = g_getenv ("LY_TEST_QUICK") != NULL ? 2000 : 100000;
+
+  for (guint round = 0; round < rounds; round++)
+    {
+      const char *text = texts[round % G_N_ELEMENTS (texts)];
+      gsize length = strlen (text);
+      g_autofree guint8 *copy = (guint8 *) g_strdup (text);
+      g_autoptr(GString) long_text = g_string_new (NULL);
+      guint damage = g_rand_int_range (rand, 0, 3);
+
+      for (guint i = 0; i < damage; i++)
+        copy[g_rand_int_range (rand, 0, length)] = (guint8) g_rand_int_range (rand, 0, 256);
+
+      /* long enough for the 16-byte path, the damage anywhere in it */
+      for (guint i = g_rand_int_range (rand, 0, 8); i > 0; i--)
+        g_string_append (long_text, texts[g_rand_int_range (rand, 0, G_N_ELEMENTS (texts))]);
+      g_string_append_len (long_text, (const char *) copy, length);
+      g_string_append (long_text, texts[0]);
+      for (gsize end = long_text->len - 16; end <= long_text->len; end++)
+        g_assert_cmpint (ly_utf8_validate (long_text->str, end), ==,
+                         g_utf8_validate_len (long_text->str, end, NULL));
+    }
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -230,5 +361,7 @@ main (int   argc,
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/variant/known-cases", test_known_cases);
   g_test_add_func ("/variant/never-more-lenient-than-glib", test_never_more_lenient_than_glib);
+  g_test_add_func ("/utf8/sequences", test_utf8_sequences);
+  g_test_add_func ("/utf8/damaged-text", test_utf8_damaged_text);
   return g_test_run ();
 }

@@ -47,11 +47,46 @@ static char *pipe_script;
 
 /* Helpers ---------------------------------------------------------------- */
 
+/* What the messages hold: bytes, or text the receiver must validate. */
+typedef enum
+{
+  PAYLOAD_BYTES,
+  PAYLOAD_ASCII,
+  PAYLOAD_CJK,
+} Payload;
+
+static Payload payload_kind = PAYLOAD_BYTES;
+
+/* A string of @size bytes in all (its NUL too) of @unit repeated. */
+static GVariant *
+text_payload_new (gsize       size,
+                  const char *unit)
+{
+  gsize unit_length = strlen (unit), length = 0;
+  char *text = g_malloc (size);
+
+  while (length + unit_length < size)
+    {
+      memcpy (text + length, unit, unit_length);
+      length += unit_length;
+    }
+  memset (text + length, 'x', size - 1 - length);
+  text[size - 1] = '\0';
+  return g_variant_ref_sink (g_variant_new_from_data (G_VARIANT_TYPE_STRING, text, size,
+                                                      TRUE, g_free, text));
+}
+
 static GVariant *
 payload_new (gsize size)
 {
-  guint8 *data = g_malloc (size);
+  guint8 *data;
 
+  if (payload_kind == PAYLOAD_ASCII)
+    return text_payload_new (size, "NoneBot plugin event text. ");
+  if (payload_kind == PAYLOAD_CJK)
+    return text_payload_new (size, "轻雪机器人，一个基于 NoneBot2 的机器人框架。");
+
+  data = g_malloc (size);
   memset (data, 0x5a, size);
   return g_variant_ref_sink (g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, data, size,
                                                       TRUE, g_free, data));
@@ -618,6 +653,25 @@ main (int   argc,
           if (sizes[s].size == 1024 * 1024 && kinds[k] == KIND_PASSIVE)
             ours_1m_throughput = rate;
         }
+    }
+
+  if (raw_1m_throughput > 0)
+    {
+      static const Payload texts[] = { PAYLOAD_ASCII, PAYLOAD_CJK };
+      static const char *const text_names[] = { "s, ASCII", "s, Chinese" };
+      guint tcount = quick ? 20 : sizes[2].throughput_count;
+
+      g_print ("\n1 MiB strings (validated on receipt), passive one way:\n");
+      for (gsize i = 0; i < G_N_ELEMENTS (texts); i++)
+        {
+          double rate;
+
+          payload_kind = texts[i];
+          rate = tcount / median_of_three (KIND_PASSIVE, WORK_THROUGHPUT, 1024 * 1024, tcount);
+          g_print ("  %-12s %10.1f MB/s  %5.2fx raw C  (bar: >= 0.6x)\n",
+                   text_names[i], rate * 1024 * 1024 / 1e6, rate / raw_1m_throughput);
+        }
+      payload_kind = PAYLOAD_BYTES;
     }
 
   g_print ("\nRatios (same run):\n");

@@ -138,6 +138,27 @@ def value_seeds():
         write('value', '%02d' % i, text.encode())
 
 
+def utf8_seeds():
+    texts = {
+        'ascii': 'NoneBot plugin says hello, ' * 4,
+        'cjk': '轻雪机器人，一个基于 NoneBot2 的机器人框架。' * 3,
+        'latin': 'Grüße aus Köln — naïve café, ½ € ≠ ¥ ' * 3,
+        'emoji': '😀👍🏽🇨🇳 𝄞 𐍈 ᚠ ☃ ' * 4,
+    }
+    for name, text in texts.items():
+        write('utf8', name, text.encode())
+    ascii = b'a' * 40
+    write('utf8', 'surrogate', ascii + b'\xed\xa0\x80' + ascii)
+    write('utf8', 'overlong-2', ascii + b'\xc0\xaf' + ascii)
+    write('utf8', 'overlong-3', ascii + b'\xe0\x80\xaf' + ascii)
+    write('utf8', 'overlong-4', ascii + b'\xf0\x80\x80\xaf' + ascii)
+    write('utf8', 'too-large', ascii + b'\xf4\x90\x80\x80' + ascii)
+    write('utf8', 'largest', ascii + b'\xf4\x8f\xbf\xbf' + ascii)
+    write('utf8', 'truncated-end', ascii + b'\xe4\xb8')
+    write('utf8', 'nul', ascii + b'\x00' + ascii)
+    write('utf8', 'lone-continuation', ascii + b'\x80' + ascii)
+
+
 def storage_file_seeds():
     data = v('a{sv}', {'counter': v('i', 3), 'name': v('s', 'liteyuki'),
                        'nested': v('a{sv}', {'x': v('ad', [1.0, 2.5])})})
@@ -168,3 +189,5 @@ control_seeds()
 config_seeds()
 value_seeds()
 storage_file_seeds()
+
+utf8_seeds()
