@@ -311,7 +311,6 @@ validate_avx2 (const char *text,
 
   return _mm256_testz_si256 (errors, errors);
 }
-#endif
 
 typedef enum
 {
@@ -332,14 +331,14 @@ forced_validator (void)
     return VALIDATOR_UNKNOWN;
   if (g_str_equal (name, "scalar"))
     return VALIDATOR_SCALAR;
-#ifdef HAVE_SSSE3_VALIDATOR
   if (g_str_equal (name, "ssse3") && __builtin_cpu_supports ("ssse3"))
     return VALIDATOR_SSSE3;
   if (g_str_equal (name, "avx2") && __builtin_cpu_supports ("avx2"))
     return VALIDATOR_AVX2;
-#endif
   return VALIDATOR_UNKNOWN;
 }
+
+#endif
 
 /* ly_utf8_validate:
  * @text: (array length=length): bytes
