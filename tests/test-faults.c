@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "ly-channel-private.h"
+#include "ly-dbus.h"
 #include "ly-test-util.h"
 #include "ly-wire-private.h"
 
@@ -583,6 +584,104 @@ measure_lateness (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+/* A D-Bus client of the hub's storage (peer to peer, as on the private
+ * server) that calls Contains every 10 ms from a thread of its own and
+ * notes the slowest answer: what `liteyuki-comm storage get` waits. */
+typedef struct
+{
+  GDBusConnection *server;
+  GDBusConnection *client;
+  GThread         *thread;
+  gint             stop;     /* atomic */
+  gint             done;     /* atomic: the thread's last call returned */
+  gint64           worst;    /* µs, read after the thread ended */
+  guint            calls;
+} DBusProbe;
+
+static void
+on_probe_client (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  DBusProbe *probe = user_data;
+  g_autoptr(GError) error = NULL;
+
+  probe->client = g_dbus_connection_new_finish (result, &error);
+  g_assert_no_error (error);
+}
+
+static gpointer
+probe_run (gpointer data)
+{
+  DBusProbe *probe = data;
+
+  while (!g_atomic_int_get (&probe->stop))
+    {
+      g_autoptr(GVariant) reply = NULL;
+      g_autoptr(GError) error = NULL;
+      gint64 start = g_get_monotonic_time ();
+
+      reply = g_dbus_connection_call_sync (probe->client, NULL, LY_DBUS_STORAGE_PATH,
+                                           "icu.liteyuki.Comm1.Storage", "Contains",
+                                           g_variant_new ("(s)", "fair.counter"), G_VARIANT_TYPE ("(b)"),
+                                           G_DBUS_CALL_FLAGS_NONE, 30000, NULL, &error);
+      g_assert_no_error (error);
+      probe->worst = MAX (probe->worst, g_get_monotonic_time () - start);
+      probe->calls++;
+      g_usleep (10 * 1000);
+    }
+  g_atomic_int_set (&probe->done, 1);
+  return NULL;
+}
+
+static void
+dbus_probe_start (DBusProbe *probe)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocket) socket0 = NULL;
+  g_autoptr(GSocket) socket1 = NULL;
+  g_autoptr(GSocketConnection) stream0 = NULL;
+  g_autoptr(GSocketConnection) stream1 = NULL;
+  g_autofree char *guid = g_dbus_generate_guid ();
+  int fds[2];
+
+  *probe = (DBusProbe) { 0, };
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
+  socket0 = g_socket_new_from_fd (fds[0], &error);
+  g_assert_no_error (error);
+  socket1 = g_socket_new_from_fd (fds[1], &error);
+  g_assert_no_error (error);
+  stream0 = g_socket_connection_factory_create_connection (socket0);
+  stream1 = g_socket_connection_factory_create_connection (socket1);
+
+  g_dbus_connection_new (G_IO_STREAM (stream1), NULL, G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT,
+                         NULL, NULL, on_probe_client, probe);
+  probe->server = g_dbus_connection_new_sync (G_IO_STREAM (stream0), guid,
+                                              G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_SERVER,
+                                              NULL, NULL, &error);
+  g_assert_no_error (error);
+  while (probe->client == NULL)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_true (ly_storage_export (ly_storage_get_default (), probe->server, &error));
+  g_assert_no_error (error);
+  probe->thread = g_thread_new ("dbus-probe", probe_run, probe);
+}
+
+static void
+dbus_probe_stop (DBusProbe *probe)
+{
+  g_atomic_int_set (&probe->stop, 1);
+  /* the hub's context answers the last call */
+  while (!g_atomic_int_get (&probe->done))
+    g_main_context_iteration (NULL, FALSE);
+  g_thread_join (probe->thread);
+  ly_storage_unexport (ly_storage_get_default (), probe->server);
+  g_dbus_connection_close_sync (probe->client, NULL, NULL);
+  g_clear_object (&probe->client);
+  g_dbus_connection_close_sync (probe->server, NULL, NULL);
+  g_clear_object (&probe->server);
+}
+
 /* How long the counter child said its increments took, in µs. */
 static gint64
 reported_usec (LyTestOutput *output)
@@ -605,8 +704,9 @@ reported_usec (LyTestOutput *output)
  * second (as the child timed them: its start-up is not in it), with
  * another child flooding storage sets meanwhile or not. */
 static double
-increments_per_second (gboolean  flood,
-                       Lateness *lateness)
+increments_per_second (gboolean   flood,
+                       Lateness  *lateness,
+                       DBusProbe *probe)
 {
   g_autoptr(LyProcessManager) manager = ly_process_manager_new ();
   g_autoptr(LyTestOutput) output = ly_test_output_new ();
@@ -631,13 +731,18 @@ increments_per_second (gboolean  flood,
       ly_test_wait_msec (300);
     }
 
+  lateness->expected = 0;
   timer = g_timeout_add (10, measure_lateness, lateness);
+  if (probe != NULL)
+    dbus_probe_start (probe);
   ly_process_manager_start (manager, "counter", &error);
   g_assert_no_error (error);
   while (ly_test_output_count (output, "incremented") == 0)
     g_main_context_iteration (NULL, TRUE);
   rate = ly_test_scaled (3000) / (reported_usec (output) / (double) G_USEC_PER_SEC);
   g_source_remove (timer);
+  if (probe != NULL)
+    dbus_probe_stop (probe);
 
   ly_process_manager_stop_all (manager, NULL, &error);
   g_assert_no_error (error);
@@ -662,26 +767,38 @@ compare_doubles (gconstpointer a,
  * (the flooder still got 500 µs of busy polling a turn); now about 2
  * times on 2 cores, where the flooder and the hub take one each.  Runs
  * alone and flooded alternate, and the medians are compared: the
- * machine's load changes during the test. */
+ * machine's load changes during the test.  A D-Bus client's calls are
+ * timed in runs of their own. */
 static void
 test_flood_sets_fairness (void)
 {
   Lateness alone = { 0, 0 }, flooded = { 0, 0 };
   double rates_alone[3], rates_flooded[3], ratio;
+  DBusProbe probe_alone, probe_flooded;
+  double rate_probed;
 
   for (guint i = 0; i < G_N_ELEMENTS (rates_alone); i++)
     {
-      alone.expected = flooded.expected = 0;
-      rates_alone[i] = increments_per_second (FALSE, &alone);
-      rates_flooded[i] = increments_per_second (TRUE, &flooded);
+      rates_alone[i] = increments_per_second (FALSE, &alone, NULL);
+      rates_flooded[i] = increments_per_second (TRUE, &flooded, NULL);
     }
+  /* D-Bus calls, each 10 ms, alone and flooded: apart from the runs
+   * above, whose ratio the client's own load (threads of this process,
+   * on the same cores) would change */
+  increments_per_second (FALSE, &alone, &probe_alone);
+  rate_probed = increments_per_second (TRUE, &flooded, &probe_flooded);
   qsort (rates_alone, G_N_ELEMENTS (rates_alone), sizeof (double), compare_doubles);
   qsort (rates_flooded, G_N_ELEMENTS (rates_flooded), sizeof (double), compare_doubles);
   ratio = rates_alone[1] / rates_flooded[1];
 
   g_test_message ("a child's increments (medians of 3): %.0f/s alone, %.0f/s during another's flood (%.2fx); "
-                  "the hub's main context late by %" G_GINT64_FORMAT " ms at most alone, %" G_GINT64_FORMAT " ms during it",
-                  rates_alone[1], rates_flooded[1], ratio, alone.worst / 1000, flooded.worst / 1000);
+                  "the hub's main context late by %" G_GINT64_FORMAT " ms at most alone, %" G_GINT64_FORMAT " ms during it; "
+                  "a D-Bus call answered in %.1f ms at most alone, %.1f ms during it (%u calls; "
+                  "with them, the child made %.0f increments/s during the flood)",
+                  rates_alone[1], rates_flooded[1], ratio, alone.worst / 1000, flooded.worst / 1000,
+                  probe_alone.worst / 1000.0, probe_flooded.worst / 1000.0,
+                  probe_alone.calls + probe_flooded.calls, rate_probed);
+  g_assert_cmpuint (probe_flooded.calls, >, 0);
   /* valgrind and ASan slow everything too much for figures */
   if (g_getenv ("LY_TEST_QUICK") != NULL)
     return;
