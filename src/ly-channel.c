@@ -164,6 +164,9 @@ struct _LyChannel
   guint         dispatching : 1;    /* in channel_source_dispatch(), maybe nested */
   guint         persistent : 1;     /* outlives its connections (a hub's channel) */
   guint         read_since_write : 1; /* the peer sent something since our last write */
+  guint         memfd_capable : 1;  /* the transport carries fds: memfds are offered */
+  guint         peer_memfd : 1;     /* the peer's hello offered memfds */
+  gsize         memfd_threshold;    /* messages this large go in memfds; 0: never */
   gsize         retry_write_at;     /* queued bytes at which a send tries a full socket again */
   gint64        last_write_at;      /* when a write last left (monotonic) */
 
@@ -196,6 +199,7 @@ enum {
   PROP_CLOSED,
   PROP_MAX_MESSAGE_SIZE,
   PROP_MAX_QUEUED_BYTES,
+  PROP_MEMFD_THRESHOLD,
   PROP_PEER_PROCESS_NAME,
   PROP_PEER_PID,
   N_PROPS
@@ -663,10 +667,35 @@ static gboolean
 has_room_locked (LyChannel *self,
                  gsize      frame_size)
 {
-  gsize queued = ly_wire_writer_get_queued (self->writer);
+  gsize queued = ly_wire_writer_get_backlog (self->writer);
 
   /* An empty queue takes any one message: the bound is on backlog. */
   return queued == 0 || queued + frame_size <= self->max_queued_bytes;
+}
+
+/* Queues @message: in a sealed memfd when it is large and the peer
+ * takes them (the data then crosses without the socket's two copies
+ * and is not copied again on the other side), inline otherwise, or
+ * when the system refuses a memfd. */
+static void
+append_message_locked (LyChannel *self,
+                       GVariant  *message)
+{
+  gsize size = g_variant_get_size (message);
+
+  if (self->peer_memfd && self->memfd_capable && self->memfd_threshold > 0 && size >= self->memfd_threshold)
+    {
+      g_autoptr(GError) error = NULL;
+      int fd = ly_wire_memfd_new (message, &error);
+
+      if (fd >= 0)
+        {
+          ly_wire_writer_append_memfd (self->writer, g_variant_get_type_string (message), size, fd);
+          return;
+        }
+      g_debug ("Channel “%s”: %s; sending it inline", self->name, error->message);
+    }
+  ly_wire_writer_append (self->writer, LY_WIRE_KIND_MESSAGE, message);
 }
 
 /* Moves sends that waited for room into the queue, in order. */
@@ -681,7 +710,7 @@ pump_send_waiters_locked (LyChannel *self)
         {
           if (!has_room_locked (self, message_frame_size (op->message)))
             break;
-          ly_wire_writer_append (self->writer, LY_WIRE_KIND_MESSAGE, op->message);
+          append_message_locked (self, op->message);
           g_clear_pointer (&op->message, g_variant_unref);
         }
 
@@ -690,22 +719,58 @@ pump_send_waiters_locked (LyChannel *self)
     }
 }
 
+/* One write of what @writer holds, with the file descriptors of the
+ * memfd frames that start in it (which then are the peer's: ours are
+ * closed).  *@offered: how many bytes it tried. */
+static gssize
+write_some (LyTransport  *transport,
+            LyWireWriter *writer,
+            gsize        *offered,
+            GError      **error)
+{
+  GOutputVector vectors[64];
+  int fds[LY_TRANSPORT_MAX_FDS];
+  gsize n_vectors = ly_wire_writer_get_vectors (writer, vectors, G_N_ELEMENTS (vectors));
+  gsize total = 0, limit, n_fds;
+  gssize n;
+
+  for (gsize i = 0; i < n_vectors; i++)
+    total += vectors[i].size;
+
+  /* no more bytes than the fds that fit in one write go with */
+  limit = total;
+  n_fds = ly_wire_writer_get_fds (writer, fds, G_N_ELEMENTS (fds), &limit);
+  for (gsize i = 0, sum = 0; i < n_vectors; i++)
+    {
+      if (sum + vectors[i].size >= limit)
+        {
+          vectors[i].size = limit - sum;
+          n_vectors = i + 1;
+          break;
+        }
+      sum += vectors[i].size;
+    }
+
+  *offered = limit;
+  n = ly_transport_writev (transport, vectors, n_vectors, fds, n_fds, error);
+  if (n > 0)
+    {
+      ly_wire_writer_sent_fds (writer, n_fds);
+      ly_wire_writer_consume (writer, n);
+    }
+  return n;
+}
+
 static void
 write_locked (LyChannel *self)
 {
-  GOutputVector vectors[64];
-
   while (self->transport != NULL && ly_wire_writer_get_queued (self->writer) > 0)
     {
       g_autoptr(GError) error = NULL;
-      gsize n_vectors = ly_wire_writer_get_vectors (self->writer, vectors, G_N_ELEMENTS (vectors));
       gsize offered = 0;
       gssize n;
 
-      for (gsize i = 0; i < n_vectors; i++)
-        offered += vectors[i].size;
-
-      n = ly_transport_writev (self->transport, vectors, n_vectors, &error);
+      n = write_some (self->transport, self->writer, &offered, &error);
       self->write_blocked = n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK);
       if (n < 0)
         {
@@ -725,7 +790,6 @@ write_locked (LyChannel *self)
           return;
         }
 
-      ly_wire_writer_consume (self->writer, n);
       self->last_write_at = g_get_monotonic_time ();
       self->read_since_write = FALSE;
       pump_send_waiters_locked (self);
@@ -783,6 +847,8 @@ handle_frame_locked (LyChannel  *self,
 
   if (!self->hello_received)
     {
+      gboolean peer_memfd = FALSE;
+
       if (kind != LY_WIRE_KIND_HELLO)
         {
           end_connection_locked (self,
@@ -793,7 +859,7 @@ handle_frame_locked (LyChannel  *self,
           return;
         }
 
-      if (!ly_wire_hello_parse (value, &peer_name, &self->peer_pid, &error))
+      if (!ly_wire_hello_parse (value, &peer_name, &self->peer_pid, &peer_memfd, &error))
         {
           end_connection_locked (self,
                                  g_error_new (LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
@@ -802,6 +868,7 @@ handle_frame_locked (LyChannel  *self,
           return;
         }
       self->peer_process_name = remember_peer_name_locked (self, g_steal_pointer (&peer_name));
+      self->peer_memfd = peer_memfd;
 
       self->hello_received = TRUE;
       g_variant_unref (value);
@@ -922,14 +989,21 @@ read_locked (LyChannel *self)
          self->incoming_bytes < self->max_queued_bytes)
     {
       g_autoptr(GError) error = NULL;
-      gsize space_size;
+      int fds[LY_TRANSPORT_MAX_FDS];
+      gsize space_size, n_fds = 0;
       guint8 *space;
       gssize n;
 
       if (self->frames_pending)
         break;
       space = ly_wire_reader_get_space (self->reader, &space_size);
-      n = ly_transport_read (self->transport, space, space_size, &error);
+      n = ly_transport_read (self->transport, space, space_size, fds, &n_fds, &error);
+      if (n > 0 && !ly_wire_reader_take_fds (self->reader, fds, n_fds, &error))
+        {
+          g_prefix_error (&error, _("Channel “%s”: "), self->name);
+          end_connection_locked (self, g_steal_pointer (&error));
+          break;
+        }
 
       if (n < 0)
         {
@@ -964,8 +1038,18 @@ read_locked (LyChannel *self)
 static void
 take_bytes_locked (LyChannel    *self,
                    const guint8 *data,
-                   gsize         size)
+                   gsize         size,
+                   const int    *fds,
+                   gsize         n_fds)
 {
+  g_autoptr(GError) error = NULL;
+
+  if (!ly_wire_reader_take_fds (self->reader, fds, n_fds, &error))
+    {
+      g_prefix_error (&error, _("Channel “%s”: "), self->name);
+      end_connection_locked (self, g_steal_pointer (&error));
+      return;
+    }
   if (size == 0)
     {
       read_eof_locked (self);
@@ -1637,6 +1721,8 @@ wait_inline (LyChannel     *self,
       g_autoptr(LyTransport) transport = ly_transport_ref (self->transport);
       gboolean writing = ly_wire_writer_get_queued (self->writer) > 0;
       guint8 buffer[16 * 1024];
+      int fds[LY_TRANSPORT_MAX_FDS];
+      gsize n_fds = 0;
       gssize n = -1;
 
       self->poller_active = TRUE;
@@ -1644,13 +1730,16 @@ wait_inline (LyChannel     *self,
 
       /* Nothing to write: block in recv() itself, one syscall instead of
        * poll() and recv() (bounded by the socket's receive timeout). */
-      if (writing || (n = ly_transport_read_blocking (transport, buffer, sizeof buffer)) == -2)
+      if (writing || (n = ly_transport_read_blocking (transport, buffer, sizeof buffer, fds, &n_fds)) == -2)
         ly_transport_wait (transport, G_IO_IN | (writing ? G_IO_OUT : 0), self->wakeup_fd, until);
 
       g_mutex_lock (&self->mutex);
       self->poller_active = FALSE;
       if (n >= 0 && self->transport == transport)
-        take_bytes_locked (self, buffer, n);
+        take_bytes_locked (self, buffer, n, fds, n_fds);
+      else
+        for (gsize i = 0; i < n_fds; i++)
+          close (fds[i]);
       if (self->n_waiters > 0)
         g_cond_broadcast (&self->cond);
       g_mutex_unlock (&self->mutex);
@@ -1729,6 +1818,7 @@ ly_channel_init (LyChannel *self)
   self->frames_left = G_MAXUINT;
   self->reader = ly_wire_reader_new (self->max_message_size);
   self->writer = ly_wire_writer_new ();
+  self->memfd_threshold = LY_CHANNEL_DEFAULT_MEMFD_THRESHOLD;
   self->context = g_main_context_ref_thread_default ();
 }
 
@@ -1752,11 +1842,21 @@ create_source (LyChannel *self)
   g_source_attach (self->source, self->context);
 }
 
+/* What the reader takes: messages up to max-message-size, in memfds
+ * too when this side offers them. */
+static void
+set_reader_limits_locked (LyChannel *self)
+{
+  ly_wire_reader_set_max_message_size (self->reader, self->max_message_size);
+  ly_wire_reader_set_max_memfd_size (self->reader, self->memfd_capable ? self->max_message_size : 0);
+}
+
 /* The hello is the first frame every side writes on a connection. */
 static void
 queue_hello_locked (LyChannel *self)
 {
-  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new (g_get_prgname (), self->name));
+  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new (g_get_prgname (), self->name,
+                                                                     self->memfd_capable));
 
   ly_wire_writer_append (self->writer, LY_WIRE_KIND_HELLO, hello);
 }
@@ -1805,7 +1905,9 @@ detach_connection_locked (LyChannel *self,
 
   ly_wire_reader_free (self->reader);
   self->reader = ly_wire_reader_new (self->max_message_size);
+  set_reader_limits_locked (self);
   self->hello_received = FALSE;
+  self->peer_memfd = FALSE;
   self->peer_process_name = NULL;
   self->peer_pid = 0;
 
@@ -1841,6 +1943,8 @@ ly_channel_new_for_transport (const char   *name,
   LyChannel *self = channel_new_in (name, context);
 
   g_mutex_lock (&self->mutex);
+  self->memfd_capable = ly_transport_can_pass_fds (transport);
+  set_reader_limits_locked (self);
   queue_hello_locked (self);
   attach_locked (self, transport);
   g_mutex_unlock (&self->mutex);
@@ -1859,6 +1963,9 @@ ly_channel_new_persistent (const char   *name,
 
   g_mutex_lock (&self->mutex);
   self->persistent = TRUE;
+  /* its connections are socketpairs the hub makes (ly_channel_attach_socket()) */
+  self->memfd_capable = TRUE;
+  set_reader_limits_locked (self);
   queue_hello_locked (self);
   g_mutex_unlock (&self->mutex);
 
@@ -1957,14 +2064,13 @@ linger_dispatch (GSource     *source,
                  gpointer     user_data)
 {
   LingerSource *linger = (LingerSource *) source;
-  GOutputVector vectors[64];
 
   while (ly_wire_writer_get_queued (linger->writer) > 0 &&
          g_get_monotonic_time () < linger->deadline)
     {
       g_autoptr(GError) error = NULL;
-      gsize n_vectors = ly_wire_writer_get_vectors (linger->writer, vectors, G_N_ELEMENTS (vectors));
-      gssize n = ly_transport_writev (linger->transport, vectors, n_vectors, &error);
+      gsize offered;
+      gssize n = write_some (linger->transport, linger->writer, &offered, &error);
 
       if (n < 0)
         {
@@ -1972,7 +2078,6 @@ linger_dispatch (GSource     *source,
             return G_SOURCE_CONTINUE;
           break;
         }
-      ly_wire_writer_consume (linger->writer, n);
     }
 
   ly_transport_detach (linger->transport, source);
@@ -2092,6 +2197,9 @@ ly_channel_get_property (GObject    *object,
     case PROP_MAX_QUEUED_BYTES:
       g_value_set_uint64 (value, ly_channel_get_max_queued_bytes (self));
       break;
+    case PROP_MEMFD_THRESHOLD:
+      g_value_set_uint64 (value, ly_channel_get_memfd_threshold (self));
+      break;
     case PROP_PEER_PROCESS_NAME:
       g_mutex_lock (&self->mutex);
       g_value_set_string (value, self->peer_process_name);
@@ -2128,6 +2236,9 @@ ly_channel_set_property (GObject      *object,
       break;
     case PROP_MAX_QUEUED_BYTES:
       ly_channel_set_max_queued_bytes (self, g_value_get_uint64 (value));
+      break;
+    case PROP_MEMFD_THRESHOLD:
+      ly_channel_set_memfd_threshold (self, g_value_get_uint64 (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -2230,6 +2341,25 @@ ly_channel_class_init (LyChannelClass *klass)
   properties[PROP_MAX_QUEUED_BYTES] =
     g_param_spec_uint64 ("max-queued-bytes", NULL, NULL,
                          1, G_MAXUINT64, LY_CHANNEL_DEFAULT_MAX_QUEUED_BYTES,
+                         (G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS));
+
+  /**
+   * LyChannel:memfd-threshold:
+   *
+   * Messages of at least this many bytes (their serialised data) travel
+   * in a sealed memfd passed with the frame, when the peer offered that
+   * in its hello (every liteyuki-comm peer on a local socket does): the
+   * data crosses without the socket's two copies, and the receiver maps
+   * it read-only instead of copying it.  0 sends every message inline.
+   * A memfd message counts against [property@Ly.Channel:max-queued-bytes]
+   * with its whole size, and against [property@Ly.Channel:max-message-size]
+   * like any message.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_MEMFD_THRESHOLD] =
+    g_param_spec_uint64 ("memfd-threshold", NULL, NULL,
+                         0, G_MAXUINT64, LY_CHANNEL_DEFAULT_MEMFD_THRESHOLD,
                          (G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS));
 
   /**
@@ -2620,7 +2750,7 @@ ly_channel_set_max_message_size (LyChannel *self,
 
   g_mutex_lock (&self->mutex);
   self->max_message_size = max_message_size;
-  ly_wire_reader_set_max_message_size (self->reader, max_message_size);
+  set_reader_limits_locked (self);
   g_mutex_unlock (&self->mutex);
 
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_MESSAGE_SIZE]);
@@ -2675,6 +2805,53 @@ ly_channel_set_max_queued_bytes (LyChannel *self,
 }
 
 /**
+ * ly_channel_get_memfd_threshold:
+ * @self: a [class@Ly.Channel]
+ *
+ * Gets [property@Ly.Channel:memfd-threshold].
+ *
+ * Returns: the size from which messages travel in a memfd, 0 for never
+ *
+ * Since: 1.0
+ */
+gsize
+ly_channel_get_memfd_threshold (LyChannel *self)
+{
+  gsize threshold;
+
+  g_return_val_if_fail (LY_IS_CHANNEL (self), 0);
+
+  g_mutex_lock (&self->mutex);
+  threshold = self->memfd_threshold;
+  g_mutex_unlock (&self->mutex);
+
+  return threshold;
+}
+
+/**
+ * ly_channel_set_memfd_threshold:
+ * @self: a [class@Ly.Channel]
+ * @threshold: the size in bytes from which messages travel in a memfd;
+ *   0 for never
+ *
+ * Sets [property@Ly.Channel:memfd-threshold].
+ *
+ * Since: 1.0
+ */
+void
+ly_channel_set_memfd_threshold (LyChannel *self,
+                                gsize      threshold)
+{
+  g_return_if_fail (LY_IS_CHANNEL (self));
+
+  g_mutex_lock (&self->mutex);
+  self->memfd_threshold = threshold;
+  g_mutex_unlock (&self->mutex);
+
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MEMFD_THRESHOLD]);
+}
+
+/**
  * ly_channel_get_queued_bytes:
  * @self: a [class@Ly.Channel]
  *
@@ -2693,7 +2870,7 @@ ly_channel_get_queued_bytes (LyChannel *self)
   g_return_val_if_fail (LY_IS_CHANNEL (self), 0);
 
   g_mutex_lock (&self->mutex);
-  queued = ly_wire_writer_get_queued (self->writer);
+  queued = ly_wire_writer_get_backlog (self->writer);
   g_mutex_unlock (&self->mutex);
 
   return queued;
@@ -2866,7 +3043,7 @@ ly_channel_send (LyChannel  *self,
       if (g_queue_is_empty (&self->send_waiters) &&
           has_room_locked (self, message_frame_size (owned)))
         {
-          ly_wire_writer_append (self->writer, LY_WIRE_KIND_MESSAGE, owned);
+          append_message_locked (self, owned);
           kick_writer_locked (self);
           queued = TRUE;
         }
@@ -2877,7 +3054,7 @@ ly_channel_send (LyChannel  *self,
            * nothing, not even the message's translation. */
           g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_FULL,
                        _("The send queue of channel “%s” is full (%zu bytes waiting, the limit is %zu)"),
-                       self->name, ly_wire_writer_get_queued (self->writer), self->max_queued_bytes);
+                       self->name, ly_wire_writer_get_backlog (self->writer), self->max_queued_bytes);
         }
     }
   g_mutex_unlock (&self->mutex);

@@ -26,16 +26,26 @@ gboolean     ly_transport_stream_is_supported (GIOStream *stream);
 LyTransport *ly_transport_ref            (LyTransport   *transport);
 void         ly_transport_unref          (LyTransport   *transport);
 
+/* File descriptors one read or write carries at most. */
+#define LY_TRANSPORT_MAX_FDS 16
+
+gboolean     ly_transport_can_pass_fds   (LyTransport   *transport);
 gssize       ly_transport_read           (LyTransport   *transport,
                                           void          *buffer,
                                           gsize          size,
+                                          int           *fds,
+                                          gsize         *n_fds,
                                           GError       **error);
 gssize       ly_transport_read_blocking  (LyTransport   *transport,
                                           void          *buffer,
-                                          gsize          size);
+                                          gsize          size,
+                                          int           *fds,
+                                          gsize         *n_fds);
 gssize       ly_transport_writev         (LyTransport   *transport,
                                           GOutputVector *vectors,
                                           gsize          n_vectors,
+                                          const int     *fds,
+                                          gsize          n_fds,
                                           GError       **error);
 
 void         ly_transport_attach         (LyTransport   *transport,

@@ -140,23 +140,98 @@ set_errno_error (GError     **error,
                        g_strerror (saved_errno));
 }
 
+/* Whether file descriptors can travel with the bytes: an AF_UNIX socket. */
+gboolean
+ly_transport_can_pass_fds (LyTransport *transport)
+{
+  int domain = 0;
+  socklen_t length = sizeof domain;
+
+  return is_fd_transport (transport) &&
+         getsockopt (transport->fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 &&
+         domain == AF_UNIX;
+}
+
+/* recv() that also takes the file descriptors sent with the bytes (at
+ * most LY_TRANSPORT_MAX_FDS, close-on-exec), into @fds.  More than fit
+ * is an error (the kernel closed the rest): no peer of ours sends that
+ * many at once. */
+static gssize
+receive_with_fds (int     fd,
+                  void   *buffer,
+                  gsize   size,
+                  int     flags,
+                  int    *fds,
+                  gsize  *n_fds)
+{
+  union
+  {
+    struct cmsghdr header;
+    char           space[CMSG_SPACE (sizeof (int) * LY_TRANSPORT_MAX_FDS)];
+  } control;
+  struct iovec iov = { buffer, size };
+  struct msghdr msg = { 0 };
+  gssize n;
+
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = &control;
+  msg.msg_controllen = sizeof control;
+  *n_fds = 0;
+
+  do
+    n = recvmsg (fd, &msg, flags | MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return n;
+
+  for (struct cmsghdr *c = CMSG_FIRSTHDR (&msg); c != NULL; c = CMSG_NXTHDR (&msg, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+      {
+        gsize count = (c->cmsg_len - CMSG_LEN (0)) / sizeof (int);
+
+        for (gsize i = 0; i < count; i++)
+          {
+            int received;
+
+            memcpy (&received, CMSG_DATA (c) + i * sizeof (int), sizeof (int));
+            if (*n_fds < LY_TRANSPORT_MAX_FDS)
+              fds[(*n_fds)++] = received;
+            else
+              close (received);
+          }
+      }
+
+  if ((msg.msg_flags & MSG_CTRUNC) != 0)
+    {
+      for (gsize i = 0; i < *n_fds; i++)
+        close (fds[i]);
+      *n_fds = 0;
+      errno = EMSGSIZE;
+      return -1;
+    }
+  return n;
+}
+
 /* Returns the number of bytes read, 0 at end of stream, or -1 with
- * G_IO_ERROR_WOULD_BLOCK when nothing is there. */
+ * G_IO_ERROR_WOULD_BLOCK when nothing is there.  File descriptors sent
+ * with the bytes land in @fds (room for LY_TRANSPORT_MAX_FDS), their
+ * count in @n_fds: the caller owns them. */
 gssize
 ly_transport_read (LyTransport  *transport,
                    void         *buffer,
                    gsize         size,
+                   int          *fds,
+                   gsize        *n_fds,
                    GError      **error)
 {
   gssize n;
 
+  *n_fds = 0;
   if (!is_fd_transport (transport))
     return g_pollable_input_stream_read_nonblocking (transport->input, buffer, size, NULL, error);
 
-  do
-    n = recv (transport->fd, buffer, size, MSG_DONTWAIT);
-  while (n < 0 && errno == EINTR);
-
+  n = receive_with_fds (transport->fd, buffer, size, MSG_DONTWAIT, fds, n_fds);
   if (n < 0)
     set_errno_error (error, errno);
 
@@ -165,35 +240,48 @@ ly_transport_read (LyTransport  *transport,
 
 /* Waits for bytes and reads them in one syscall: the count, 0 at end of
  * stream, -1 when a slice passed with nothing (or on an error, which the
- * next non-blocking read reports), -2 when this transport cannot block. */
+ * next non-blocking read reports), -2 when this transport cannot block.
+ * File descriptors as for ly_transport_read(). */
 gssize
 ly_transport_read_blocking (LyTransport *transport,
                             void        *buffer,
-                            gsize        size)
+                            gsize        size,
+                            int         *fds,
+                            gsize       *n_fds)
 {
   gssize n;
 
+  *n_fds = 0;
   if (!is_fd_transport (transport) || !transport->can_block)
     return -2;
 
-  do
-    n = recv (transport->fd, buffer, size, 0);
-  while (n < 0 && errno == EINTR);
-
+  n = receive_with_fds (transport->fd, buffer, size, 0, fds, n_fds);
   return n < 0 ? -1 : n;
 }
 
+/* Writes what it can of @vectors, and with the first byte the @n_fds
+ * file descriptors (sent means duplicated into the peer: the caller
+ * still closes its own).  Only an AF_UNIX transport takes fds. */
 gssize
 ly_transport_writev (LyTransport    *transport,
                      GOutputVector  *vectors,
                      gsize           n_vectors,
+                     const int      *fds,
+                     gsize           n_fds,
                      GError        **error)
 {
+  union
+  {
+    struct cmsghdr header;
+    char           space[CMSG_SPACE (sizeof (int) * LY_TRANSPORT_MAX_FDS)];
+  } control;
   struct iovec iov[MAX_VECTORS];
   struct msghdr msg = { 0 };
   gssize n;
 
   n_vectors = MIN (n_vectors, MAX_VECTORS);
+  g_return_val_if_fail (n_fds <= LY_TRANSPORT_MAX_FDS, -1);
+  g_return_val_if_fail (n_fds == 0 || is_fd_transport (transport), -1);
 
   if (!is_fd_transport (transport))
     {
@@ -220,6 +308,19 @@ ly_transport_writev (LyTransport    *transport,
     }
   msg.msg_iov = iov;
   msg.msg_iovlen = n_vectors;
+  if (n_fds > 0)
+    {
+      struct cmsghdr *c;
+
+      memset (&control, 0, sizeof control);
+      msg.msg_control = &control;
+      msg.msg_controllen = CMSG_SPACE (sizeof (int) * n_fds);
+      c = CMSG_FIRSTHDR (&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN (sizeof (int) * n_fds);
+      memcpy (CMSG_DATA (c), fds, sizeof (int) * n_fds);
+    }
 
   /* MSG_NOSIGNAL: a vanished peer is an error to report, not a SIGPIPE
    * that kills the process. */

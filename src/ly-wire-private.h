@@ -40,6 +40,16 @@ G_BEGIN_DECLS
  * clean close; end-of-stream without it means the peer went away
  * (crashed, was killed) and is reported as an error.
  *
+ * MEMFD carries one message whose data is in a sealed memfd sent with
+ * the frame's bytes (SCM_RIGHTS, on an AF_UNIX socket): the frame's type
+ * string is the message's, its data the data's size (t, 8 bytes).  The
+ * file descriptors a connection receives are taken by its MEMFD frames
+ * in order.  A side sends MEMFD frames only to a peer whose hello offered
+ * them ("memfd": true among the extensions); the receiver checks the
+ * seals (no shrinking, growing or writing) and the size before it maps
+ * the memfd read-only.  Version 1 peers that do not offer it keep
+ * getting MESSAGE frames.
+ *
  * The reader trusts nothing: the lengths are checked against the
  * limits before anything is allocated, the type string must be a valid
  * definite type, the data must be in normal form and the padding zero.
@@ -64,7 +74,11 @@ typedef enum
   LY_WIRE_KIND_HELLO   = 1,
   LY_WIRE_KIND_MESSAGE = 2,
   LY_WIRE_KIND_GOODBYE = 3,
+  LY_WIRE_KIND_MEMFD   = 4,
 } LyWireKind;
+
+/* Received file descriptors no MEMFD frame took yet, at most. */
+#define LY_WIRE_MAX_PENDING_FDS 64
 
 typedef enum
 {
@@ -83,10 +97,14 @@ gsize     ly_wire_frame_size       (gsize type_length,
                                     gsize data_length);
 
 GVariant *ly_wire_hello_new        (const char *process_name,
-                                    const char *channel_name);
+                                    const char *channel_name,
+                                    gboolean    memfd);
 gboolean  ly_wire_hello_parse      (GVariant    *hello,
                                     char       **process_name,
                                     GPid        *pid,
+                                    gboolean    *memfd,
+                                    GError     **error);
+int       ly_wire_memfd_new        (GVariant    *value,
                                     GError     **error);
 
 /* The reader decodes frames from bytes received. */
@@ -106,6 +124,12 @@ guint8       *ly_wire_reader_get_space   (LyWireReader  *reader,
 void          ly_wire_reader_commit      (LyWireReader  *reader,
                                           gsize          n_read);
 gboolean      ly_wire_reader_has_partial (LyWireReader  *reader);
+void          ly_wire_reader_set_max_memfd_size (LyWireReader *reader,
+                                                 gsize         max_size);
+gboolean      ly_wire_reader_take_fds    (LyWireReader  *reader,
+                                          const int     *fds,
+                                          gsize          n_fds,
+                                          GError       **error);
 LyWireStatus  ly_wire_reader_next        (LyWireReader  *reader,
                                           LyWireKind    *kind,
                                           GVariant     **value,
@@ -121,6 +145,16 @@ gsize         ly_wire_writer_append       (LyWireWriter        *writer,
                                            GVariant            *value);
 gsize         ly_wire_writer_append_string (LyWireWriter       *writer,
                                            const char          *string);
+gsize         ly_wire_writer_append_memfd (LyWireWriter        *writer,
+                                           const char          *type,
+                                           gsize                size,
+                                           int                  fd);
+gsize         ly_wire_writer_get_fds      (LyWireWriter        *writer,
+                                           int                 *fds,
+                                           gsize                max_fds,
+                                           gsize               *max_bytes);
+void          ly_wire_writer_sent_fds     (LyWireWriter        *writer,
+                                           gsize                n_fds);
 GBytes       *ly_wire_writer_steal_bytes  (LyWireWriter        *writer);
 gsize         ly_wire_writer_get_vectors  (LyWireWriter        *writer,
                                            GOutputVector       *vectors,
@@ -129,6 +163,7 @@ void          ly_wire_writer_consume      (LyWireWriter        *writer,
                                            gsize                n_written);
 void          ly_wire_writer_clear        (LyWireWriter        *writer);
 gsize         ly_wire_writer_get_queued   (LyWireWriter        *writer);
+gsize         ly_wire_writer_get_backlog  (LyWireWriter        *writer);
 guint64       ly_wire_writer_get_enqueued_total (LyWireWriter  *writer);
 guint64       ly_wire_writer_get_written_total  (LyWireWriter  *writer);
 

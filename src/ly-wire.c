@@ -3,10 +3,18 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#define _GNU_SOURCE  /* memfd_create(), F_ADD_SEALS */
+
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <gio/gio.h>
 
 #include "ly-channel.h"
 #include "ly-version.h"
@@ -14,6 +22,9 @@
 #include "ly-wire-private.h"
 #include "ly-variant-private.h"
 #include "ly-variant-type-private.h"
+
+/* The seals a memfd must carry: its contents can no longer change. */
+#define MEMFD_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
 
 /* A send-buffer segment grows to at least this size, so a burst of small
  * messages shares one allocation and leaves in one writev(). */
@@ -61,12 +72,15 @@ read_header (const guint8 *src,
 
 GVariant *
 ly_wire_hello_new (const char *process_name,
-                   const char *channel_name)
+                   const char *channel_name,
+                   gboolean    memfd)
 {
   g_auto(GVariantBuilder) extensions = G_VARIANT_BUILDER_INIT (G_VARIANT_TYPE_VARDICT);
 
   if (channel_name != NULL)
     g_variant_builder_add (&extensions, "{sv}", "channel", g_variant_new_string (channel_name));
+  if (memfd)
+    g_variant_builder_add (&extensions, "{sv}", "memfd", g_variant_new_boolean (TRUE));
 
   return g_variant_new (LY_WIRE_HELLO_TYPE,
                         (guint32) LY_WIRE_PROTOCOL_VERSION,
@@ -79,8 +93,10 @@ gboolean
 ly_wire_hello_parse (GVariant  *hello,
                      char     **process_name,
                      GPid      *pid,
+                     gboolean  *memfd,
                      GError   **error)
 {
+  g_autoptr(GVariant) extensions = NULL;
   guint32 version;
   guint32 peer_pid;
   const char *name;
@@ -93,7 +109,7 @@ ly_wire_hello_parse (GVariant  *hello,
       return FALSE;
     }
 
-  g_variant_get (hello, "(u&su@a{sv})", &version, &name, &peer_pid, NULL);
+  g_variant_get (hello, "(u&su@a{sv})", &version, &name, &peer_pid, &extensions);
 
   if (version != LY_WIRE_PROTOCOL_VERSION)
     {
@@ -107,8 +123,49 @@ ly_wire_hello_parse (GVariant  *hello,
     *process_name = g_strdup (name);
   if (pid != NULL)
     *pid = (GPid) peer_pid;
+  if (memfd != NULL && !g_variant_lookup (extensions, "memfd", "b", memfd))
+    *memfd = FALSE;
 
   return TRUE;
+}
+
+/* A sealed memfd holding @value's data in normal form (little-endian):
+ * what a MEMFD frame sends.  -1 with @error when the system refuses
+ * (out of file descriptors or memory): the caller may send it inline. */
+int
+ly_wire_memfd_new (GVariant  *value,
+                   GError   **error)
+{
+  g_autoptr(GVariant) normal = g_variant_get_normal_form (value);
+  const guint8 *data = g_variant_get_data (normal);
+  gsize size = g_variant_get_size (normal), done = 0;
+  int fd = memfd_create ("liteyuki-comm message", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  int saved_errno;
+
+  if (fd < 0)
+    goto failed;
+  while (done < size)
+    {
+      gssize n = pwrite (fd, data + done, size - done, (off_t) done);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        goto failed;
+      done += (gsize) n;
+    }
+  if (fcntl (fd, F_ADD_SEALS, MEMFD_SEALS | F_SEAL_SEAL) < 0)
+    goto failed;
+  return fd;
+
+failed:
+  saved_errno = errno;
+  if (fd >= 0)
+    close (fd);
+  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+               _("Could not put a message of %zu bytes in shared memory: %s"),
+               size, g_strerror (saved_errno));
+  return -1;
 }
 
 /* Writer ------------------------------------------------------------------ */
@@ -121,12 +178,22 @@ typedef struct
   GBytes *bytes;
 } Segment;
 
+/* A MEMFD frame's file descriptor, sent with the bytes from @offset. */
+typedef struct
+{
+  guint64 offset;          /* where its frame starts, in enqueued_total */
+  int     fd;
+  gsize   size;            /* of the message in it */
+} PendingFd;
+
 struct _LyWireWriter
 {
+  GArray  *fds;            /* of PendingFd, oldest first; NULL until one */
   GQueue   segments;       /* of Segment*, oldest first */
   Segment *spare;          /* a drained owned segment, kept for reuse */
   gsize    head_offset;    /* bytes of the first segment already written */
   gsize    queued;         /* bytes not yet written */
+  gsize    memfd_bytes;    /* in the memfds of @fds */
   guint64  enqueued_total;
   guint64  written_total;
 };
@@ -154,6 +221,8 @@ ly_wire_writer_clear (LyWireWriter *writer)
 
   while ((segment = g_queue_pop_head (&writer->segments)))
     segment_free (segment);
+  if (writer->fds != NULL)
+    ly_wire_writer_sent_fds (writer, writer->fds->len);
   writer->written_total += writer->queued;
   writer->head_offset = 0;
   writer->queued = 0;
@@ -168,6 +237,7 @@ ly_wire_writer_free (LyWireWriter *writer)
   ly_wire_writer_clear (writer);
   if (writer->spare != NULL)
     segment_free (writer->spare);
+  g_clear_pointer (&writer->fds, g_array_unref);
   g_free (writer);
 }
 
@@ -301,6 +371,79 @@ ly_wire_writer_append_string (LyWireWriter *writer,
   return total;
 }
 
+/* A MEMFD frame for a message of @type whose @size bytes are in the
+ * sealed memfd @fd, which the writer takes: it goes with the frame's
+ * bytes (see ly_wire_writer_get_fds()) or is closed with the writer. */
+gsize
+ly_wire_writer_append_memfd (LyWireWriter *writer,
+                             const char   *type,
+                             gsize         size,
+                             int           fd)
+{
+  gsize type_length = strlen (type);
+  gsize head_size = LY_WIRE_HEADER_SIZE + ly_wire_pad (type_length + 1);
+  guint64 size_le = GUINT64_TO_LE ((guint64) size);
+  PendingFd pending = { writer->enqueued_total, fd, size };
+  guint8 *dest = writer_reserve (writer, head_size + sizeof size_le);
+
+  memset (dest, 0, head_size);
+  write_header (dest, LY_WIRE_KIND_MEMFD, type_length, sizeof size_le);
+  memcpy (dest + LY_WIRE_HEADER_SIZE, type, type_length);
+  memcpy (dest + head_size, &size_le, sizeof size_le);
+
+  if (writer->fds == NULL)
+    writer->fds = g_array_new (FALSE, FALSE, sizeof (PendingFd));
+  g_array_append_val (writer->fds, pending);
+  writer->memfd_bytes += size;
+
+  writer->queued += head_size + sizeof size_le;
+  writer->enqueued_total += head_size + sizeof size_le;
+  return head_size + sizeof size_le;
+}
+
+/* The file descriptors that go with the next write of at most
+ * *@max_bytes: those of the frames that start in it, @max_fds at most;
+ * *@max_bytes shrinks to end before a frame whose fd does not fit. */
+gsize
+ly_wire_writer_get_fds (LyWireWriter *writer,
+                        int          *fds,
+                        gsize         max_fds,
+                        gsize        *max_bytes)
+{
+  gsize n = 0;
+
+  for (guint i = 0; writer->fds != NULL && i < writer->fds->len; i++)
+    {
+      PendingFd *pending = &g_array_index (writer->fds, PendingFd, i);
+
+      if (pending->offset >= writer->written_total + *max_bytes)
+        break;
+      if (n == max_fds)
+        {
+          *max_bytes = pending->offset - writer->written_total;
+          break;
+        }
+      fds[n++] = pending->fd;
+    }
+  return n;
+}
+
+/* The first @n_fds were sent (the peer has copies now): closes ours. */
+void
+ly_wire_writer_sent_fds (LyWireWriter *writer,
+                         gsize         n_fds)
+{
+  for (gsize i = 0; i < n_fds; i++)
+    {
+      PendingFd *pending = &g_array_index (writer->fds, PendingFd, i);
+
+      close (pending->fd);
+      writer->memfd_bytes -= pending->size;
+    }
+  if (n_fds > 0)
+    g_array_remove_range (writer->fds, 0, n_fds);
+}
+
 /* Everything queued, as one buffer; the writer is empty afterwards. */
 GBytes *
 ly_wire_writer_steal_bytes (LyWireWriter *writer)
@@ -381,6 +524,14 @@ ly_wire_writer_get_queued (LyWireWriter *writer)
   return writer->queued;
 }
 
+/* What waits to be sent, as memory: the bytes to write and the
+ * messages in memfds not sent yet (the back-pressure a sender sees). */
+gsize
+ly_wire_writer_get_backlog (LyWireWriter *writer)
+{
+  return writer->queued + writer->memfd_bytes;
+}
+
 guint64
 ly_wire_writer_get_enqueued_total (LyWireWriter *writer)
 {
@@ -411,6 +562,10 @@ struct _LyWireReader
   gsize   large_length;      /* data length, without padding */
   guint   large_kind;
   char    large_type[LY_WIRE_MAX_TYPE_LENGTH + 1];
+
+  /* file descriptors received, for the MEMFD frames to come */
+  GQueue  fds;               /* of GINT_TO_POINTER (fd), oldest first */
+  gsize   max_memfd_size;    /* 0: MEMFD frames are refused */
 };
 
 /* Large frames' buffers -------------------------------------------------------
@@ -506,7 +661,44 @@ ly_wire_reader_free (LyWireReader *reader)
 
   g_free (reader->buffer);
   large_buffer_free (reader->large);
+  while (!g_queue_is_empty (&reader->fds))
+    close (GPOINTER_TO_INT (g_queue_pop_head (&reader->fds)));
   g_free (reader);
+}
+
+/* Accepts MEMFD frames of up to @max_size bytes of data (0: none). */
+void
+ly_wire_reader_set_max_memfd_size (LyWireReader *reader,
+                                   gsize         max_size)
+{
+  reader->max_memfd_size = max_size;
+}
+
+/* Takes file descriptors received with the bytes, for the MEMFD frames
+ * among them.  A peer that sends more than its frames take, or any to
+ * a reader that accepts no MEMFD frame, is told off: they are closed
+ * and it is a protocol error. */
+gboolean
+ly_wire_reader_take_fds (LyWireReader  *reader,
+                         const int     *fds,
+                         gsize          n_fds,
+                         GError       **error)
+{
+  if (n_fds == 0)
+    return TRUE;
+
+  if (reader->max_memfd_size == 0 || g_queue_get_length (&reader->fds) + n_fds > LY_WIRE_MAX_PENDING_FDS)
+    {
+      for (gsize i = 0; i < n_fds; i++)
+        close (fds[i]);
+      g_set_error_literal (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                           _("Received file descriptors that no message of the peer’s needs"));
+      return FALSE;
+    }
+
+  for (gsize i = 0; i < n_fds; i++)
+    g_queue_push_tail (&reader->fds, GINT_TO_POINTER (fds[i]));
+  return TRUE;
 }
 
 void
@@ -580,7 +772,8 @@ check_header (LyWireReader *reader,
               gsize         data_length,
               GError      **error)
 {
-  if (kind < LY_WIRE_KIND_HELLO || kind > LY_WIRE_KIND_GOODBYE)
+  if (kind < LY_WIRE_KIND_HELLO || kind > LY_WIRE_KIND_MEMFD ||
+      (kind == LY_WIRE_KIND_MEMFD && reader->max_memfd_size == 0))
     {
       g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
                    _("Received a frame of unknown kind %u"), kind);
@@ -613,6 +806,13 @@ check_header (LyWireReader *reader,
     {
       g_set_error_literal (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
                            _("Received a frame without a type string"));
+      return FALSE;
+    }
+
+  if (kind == LY_WIRE_KIND_MEMFD && data_length != sizeof (guint64))
+    {
+      g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                   _("Received a shared-memory frame of %zu bytes instead of 8"), data_length);
       return FALSE;
     }
 
@@ -746,6 +946,111 @@ make_value (const char *type,
   return g_steal_pointer (&value);
 }
 
+typedef struct
+{
+  gpointer address;
+  gsize    size;
+} Mapping;
+
+static void
+mapping_free (gpointer data)
+{
+  Mapping *mapping = data;
+
+  munmap (mapping->address, mapping->size);
+  g_free (mapping);
+}
+
+/* The data of a MEMFD frame: @fd (taken) must be a memfd sealed against
+ * any change, of exactly @size bytes, within the limit; mapped
+ * read-only, it becomes the message's bytes without a copy. */
+static GBytes *
+map_memfd (LyWireReader  *reader,
+           int            fd,
+           guint64        size,
+           GError       **error)
+{
+  int seals = fcntl (fd, F_GET_SEALS);
+  struct stat info;
+  gint64 actual;
+  Mapping *mapping;
+  gpointer address;
+
+  if (seals < 0 || (seals & MEMFD_SEALS) != MEMFD_SEALS)
+    {
+      close (fd);
+      g_set_error_literal (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                           _("Received shared memory that is not sealed against changes"));
+      return NULL;
+    }
+  if (size == 0 || size > reader->max_memfd_size)
+    {
+      close (fd);
+      g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                   _("Received a message of %" G_GUINT64_FORMAT " bytes in shared memory; the limit is %zu bytes"),
+                   size, reader->max_memfd_size);
+      return NULL;
+    }
+  actual = fstat (fd, &info) == 0 && S_ISREG (info.st_mode) ? (gint64) info.st_size : -1;
+  if (actual < 0 || (guint64) actual != size)
+    {
+      close (fd);
+      g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                   _("Received shared memory of %" G_GINT64_FORMAT " bytes for a message of %" G_GUINT64_FORMAT " bytes"),
+                   actual, size);
+      return NULL;
+    }
+
+  address = mmap (NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+  close (fd);
+  if (address == MAP_FAILED)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                   _("Could not map a message of %" G_GUINT64_FORMAT " bytes: %s"),
+                   size, g_strerror (saved_errno));
+      return NULL;
+    }
+
+  mapping = g_new (Mapping, 1);
+  mapping->address = address;
+  mapping->size = size;
+  return g_bytes_new_with_free_func (address, size, mapping_free, mapping);
+}
+
+/* A complete MEMFD frame at the reader's head: the message. */
+static LyWireStatus
+read_memfd_frame (LyWireReader  *reader,
+                  const char    *type,
+                  const guint8  *data,
+                  gsize          frame_size,
+                  LyWireKind    *kind,
+                  GVariant     **value,
+                  GError       **error)
+{
+  g_autoptr(GBytes) bytes = NULL;
+  guint64 size_le;
+
+  memcpy (&size_le, data, sizeof size_le);
+  reader->head += frame_size;
+
+  if (g_queue_is_empty (&reader->fds))
+    {
+      g_set_error_literal (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL,
+                           _("Received a shared-memory frame without its file descriptor"));
+      return LY_WIRE_ERROR;
+    }
+
+  bytes = map_memfd (reader, GPOINTER_TO_INT (g_queue_pop_head (&reader->fds)), GUINT64_FROM_LE (size_le), error);
+  if (bytes == NULL)
+    return LY_WIRE_ERROR;
+
+  *kind = LY_WIRE_KIND_MESSAGE;
+  *value = make_value (type, bytes, error);
+  return *value != NULL ? LY_WIRE_FRAME : LY_WIRE_ERROR;
+}
+
 static LyWireStatus
 finish_large (LyWireReader  *reader,
               LyWireKind    *kind,
@@ -806,6 +1111,14 @@ ly_wire_reader_next (LyWireReader  *reader,
   type = (const char *) frame + LY_WIRE_HEADER_SIZE;
   if (!check_type (type, type_length, type_area, error))
     return LY_WIRE_ERROR;
+
+  if (frame_kind == LY_WIRE_KIND_MEMFD)
+    {
+      if (available < LY_WIRE_HEADER_SIZE + type_area + data_area)
+        return LY_WIRE_NEED_MORE;
+      return read_memfd_frame (reader, type, frame + LY_WIRE_HEADER_SIZE + type_area,
+                               LY_WIRE_HEADER_SIZE + type_area + data_area, kind, value, error);
+    }
 
   if (data_length >= LY_WIRE_LARGE_MESSAGE)
     {

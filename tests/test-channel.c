@@ -3,11 +3,14 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#define _GNU_SOURCE  /* memfd_create() */
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -1371,6 +1374,328 @@ test_stream_transports (void)
   g_assert_cmpuint (g_variant_get_size (m2), ==, 300 * 1024);
 }
 
+/* Memfd messages ------------------------------------------------------------ */
+
+/* Whether this process maps a memfd the library made. */
+static gboolean
+maps_a_message_memfd (void)
+{
+  g_autofree char *maps = NULL;
+
+  g_assert_true (g_file_get_contents ("/proc/self/maps", &maps, NULL, NULL));
+  return strstr (maps, "memfd:liteyuki-comm message") != NULL;
+}
+
+/* Messages around the threshold, 1 MiB of bytes and of text, and (not
+ * under valgrind) 256 MiB go to a peer process and come back: the same
+ * bytes; from the threshold on they arrive in a mapped memfd. */
+static void
+test_memfd_echo (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LyChannel) channel = NULL;
+  g_autoptr(GSubprocess) child = ly_test_spawn_peer ("echo-memfd", &channel, "echo-memfd", "65536", NULL);
+  gsize sizes[] = { 65535, 65536, 65537, 1024 * 1024, 256 * 1024 * 1024 };
+  gsize n_sizes = g_getenv ("LY_TEST_QUICK") != NULL ? 4 : G_N_ELEMENTS (sizes);
+
+  ly_channel_set_memfd_threshold (channel, 65536);
+  ly_channel_set_max_message_size (channel, 300 * 1024 * 1024);
+  ly_channel_set_max_queued_bytes (channel, 600 * 1024 * 1024);
+  /* the peer's hello, which offers memfds, arrives first */
+  ly_channel_send (channel, g_variant_new_string ("hello"), &error);
+  g_assert_no_error (error);
+  g_variant_unref (ly_channel_receive (channel, NULL, &error));
+  g_assert_no_error (error);
+
+  for (gsize i = 0; i < n_sizes; i++)
+    {
+      g_autoptr(GVariant) sent = g_variant_ref_sink (pattern_bytes (sizes[i]));
+      g_autoptr(GVariant) echo = NULL;
+
+      g_assert_true (ly_channel_send (channel, sent, &error));
+      g_assert_no_error (error);
+      echo = ly_channel_receive (channel, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_cmpuint (g_variant_get_size (echo), ==, sizes[i]);
+      g_assert_true (memcmp (g_variant_get_data (echo), g_variant_get_data (sent), sizes[i]) == 0);
+      /* held, a large one is a mapping of the peer's memfd */
+      g_assert_cmpint (maps_a_message_memfd (), ==, sizes[i] >= 65536);
+    }
+
+  {
+    g_autoptr(GString) text = g_string_new (NULL);
+    g_autoptr(GVariant) echo = NULL;
+
+    while (text->len < 1024 * 1024)
+      g_string_append (text, "轻雪机器人，一个基于 NoneBot2 的机器人框架。");
+    g_assert_true (ly_channel_send (channel, g_variant_new_string (text->str), &error));
+    echo = ly_channel_receive (channel, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_cmpstr (g_variant_get_string (echo, NULL), ==, text->str);
+  }
+
+  ly_channel_close (channel);
+  g_assert_true (ly_channel_flush (channel, NULL, &error));
+  g_assert_true (g_subprocess_wait_check (child, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_false (maps_a_message_memfd ());
+}
+
+/* 1,000 memfd messages there and back: no file descriptor is left. */
+static void
+test_memfd_no_fd_leak (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) sent = g_variant_ref_sink (pattern_bytes (128 * 1024));
+  g_autoptr(LyChannel) channel = NULL;
+  g_autoptr(GSubprocess) child = NULL;
+  guint n = ly_test_scaled (1000), before;
+
+  child = ly_test_spawn_peer ("echo-memfd", &channel, "echo-memfd", "65536", NULL);
+  ly_channel_set_memfd_threshold (channel, 65536);
+  ly_channel_send (channel, g_variant_new_string ("hello"), &error);
+  g_variant_unref (ly_channel_receive (channel, NULL, &error));
+  g_assert_no_error (error);
+  before = ly_test_count_fds ();
+
+  for (guint i = 0; i < n; i++)
+    ly_test_send_waiting (channel, sent);
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(GVariant) echo = ly_channel_receive (channel, NULL, &error);
+
+      g_assert_no_error (error);
+      g_assert_cmpuint (g_variant_get_size (echo), ==, 128 * 1024);
+    }
+
+  g_assert_cmpuint (ly_test_count_fds (), ==, before);
+  g_assert_false (maps_a_message_memfd ());
+  ly_channel_close (channel);
+  ly_channel_flush (channel, NULL, NULL);
+  g_assert_true (g_subprocess_wait_check (child, NULL, &error));
+  g_assert_no_error (error);
+}
+
+static void
+write_hello_memfd (int fd)
+{
+  g_auto(GVariantBuilder) extensions = G_VARIANT_BUILDER_INIT (G_VARIANT_TYPE_VARDICT);
+  g_autoptr(GVariant) hello = NULL;
+
+  g_variant_builder_add (&extensions, "{sv}", "memfd", g_variant_new_boolean (TRUE));
+  hello = g_variant_ref_sink (g_variant_new ("(usua{sv})", 1, "raw", 1, &extensions));
+  write_frame (fd, 1, 0, "(usua{sv})", g_variant_get_data (hello),
+               g_variant_get_size (hello), g_variant_get_size (hello));
+}
+
+/* A MEMFD frame for @declared bytes of `ay`, with @fds (-1: none). */
+static void
+send_memfd_frame (int        socket_fd,
+                  guint64    declared,
+                  const int *fds,
+                  gsize      n_fds)
+{
+  guint8 frame[24] = { 4, 0, 2, 0, 8, 0, 0, 0, 'a', 'y', 0, 0, 0, 0, 0, 0, };
+  guint64 size_le = GUINT64_TO_LE (declared);
+  union
+  {
+    struct cmsghdr header;
+    char           space[CMSG_SPACE (sizeof (int) * 16)];
+  } control;
+  struct iovec iov = { frame, sizeof frame };
+  struct msghdr msg = { 0 };
+
+  g_assert_cmpuint (n_fds, <=, 16);
+  memcpy (frame + 16, &size_le, 8);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (n_fds > 0)
+    {
+      struct cmsghdr *c;
+
+      memset (&control, 0, sizeof control);
+      msg.msg_control = &control;
+      msg.msg_controllen = CMSG_SPACE (sizeof (int) * n_fds);
+      c = CMSG_FIRSTHDR (&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN (sizeof (int) * n_fds);
+      memcpy (CMSG_DATA (c), fds, sizeof (int) * n_fds);
+    }
+  g_assert_cmpint (sendmsg (socket_fd, &msg, MSG_NOSIGNAL), ==, sizeof frame);
+}
+
+/* A memfd of @size bytes with @seals (0: none). */
+static int
+memfd_with (gsize size,
+            int   seals)
+{
+  int fd = memfd_create ("hostile", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (ftruncate (fd, (off_t) size), ==, 0);
+  if (seals != 0)
+    g_assert_cmpint (fcntl (fd, F_ADD_SEALS, seals), ==, 0);
+  return fd;
+}
+
+typedef enum
+{
+  MEMFD_UNSEALED,
+  MEMFD_WRITABLE,      /* sealed against size changes only */
+  MEMFD_SHORT,
+  MEMFD_LONG,
+  MEMFD_OVER_LIMIT,
+  MEMFD_NO_FD,
+  MEMFD_NOT_A_MEMFD,
+  MEMFD_TOO_MANY_FDS,
+} BadMemfd;
+
+/* A hostile peer's memfd frames: each cuts the connection with a
+ * PROTOCOL error that says why, and leaves no file descriptor open. */
+static void
+test_memfd_hostile (gconstpointer data)
+{
+  BadMemfd bad = GPOINTER_TO_INT (data);
+  const int sealed = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL;
+  const char *expected = NULL;
+  g_autoptr(GError) error = NULL;
+  LyChannel *channel;
+  Pair pair = { 0, };
+  guint before;
+  int fds[2], sent[16];
+  gsize n_sent = 1;
+
+  /* the main context's own descriptor exists before the count */
+  g_main_context_iteration (NULL, FALSE);
+  before = ly_test_count_fds ();
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
+  channel = ly_channel_new_for_fd ("raw-memfd", fds[0], &error);
+  g_assert_no_error (error);
+  ly_channel_set_max_message_size (channel, 1024 * 1024);
+  g_signal_connect (channel, "closed", G_CALLBACK (collect_closed), &pair);
+  write_hello_memfd (fds[1]);
+
+  switch (bad)
+    {
+    case MEMFD_UNSEALED:
+      sent[0] = memfd_with (4096, 0);
+      expected = "not sealed";
+      break;
+    case MEMFD_WRITABLE:
+      sent[0] = memfd_with (4096, F_SEAL_SHRINK | F_SEAL_GROW);
+      expected = "not sealed";
+      break;
+    case MEMFD_SHORT:
+      sent[0] = memfd_with (4000, sealed);
+      expected = "4000 bytes for a message of 4096";
+      break;
+    case MEMFD_LONG:
+      sent[0] = memfd_with (8192, sealed);
+      expected = "8192 bytes for a message of 4096";
+      break;
+    case MEMFD_OVER_LIMIT:
+      sent[0] = memfd_with (2 * 1024 * 1024, sealed);
+      expected = "the limit is";
+      break;
+    case MEMFD_NO_FD:
+      n_sent = 0;
+      expected = "without its file descriptor";
+      break;
+    case MEMFD_NOT_A_MEMFD:
+      sent[0] = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+      expected = "not sealed";
+      break;
+    case MEMFD_TOO_MANY_FDS:
+      n_sent = 16;
+      expected = "no message";
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+
+  if (bad == MEMFD_TOO_MANY_FDS)
+    {
+      /* 80 descriptors for one frame */
+      for (gsize i = 0; i < n_sent; i++)
+        sent[i] = memfd_with (4096, sealed);
+      for (guint round = 0; round < 5; round++)
+        send_memfd_frame (fds[1], 4096, sent, n_sent);
+    }
+  else
+    send_memfd_frame (fds[1], bad == MEMFD_OVER_LIMIT ? 2 * 1024 * 1024 : 4096, sent, n_sent);
+  for (gsize i = 0; i < n_sent; i++)
+    close (sent[i]);
+
+  ly_test_run_until_count (&pair.n_closed, 1, 10);
+  g_assert_error (pair.closed_error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL);
+  g_test_message ("closed with: %s", pair.closed_error->message);
+  g_assert_nonnull (strstr (pair.closed_error->message, expected));
+
+  g_object_unref (channel);
+  close (fds[1]);
+  g_clear_error (&pair.closed_error);
+  /* what the channel received went with it */
+  for (gint64 until = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+       ly_test_count_fds () != before && g_get_monotonic_time () < until;
+       g_usleep (10 * 1000))
+    g_main_context_iteration (NULL, FALSE);
+  g_assert_cmpuint (ly_test_count_fds (), ==, before);
+}
+
+/* A peer that does not offer memfds in its hello (a version 1 peer of
+ * before) gets large messages inline, and no file descriptor. */
+static void
+test_memfd_peer_without (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LyChannel) channel = NULL;
+  g_autoptr(GVariant) big = g_variant_ref_sink (pattern_bytes (32 * 1024));
+  guint8 buffer[4096];
+  char control[CMSG_SPACE (sizeof (int) * 4)];
+  struct iovec iov = { buffer, sizeof buffer };
+  struct msghdr msg = { 0 };
+  gsize hello_size;
+  int fds[2];
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
+  channel = ly_channel_new_for_fd ("raw-old", fds[0], &error);
+  g_assert_no_error (error);
+  ly_channel_set_memfd_threshold (channel, 1024);
+  write_hello (fds[1], 1);
+  /* its hello read, the channel sends the large message */
+  for (gint64 until = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+       ly_channel_get_peer_process_name (channel) == NULL; )
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, until);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+  g_assert_true (ly_channel_send (channel, big, &error));
+  g_assert_true (ly_channel_flush (channel, NULL, &error));
+  g_assert_no_error (error);
+
+  /* the channel's hello, then a MESSAGE frame: kind 2, 32 KiB of data */
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  g_assert_cmpint (recvmsg (fds[1], &msg, MSG_CMSG_CLOEXEC), >, 16);
+  g_assert_null (CMSG_FIRSTHDR (&msg));
+  g_assert_cmpuint (buffer[0], ==, 1);
+  {
+    guint16 type_length;
+    guint32 data_length;
+
+    memcpy (&type_length, buffer + 2, 2);
+    memcpy (&data_length, buffer + 4, 4);
+    hello_size = 8 + ((GUINT16_FROM_LE (type_length) + 1 + 7) & ~7u) + ((GUINT32_FROM_LE (data_length) + 7) & ~7u);
+  }
+  g_assert_cmpuint (buffer[hello_size], ==, 2);
+  g_assert_cmpuint (buffer[hello_size + 4] | (buffer[hello_size + 5] << 8) | (buffer[hello_size + 6] << 16), ==, 32 * 1024);
+  close (fds[1]);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -1419,6 +1744,17 @@ main (int   argc,
   g_test_add_func ("/channel/sender-without-loop", test_sender_without_loop);
   g_test_add_func ("/channel/burst-without-loop", test_burst_without_loop);
   g_test_add_func ("/channel/stream-transports", test_stream_transports);
+  g_test_add_func ("/channel/memfd/echo", test_memfd_echo);
+  g_test_add_func ("/channel/memfd/no-fd-leak", test_memfd_no_fd_leak);
+  g_test_add_func ("/channel/memfd/peer-without", test_memfd_peer_without);
+  g_test_add_data_func ("/channel/memfd/hostile/unsealed", GINT_TO_POINTER (MEMFD_UNSEALED), test_memfd_hostile);
+  g_test_add_data_func ("/channel/memfd/hostile/writable", GINT_TO_POINTER (MEMFD_WRITABLE), test_memfd_hostile);
+  g_test_add_data_func ("/channel/memfd/hostile/short", GINT_TO_POINTER (MEMFD_SHORT), test_memfd_hostile);
+  g_test_add_data_func ("/channel/memfd/hostile/long", GINT_TO_POINTER (MEMFD_LONG), test_memfd_hostile);
+  g_test_add_data_func ("/channel/memfd/hostile/over-limit", GINT_TO_POINTER (MEMFD_OVER_LIMIT), test_memfd_hostile);
+  g_test_add_data_func ("/channel/memfd/hostile/no-fd", GINT_TO_POINTER (MEMFD_NO_FD), test_memfd_hostile);
+  g_test_add_data_func ("/channel/memfd/hostile/not-a-memfd", GINT_TO_POINTER (MEMFD_NOT_A_MEMFD), test_memfd_hostile);
+  g_test_add_data_func ("/channel/memfd/hostile/too-many-fds", GINT_TO_POINTER (MEMFD_TOO_MANY_FDS), test_memfd_hostile);
 
   return g_test_run ();
 }

@@ -72,7 +72,7 @@ static GBytes *
 encode_stream (GPtrArray *messages)
 {
   g_autoptr(LyWireWriter) writer = ly_wire_writer_new ();
-  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("raw-peer", "faults"));
+  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("raw-peer", "faults", FALSE));
 
   ly_wire_writer_append (writer, LY_WIRE_KIND_HELLO, hello);
   for (guint i = 0; i < messages->len; i++)

@@ -98,7 +98,7 @@ decode_in_chunks (GByteArray *bytes,
 
           g_assert_false (hello);
           hello = TRUE;
-          g_assert_true (ly_wire_hello_parse (value, &name, &pid, &error));
+          g_assert_true (ly_wire_hello_parse (value, &name, &pid, NULL, &error));
           g_assert_no_error (error);
           g_assert_cmpstr (name, ==, "test-wire");
           g_assert_cmpint (pid, ==, getpid ());
@@ -130,7 +130,7 @@ test_roundtrip_chunks (void)
   g_autoptr(GPtrArray) messages = sample_messages ();
   g_autoptr(LyWireWriter) writer = ly_wire_writer_new ();
   g_autoptr(GByteArray) bytes = NULL;
-  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("test-wire", "c"));
+  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("test-wire", "c", FALSE));
   gsize expected = 0;
   const gsize chunks[] = { 1, 2, 7, 8, 9, 4096, 65536, 1 << 20, 0, 0, 0 };
 
@@ -250,11 +250,11 @@ test_hello_version (void)
   g_autoptr(GVariant) other = g_variant_ref_sink (g_variant_new ("(usua{sv})", 2, "x", 1, NULL));
   g_autoptr(GVariant) wrong_type = g_variant_ref_sink (g_variant_new ("(us)", 1, "x"));
 
-  g_assert_false (ly_wire_hello_parse (other, NULL, NULL, &error));
+  g_assert_false (ly_wire_hello_parse (other, NULL, NULL, NULL, &error));
   g_assert_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL);
   g_assert_nonnull (strstr (error->message, "version 2"));
   g_clear_error (&error);
-  g_assert_false (ly_wire_hello_parse (wrong_type, NULL, NULL, &error));
+  g_assert_false (ly_wire_hello_parse (wrong_type, NULL, NULL, NULL, &error));
   g_assert_error (error, LY_CHANNEL_ERROR, LY_CHANNEL_ERROR_PROTOCOL);
 }
 

@@ -25,7 +25,7 @@ check_frame (LyWireKind  kind,
 
   if (kind == LY_WIRE_KIND_HELLO)
     {
-      if (ly_wire_hello_parse (value, &process_name, &pid, &error))
+      if (ly_wire_hello_parse (value, &process_name, &pid, NULL, &error))
         g_assert (process_name != NULL);
       else
         g_assert (error != NULL);

@@ -88,7 +88,7 @@ flood_control (void)
   gsize size;
   const guint8 *data;
 
-  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("flooder", "control"));
+  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("flooder", "control", FALSE));
 
   ly_wire_writer_append (writer, LY_WIRE_KIND_HELLO, hello);
   bytes = ly_wire_writer_steal_bytes (writer);
@@ -236,7 +236,7 @@ write_hello (int         fd,
              const char *channel_name)
 {
   g_autoptr(LyWireWriter) writer = ly_wire_writer_new ();
-  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("flooder", channel_name));
+  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("flooder", channel_name, FALSE));
   g_autoptr(GBytes) bytes = NULL;
   const guint8 *data;
   gsize length;
@@ -359,7 +359,7 @@ pipeline (guint n)
   int fd = LY_CHILD_CONTROL_FD;
   g_autoptr(LyWireWriter) writer = ly_wire_writer_new ();
   g_autoptr(LyWireReader) reader = ly_wire_reader_new (1024 * 1024);
-  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("pipeliner", "control"));
+  g_autoptr(GVariant) hello = g_variant_ref_sink (ly_wire_hello_new ("pipeliner", "control", FALSE));
   g_autoptr(GBytes) bytes = NULL;
   struct timeval slice = { 5, 0 };
   const guint8 *data;

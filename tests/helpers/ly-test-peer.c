@@ -2,6 +2,8 @@
  *
  * Usage: ly-test-peer MODE, with the channel's socket as fd 3.
  *   echo   send every message back; exit 0 when the channel closes
+ *   echo-memfd THRESHOLD   the same, with messages up to 300 MiB and
+ *          those from THRESHOLD bytes on sent in memfds
  *   hang   send "ready", then wait to be killed
  *   burst N  send N messages (u) 0..N-1, then close and exit
  *
@@ -46,6 +48,14 @@ main (int   argc,
   g_set_prgname ("ly-test-peer");
   channel = ly_channel_new_for_fd ("test", 3, &error);
   g_assert_no_error (error);
+
+  if (g_str_equal (argv[1], "echo-memfd") && argc > 2)
+    {
+      ly_channel_set_memfd_threshold (channel, g_ascii_strtoull (argv[2], NULL, 10));
+      ly_channel_set_max_message_size (channel, 300 * 1024 * 1024);
+      ly_channel_set_max_queued_bytes (channel, 600 * 1024 * 1024);
+      argv[1] = (char *) "echo";
+    }
 
   if (g_str_equal (argv[1], "echo"))
     {
