@@ -598,18 +598,6 @@ typedef struct
   guint            calls;
 } DBusProbe;
 
-static void
-on_probe_client (GObject      *source,
-                 GAsyncResult *result,
-                 gpointer      user_data)
-{
-  DBusProbe *probe = user_data;
-  g_autoptr(GError) error = NULL;
-
-  probe->client = g_dbus_connection_new_finish (result, &error);
-  g_assert_no_error (error);
-}
-
 static gpointer
 probe_run (gpointer data)
 {
@@ -638,30 +626,9 @@ static void
 dbus_probe_start (DBusProbe *probe)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GSocket) socket0 = NULL;
-  g_autoptr(GSocket) socket1 = NULL;
-  g_autoptr(GSocketConnection) stream0 = NULL;
-  g_autoptr(GSocketConnection) stream1 = NULL;
-  g_autofree char *guid = g_dbus_generate_guid ();
-  int fds[2];
 
   *probe = (DBusProbe) { 0, };
-  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
-  socket0 = g_socket_new_from_fd (fds[0], &error);
-  g_assert_no_error (error);
-  socket1 = g_socket_new_from_fd (fds[1], &error);
-  g_assert_no_error (error);
-  stream0 = g_socket_connection_factory_create_connection (socket0);
-  stream1 = g_socket_connection_factory_create_connection (socket1);
-
-  g_dbus_connection_new (G_IO_STREAM (stream1), NULL, G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT,
-                         NULL, NULL, on_probe_client, probe);
-  probe->server = g_dbus_connection_new_sync (G_IO_STREAM (stream0), guid,
-                                              G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_SERVER,
-                                              NULL, NULL, &error);
-  g_assert_no_error (error);
-  while (probe->client == NULL)
-    g_main_context_iteration (NULL, TRUE);
+  ly_test_dbus_pair_open (&probe->server, &probe->client);
   g_assert_true (ly_storage_export (ly_storage_get_default (), probe->server, &error));
   g_assert_no_error (error);
   probe->thread = g_thread_new ("dbus-probe", probe_run, probe);

@@ -457,46 +457,6 @@ typedef struct
 } DBusPair;
 
 static void
-on_client_ready (GObject      *source,
-                 GAsyncResult *result,
-                 gpointer      user_data)
-{
-  DBusPair *pair = user_data;
-  g_autoptr(GError) error = NULL;
-
-  pair->client = g_dbus_connection_new_finish (result, &error);
-  g_assert_no_error (error);
-}
-
-static void
-dbus_pair_open (DBusPair *pair)
-{
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GSocket) socket0 = NULL;
-  g_autoptr(GSocket) socket1 = NULL;
-  g_autoptr(GSocketConnection) stream0 = NULL;
-  g_autoptr(GSocketConnection) stream1 = NULL;
-  g_autofree char *guid = g_dbus_generate_guid ();
-  int fds[2];
-
-  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
-  socket0 = g_socket_new_from_fd (fds[0], &error);
-  socket1 = g_socket_new_from_fd (fds[1], &error);
-  g_assert_no_error (error);
-  stream0 = g_socket_connection_factory_create_connection (socket0);
-  stream1 = g_socket_connection_factory_create_connection (socket1);
-
-  /* the client authenticates while the server does, in this thread */
-  g_dbus_connection_new (G_IO_STREAM (stream1), NULL, G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT,
-                         NULL, NULL, on_client_ready, pair);
-  pair->server = g_dbus_connection_new_sync (G_IO_STREAM (stream0), guid,
-                                             G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_SERVER,
-                                             NULL, NULL, &error);
-  g_assert_no_error (error);
-  RUN_UNTIL (pair->client != NULL);
-}
-
-static void
 count_signal (GDBusConnection *connection,
               const char      *sender,
               const char      *path,
@@ -527,7 +487,7 @@ test_redis_restart (void)
   g_assert_no_error (error);
   g_assert_no_error (error_other);
   /* the D-Bus surface says it too */
-  dbus_pair_open (&dbus);
+  ly_test_dbus_pair_open (&dbus.server, &dbus.client);
   g_assert_true (ly_storage_export (storage, dbus.server, &error));
   g_assert_no_error (error);
   g_dbus_connection_signal_subscribe (dbus.client, NULL, "icu.liteyuki.Comm1.Storage", "ChangesMissed",

@@ -256,3 +256,47 @@ ly_test_add_target (LyProcessManager   *manager,
   ly_process_manager_set_environment (manager, name, environment, &error);
   g_assert_no_error (error);
 }
+
+static void
+on_dbus_client_ready (GObject      *source,
+                      GAsyncResult *result,
+                      gpointer      user_data)
+{
+  GDBusConnection **client = user_data;
+  g_autoptr(GError) error = NULL;
+
+  *client = g_dbus_connection_new_finish (result, &error);
+  g_assert_no_error (error);
+}
+
+void
+ly_test_dbus_pair_open (GDBusConnection **server,
+                        GDBusConnection **client)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocket) socket0 = NULL;
+  g_autoptr(GSocket) socket1 = NULL;
+  g_autoptr(GSocketConnection) stream0 = NULL;
+  g_autoptr(GSocketConnection) stream1 = NULL;
+  g_autofree char *guid = g_dbus_generate_guid ();
+  int fds[2];
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
+  socket0 = g_socket_new_from_fd (fds[0], &error);
+  g_assert_no_error (error);
+  socket1 = g_socket_new_from_fd (fds[1], &error);
+  g_assert_no_error (error);
+  stream0 = g_socket_connection_factory_create_connection (socket0);
+  stream1 = g_socket_connection_factory_create_connection (socket1);
+
+  /* the client authenticates while the server does, in this thread */
+  *client = NULL;
+  g_dbus_connection_new (G_IO_STREAM (stream1), NULL, G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT,
+                         NULL, NULL, on_dbus_client_ready, client);
+  *server = g_dbus_connection_new_sync (G_IO_STREAM (stream0), guid,
+                                        G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_SERVER,
+                                        NULL, NULL, &error);
+  g_assert_no_error (error);
+  while (*client == NULL)
+    g_main_context_iteration (NULL, TRUE);
+}

@@ -18,6 +18,10 @@ void     ly_test_run_until_count (const guint   *counter,
                                   guint          target,
                                   guint          timeout_sec);
 guint    ly_test_count_fds      (void);
+/* A peer-to-peer D-Bus connection over a socketpair: the server end
+ * (this thread's context) and the client end, both authenticated. */
+void     ly_test_dbus_pair_open (GDBusConnection **server,
+                                 GDBusConnection **client);
 /* A number in /proc/self/status, such as "Threads" or "VmRSS" (KiB). */
 gsize    ly_test_proc_status    (const char    *field);
 /* Scales a count down under valgrind (LY_TEST_QUICK is set by the
