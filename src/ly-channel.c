@@ -740,7 +740,7 @@ write_some (LyTransport  *transport,
   /* no more bytes than the fds that fit in one write go with */
   limit = total;
   n_fds = ly_wire_writer_get_fds (writer, fds, G_N_ELEMENTS (fds), &limit);
-  for (gsize i = 0, sum = 0; i < n_vectors; i++)
+  for (gsize i = 0, sum = 0; limit < total && i < n_vectors; i++)
     {
       if (sum + vectors[i].size >= limit)
         {
@@ -1251,10 +1251,6 @@ deliver (LyChannel *self,
     }
 }
 
-/* One round of the channel's work: the I/O that @ready allows, then the
- * delivery of what arrived.  Runs in the channel's context: from its
- * source, or inline from a blocking call of the thread that owns the
- * context. */
 /* Delivers, and notes what each message cost its handler, for
  * frames_for_one_dispatch(). */
 static void
@@ -1274,11 +1270,16 @@ deliver_timed (LyChannel *self,
   g_mutex_unlock (&self->mutex);
 }
 
+/* One round of the channel's work: the I/O that @ready allows, then the
+ * delivery of what arrived.  Runs in the channel's context: from its
+ * source, or inline from a blocking call of the thread that owns the
+ * context. */
 static void
 channel_process (LyChannel    *self,
                  GIOCondition  ready)
 {
   Delivery delivery = { G_QUEUE_INIT, G_QUEUE_INIT, G_QUEUE_INIT, G_QUEUE_INIT, };
+  gboolean timed;
 
   g_queue_init (&delivery.lost_ops);
 
@@ -1300,9 +1301,10 @@ channel_process (LyChannel    *self,
   collect_messages_locked (self, &delivery);
   collect_ops_locked (self, &delivery);
   update_interest_locked (self);
+  timed = self->frame_budget > 0;
   g_mutex_unlock (&self->mutex);
 
-  if (self->frame_budget > 0)
+  if (timed)
     deliver_timed (self, &delivery);
   else
     deliver (self, &delivery);
