@@ -416,7 +416,8 @@ socket_pairs_open (SocketPairs  *pairs,
 
 /* The hub's environment, the target's variables, and the runtime's. */
 static GStrv
-child_environment (Target *target)
+child_environment (Target *target,
+                   int     storage_fd)
 {
   GStrv envp = g_get_environ ();
 
@@ -431,8 +432,20 @@ child_environment (Target *target)
   envp = g_environ_setenv (envp, LY_ENV_CONTROL_FD, G_STRINGIFY (LY_CHILD_CONTROL_FD), TRUE);
   envp = g_environ_setenv (envp, LY_ENV_ACTIVE_FD, G_STRINGIFY (LY_CHILD_ACTIVE_FD), TRUE);
   envp = g_environ_setenv (envp, LY_ENV_PASSIVE_FD, G_STRINGIFY (LY_CHILD_PASSIVE_FD), TRUE);
+  if (storage_fd >= 0)
+    envp = g_environ_setenv (envp, LY_ENV_STORAGE_FD, G_STRINGIFY (LY_CHILD_STORAGE_FD), TRUE);
 
   return envp;
+}
+
+/* The storage's shared table, for a child allowed to read every key
+ * (the table holds them all), or -1. */
+static int
+target_storage_fd (Target *target)
+{
+  if (target->storage_policy != NULL && target->storage_policy->readable != NULL)
+    return -1;
+  return ly_storage_get_shared_fd (target->manager->storage);
 }
 
 /* Spawns without reaping: the child watch reaps, so the pid stays the
@@ -443,8 +456,11 @@ spawn_process (Target       *target,
                GPid         *pid,
                GError      **error)
 {
-  g_auto(GStrv) envp = child_environment (target);
-  const int target_fds[3] = { LY_CHILD_CONTROL_FD, LY_CHILD_ACTIVE_FD, LY_CHILD_PASSIVE_FD };
+  int storage_fd = target_storage_fd (target);
+  g_auto(GStrv) envp = child_environment (target, storage_fd);
+  const int source_fds[4] = { pairs->child[0], pairs->child[1], pairs->child[2], storage_fd };
+  const int target_fds[4] = { LY_CHILD_CONTROL_FD, LY_CHILD_ACTIVE_FD, LY_CHILD_PASSIVE_FD,
+                              LY_CHILD_STORAGE_FD };
 
   /* Only the mapped fds reach the child: GLib closes every other one. */
   return g_spawn_async_with_pipes_and_fds (target->working_directory,
@@ -453,7 +469,7 @@ spawn_process (Target       *target,
                                            G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD,
                                            child_setup, GINT_TO_POINTER (getpid ()),
                                            -1, -1, -1,
-                                           pairs->child, target_fds, 3,
+                                           source_fds, target_fds, storage_fd >= 0 ? 4 : 3,
                                            pid, NULL, NULL, NULL,
                                            error);
 }

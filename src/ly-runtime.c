@@ -5,6 +5,8 @@
 
 #include "config.h"
 
+#include <glib/gstdio.h>
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,7 @@
 #include "ly-registry-private.h"
 #include "ly-runtime.h"
 #include "ly-runtime-private.h"
+#include "ly-storage-shm-private.h"
 
 /* The child runtime ------------------------------------------------------- */
 
@@ -32,7 +35,8 @@ static struct
   int   control_fd;
   int   active_fd;
   int   passive_fd;
-} inherited = { NULL, -1, -1, -1 };
+  int   storage_fd;
+} inherited = { NULL, -1, -1, -1, -1 };
 
 static int
 take_fd_variable (const char *variable)
@@ -66,6 +70,7 @@ capture_inherited_environment (void)
   inherited.control_fd = take_fd_variable (LY_ENV_CONTROL_FD);
   inherited.active_fd = take_fd_variable (LY_ENV_ACTIVE_FD);
   inherited.passive_fd = take_fd_variable (LY_ENV_PASSIVE_FD);
+  inherited.storage_fd = take_fd_variable (LY_ENV_STORAGE_FD);
 }
 
 typedef struct
@@ -73,6 +78,7 @@ typedef struct
   LyChannel      *active;
   LyChannel      *passive;
   LyControl      *control;
+  LyShmReader    *storage_table;   /* until the storage takes it */
 
   /* @mutex protects the stop handler (@stop_func, @stop_data,
    * @stop_destroy) */
@@ -164,6 +170,27 @@ on_stop (LyControl *control,
     default_stop (runtime);
 }
 
+/* The hub's shared storage table, mapped (the fd is not needed after);
+ * NULL when the hub passed none, or one this process cannot use: its
+ * storage then reads with round trips. */
+static LyShmReader *
+map_storage_table (void)
+{
+  g_autoptr(GError) error = NULL;
+  LyShmReader *table;
+
+  if (inherited.storage_fd < 0)
+    return NULL;
+
+  table = ly_shm_reader_new (inherited.storage_fd, &error);
+  if (table == NULL)
+    g_warning ("This process reads the storage with round trips to its hub: %s", error->message);
+  g_close (inherited.storage_fd, NULL);
+  inherited.storage_fd = -1;
+
+  return table;
+}
+
 /* Sets the runtime of a managed child up on first use: its channels, in
  * the registry and in the calling thread's main context, and its control
  * connection. */
@@ -194,6 +221,8 @@ ensure_child_runtime (void)
             g_warning ("This process was started by a liteyuki-comm hub, but its control connection is unusable: %s",
                        error != NULL ? error->message : _("no file descriptor"));
 
+          runtime->storage_table = map_storage_table ();
+
           child_runtime = runtime;
         }
       g_once_init_leave (&initialized, 1);
@@ -208,6 +237,18 @@ ly_runtime_get_control (void)
   ensure_child_runtime ();
 
   return child_runtime != NULL ? child_runtime->control : NULL;
+}
+
+/* The hub's shared storage table, for the storage proxy; NULL in any
+ * other process, and after the first call. */
+LyShmReader *
+ly_runtime_take_storage_table (void)
+{
+  ensure_child_runtime ();
+
+  if (child_runtime == NULL)
+    return NULL;
+  return g_atomic_pointer_exchange (&child_runtime->storage_table, NULL);
 }
 
 /**

@@ -136,6 +136,10 @@ typedef struct
 {
   const char *name;
   gboolean    is_proxy;       /* operations go to a hub */
+  gboolean    in_memory;      /* the whole store is in this process and
+                               * reports its changes in the order a
+                               * snapshot (GET_ALL) sees them: the hub
+                               * may publish it in shared memory */
 
   void     (*free)   (LyStorageBackend       *self);
   gboolean (*run)    (LyStorageBackend       *self,
@@ -266,10 +270,12 @@ ly_storage_backend_published (LyStorageBackend *self,
 
 /* The backends */
 typedef struct _LyControl LyControl;
+typedef struct _LyShmReader LyShmReader;
 
 LyStorageBackend *ly_storage_local_new (const LyStorageEvents *events,
                                         gpointer               front);
 LyStorageBackend *ly_storage_proxy_new (LyControl             *control,
+                                        LyShmReader           *table,
                                         const LyStorageEvents *events,
                                         gpointer               front);
 #ifdef HAVE_HIREDIS

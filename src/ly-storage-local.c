@@ -173,6 +173,7 @@ local_free (LyStorageBackend *backend)
 static const LyStorageBackendVTable local_vtable = {
   .name = "local",
   .is_proxy = FALSE,
+  .in_memory = TRUE,
   .free = local_free,
   .run = local_run,
   .submit = local_submit,

@@ -45,6 +45,8 @@ void       ly_storage_add_peer        (LyStorage              *self,
 void       ly_storage_remove_peer     (LyStorage  *self,
                                        LyControl  *control);
 
+int        ly_storage_get_shared_fd   (LyStorage  *self);
+
 gboolean   ly_storage_delete_existed  (LyStorage   *self,
                                        const char  *key,
                                        gboolean    *existed,

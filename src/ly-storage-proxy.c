@@ -10,6 +10,7 @@
 #include "ly-control-private.h"
 #include "ly-i18n-private.h"
 #include "ly-storage-backend-private.h"
+#include "ly-storage-shm-private.h"
 
 /* Every operation is a request to the hub, which applies it in one order
  * for all its children (the methods are listed in
@@ -20,7 +21,14 @@
  * Pipelined sets: the sets submitted in one main loop iteration travel
  * as one StorageSetMany request, applied by the hub in order, answered by
  * one reply: per set, a message and a dispatch less on both sides.  Any
- * other request sends the pending batch first, so order holds. */
+ * other request sends the pending batch first, so order holds.
+ *
+ * Reads from shared memory: a hub whose store is in its memory passes
+ * its children a table of it (ly-storage-shm.c), which answers GET,
+ * CONTAINS, LIST_KEYS and GET_ALL without a round trip.  Not while a
+ * change of this process is on its way: a read after a set must see
+ * the set, and only the hub's reply says it was applied (the hub
+ * updates the table before it replies). */
 
 #define BATCH_MAX_SETS  4096
 #define BATCH_MAX_BYTES (1024 * 1024)
@@ -30,6 +38,8 @@ typedef struct
   LyStorageBackend  parent;
 
   LyControl        *control;
+  LyShmReader      *table;        /* the hub's shared table, or NULL */
+  int               changes_in_flight;  /* atomic: sent, not answered */
   GMainContext     *context;      /* the control's */
   int               timeout_msec; /* of a blocking call */
   GSource          *batch_source; /* sends the batch at the next iteration */
@@ -55,6 +65,13 @@ typedef struct
   gpointer             func_data;
 } Call;
 
+static gboolean
+is_change (LyStorageOpKind kind)
+{
+  return kind == LY_STORAGE_OP_SET || kind == LY_STORAGE_OP_DELETE ||
+         kind == LY_STORAGE_OP_COMPARE_AND_SET;
+}
+
 static Call *
 call_new (LyStorageProxy      *proxy,
           const LyStorageOp   *op,
@@ -69,6 +86,8 @@ call_new (LyStorageProxy      *proxy,
   call->value = op->value != NULL ? g_variant_ref (op->value) : NULL;
   call->func = func;
   call->func_data = user_data;
+  if (is_change (op->kind))
+    g_atomic_int_inc (&proxy->changes_in_flight);
 
   return call;
 }
@@ -76,6 +95,8 @@ call_new (LyStorageProxy      *proxy,
 static void
 call_free (Call *call)
 {
+  if (is_change (call->kind))
+    g_atomic_int_dec_and_test (&call->proxy->changes_in_flight);
   g_free (call->name);
   g_clear_pointer (&call->value, g_variant_unref);
   g_free (call);
@@ -251,6 +272,39 @@ queue_set (LyStorageProxy      *self,
 
 /* Operations ------------------------------------------------------------------ */
 
+/* Answers a read from the hub's table when it can. */
+static gboolean
+read_from_table (LyStorageProxy    *self,
+                 const LyStorageOp *op,
+                 LyStorageResult   *result)
+{
+  LyShmAnswer answer;
+
+  if (self->table == NULL || g_atomic_int_get (&self->changes_in_flight) > 0)
+    return FALSE;
+
+  switch (op->kind)
+    {
+    case LY_STORAGE_OP_GET:
+      answer = ly_shm_reader_get (self->table, op->name, &result->value);
+      break;
+    case LY_STORAGE_OP_CONTAINS:
+      answer = ly_shm_reader_contains (self->table, op->name);
+      result->done = answer == LY_SHM_ANSWER_FOUND;
+      break;
+    case LY_STORAGE_OP_LIST_KEYS:
+      answer = ly_shm_reader_list_keys (self->table, &result->keys);
+      break;
+    case LY_STORAGE_OP_GET_ALL:
+      answer = ly_shm_reader_get_all (self->table, &result->value);
+      break;
+    default:
+      return FALSE;
+    }
+
+  return answer != LY_SHM_ANSWER_ASK_HUB;
+}
+
 static gboolean
 proxy_run (LyStorageBackend   *backend,
            const LyStorageOp  *op,
@@ -261,10 +315,17 @@ proxy_run (LyStorageBackend   *backend,
   const LyStorageMethod *method = &ly_storage_methods[op->kind];
   g_autoptr(GVariant) reply = NULL;
 
+  if (read_from_table (self, op, result))
+    return TRUE;
+
   send_batch (self);
+  if (is_change (op->kind))
+    g_atomic_int_inc (&self->changes_in_flight);
   reply = ly_control_call_sync (self->control, method->method, ly_storage_op_to_args (op),
                                 G_VARIANT_TYPE (method->reply_type), self->timeout_msec,
                                 NULL, error);
+  if (is_change (op->kind))
+    g_atomic_int_dec_and_test (&self->changes_in_flight);
   if (reply == NULL)
     return FALSE;
 
@@ -294,6 +355,14 @@ proxy_submit (LyStorageBackend    *backend,
 {
   LyStorageProxy *self = (LyStorageProxy *) backend;
   const LyStorageMethod *method = &ly_storage_methods[op->kind];
+  g_auto(LyStorageResult) result = { 0, };
+
+  if (read_from_table (self, op, &result))
+    {
+      if (func != NULL)
+        func (&result, NULL, user_data);
+      return;
+    }
 
   if (op->kind == LY_STORAGE_OP_SET)
     {
@@ -365,6 +434,7 @@ proxy_free (LyStorageBackend *backend)
   LyStorageProxy *self = (LyStorageProxy *) backend;
 
   ly_control_remove_handlers (self->control, self);
+  g_clear_pointer (&self->table, ly_shm_reader_free);
   g_source_destroy (self->batch_source);
   g_source_unref (self->batch_source);
   g_clear_pointer (&self->batch, ly_control_batch_free);
@@ -386,6 +456,7 @@ static const LyStorageBackendVTable proxy_vtable = {
 
 LyStorageBackend *
 ly_storage_proxy_new (LyControl             *control,
+                      LyShmReader           *table,
                       const LyStorageEvents *events,
                       gpointer               front)
 {
@@ -395,6 +466,7 @@ ly_storage_proxy_new (LyControl             *control,
   g_mutex_init (&self->mutex);
   self->timeout_msec = LY_CONTROL_TIMEOUT_MSEC;
   self->control = g_object_ref (control);
+  self->table = table;
   self->context = g_main_context_ref (ly_control_get_context (control));
 
   self->batch_source = g_source_new (&batch_source_funcs, sizeof (GSource));

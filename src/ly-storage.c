@@ -11,6 +11,7 @@
 #include "ly-storage-backend-private.h"
 #include "ly-storage-private.h"
 #include "ly-storage-server-private.h"
+#include "ly-storage-shm-private.h"
 
 /**
  * LyStorage:
@@ -81,8 +82,8 @@ struct _LyStorage
   gsize             max_value_size;
   double            timeout;
 
-  /* @mutex protects @events, @draining, @monitors, @subscriptions and
-   * @server.  Backends report events with their own lock held: never
+  /* @mutex protects @events, @draining, @monitors, @subscriptions,
+   * @server, @table, @table_failed and @shared_memory_size.  Backends report events with their own lock held: never
    * call a backend with @mutex held. */
   GMutex            mutex;
   GQueue            events;          /* of Event*, to emit in @context */
@@ -90,6 +91,9 @@ struct _LyStorage
   GArray           *monitors;        /* of Monitor */
   GHashTable       *subscriptions;   /* topics this process subscribed to */
   LyStorageServer  *server;          /* the hub's, made with its first child */
+  LyShmWriter      *table;           /* the hub's shared table, made with its first child */
+  gboolean          table_failed;    /* it could not be made: not again */
+  guint64           shared_memory_size;
 
   /* @subscribe_mutex: one subscription change at a time, so that the
    * backend hears of a topic once */
@@ -100,6 +104,7 @@ enum {
   PROP_0,
   PROP_MAX_VALUE_SIZE,
   PROP_TIMEOUT,
+  PROP_SHARED_MEMORY_SIZE,
   N_PROPS
 };
 
@@ -296,12 +301,18 @@ report_event (LyStorage     *self,
               gconstpointer  origin)
 {
   LyStorageServer *server;
+  LyShmWriter *table;
 
   g_mutex_lock (&self->mutex);
   server = self->server;
+  table = self->table;
   queue_event_locked (self, kind, name, value,
                       kind == EVENT_CHANGED || g_hash_table_contains (self->subscriptions, name));
   g_mutex_unlock (&self->mutex);
+
+  /* the table first: whoever hears of the change can read it there */
+  if (table != NULL && kind == EVENT_CHANGED)
+    ly_shm_writer_changed (table, name, value);
 
   if (server == NULL)
     return;
@@ -438,6 +449,7 @@ ly_storage_finalize (GObject *object)
 
   g_clear_pointer (&self->server, ly_storage_server_free);
   g_clear_pointer (&self->backend, ly_storage_backend_free);
+  g_clear_pointer (&self->table, ly_shm_writer_free);
   g_source_destroy (self->event_source);
   g_source_unref (self->event_source);
   g_queue_clear_full (&self->events, (GDestroyNotify) event_free);
@@ -466,6 +478,11 @@ ly_storage_get_property (GObject    *object,
     case PROP_TIMEOUT:
       g_value_set_double (value, self->timeout);
       break;
+    case PROP_SHARED_MEMORY_SIZE:
+      g_mutex_lock (&self->mutex);
+      g_value_set_uint64 (value, self->shared_memory_size);
+      g_mutex_unlock (&self->mutex);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -492,6 +509,13 @@ ly_storage_set_property (GObject      *object,
       self->timeout = g_value_get_double (value);
       if (self->backend != NULL)
         ly_storage_backend_set_timeout (self->backend, (gint64) (self->timeout * G_USEC_PER_SEC));
+      break;
+    case PROP_SHARED_MEMORY_SIZE:
+      g_mutex_lock (&self->mutex);
+      self->shared_memory_size = g_value_get_uint64 (value);
+      if (self->shared_memory_size > 0)
+        self->shared_memory_size = MAX (self->shared_memory_size, LY_SHM_MIN_SIZE);
+      g_mutex_unlock (&self->mutex);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -539,6 +563,31 @@ ly_storage_class_init (LyStorageClass *klass)
     g_param_spec_double ("timeout", NULL, NULL,
                          0.0, 3600.0, 0.0,
                          (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
+
+  /**
+   * LyStorage:shared-memory-size:
+   *
+   * The size, in bytes, of the table in which a hub publishes its store
+   * for its children: they read it from shared memory, without a round
+   * trip (a get costs well under a microsecond).  Made, at this size,
+   * when the first child starts; later changes do not resize it.  0
+   * turns it off (children then make a round trip for every read);
+   * sizes below 64 KiB count as 64 KiB.
+   *
+   * A full table does not fail writes: the keys that find no room, and
+   * values over 16 KiB, are read with a round trip.  The table is
+   * memory the hub touches as it fills it (a slot of 32 bytes for every
+   * 256 bytes of the size, and the keys and values); children map it
+   * read-only.  Only a hub whose store is in its own memory (not on a
+   * Redis server) makes one, and only children allowed to read every
+   * key get it (ly_process_manager_set_storage_access()).
+   *
+   * Since: 1.0
+   */
+  properties[PROP_SHARED_MEMORY_SIZE] =
+    g_param_spec_uint64 ("shared-memory-size", NULL, NULL,
+                         0, LY_SHM_MAX_SIZE, LY_SHM_DEFAULT_SIZE,
+                         (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY));
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
@@ -593,6 +642,7 @@ ly_storage_init (LyStorage *self)
   g_mutex_init (&self->mutex);
   g_mutex_init (&self->subscribe_mutex);
   self->max_value_size = LY_STORAGE_DEFAULT_MAX_VALUE_SIZE;
+  self->shared_memory_size = LY_SHM_DEFAULT_SIZE;
   self->subscriptions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->monitors = g_array_new (FALSE, FALSE, sizeof (Monitor));
 }
@@ -697,7 +747,8 @@ storage_new_proxy (LyControl *control)
 {
   LyStorage *self = storage_new (ly_control_get_context (control));
 
-  self->backend = ly_storage_proxy_new (control, &storage_events, self);
+  self->backend = ly_storage_proxy_new (control, ly_runtime_take_storage_table (),
+                                        &storage_events, self);
   return self;
 }
 
@@ -804,6 +855,56 @@ ly_storage_add_peer (LyStorage             *self,
   g_mutex_unlock (&self->mutex);
 
   ly_storage_server_add_peer (server, control, policy);
+}
+
+/* Makes the table, or returns NULL (having warned why, once). */
+static LyShmWriter *
+table_new_locked (LyStorage *self)
+{
+  g_autoptr(GError) error = NULL;
+  LyShmWriter *table;
+
+  if (self->table_failed || self->shared_memory_size == 0 || !self->backend->vtable->in_memory)
+    return NULL;
+
+  table = ly_shm_writer_new (self->shared_memory_size, &error);
+  if (table == NULL)
+    {
+      g_warning ("%s; the hub’s children will make a round trip for every read", error->message);
+      self->table_failed = TRUE;
+    }
+  return table;
+}
+
+/* The memfd of the table the hub's children read the store from, made
+ * on first use (and filled from a snapshot of the store), or -1 when
+ * there is none: not a hub's store in its memory, turned off, or it
+ * could not be made. */
+int
+ly_storage_get_shared_fd (LyStorage *self)
+{
+  g_auto(LyStorageOp) op = { 0, };
+  g_auto(LyStorageResult) result = { 0, };
+  LyShmWriter *table, *made = NULL;
+
+  g_mutex_lock (&self->mutex);
+  if (self->table == NULL && (made = table_new_locked (self)) != NULL)
+    {
+      /* changes reach the table from now on, the snapshot does not undo them */
+      ly_shm_writer_begin_snapshot (made);
+      self->table = made;
+    }
+  table = self->table;
+  g_mutex_unlock (&self->mutex);
+
+  if (made != NULL)
+    {
+      ly_storage_op_init (&op, LY_STORAGE_OP_GET_ALL, NULL, NULL, NULL);
+      if (ly_storage_backend_run (self->backend, &op, &result, NULL))
+        ly_shm_writer_load_snapshot (made, result.value);
+    }
+
+  return table != NULL ? ly_shm_writer_get_fd (table) : -1;
 }
 
 void
