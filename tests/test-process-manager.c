@@ -913,78 +913,15 @@ test_many_children (Fixture       *f,
 
 /* The hub itself killed or signalled -------------------------------------- */
 
-static gboolean
-process_gone (GPid pid)
-{
-  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", pid);
-  g_autofree char *stat = NULL;
-  const char *end;
-
-  if (!g_file_get_contents (path, &stat, NULL, NULL))
-    return TRUE;
-  /* a zombie waiting for its new parent to reap it is gone too */
-  end = strrchr (stat, ')');
-  return end != NULL && (end[2] == 'Z' || end[2] == 'X');
-}
-
-static GArray *
-spawn_hub (GSubprocess **hub,
-           guint         n)
-{
-  g_autoptr(GError) error = NULL;
-  g_autofree char *path = g_test_build_filename (G_TEST_BUILT, "ly-test-hub", NULL);
-  g_autofree char *count = g_strdup_printf ("%u", n);
-  g_autoptr(GDataInputStream) out = NULL;
-  GArray *pids = g_array_new (FALSE, FALSE, sizeof (GPid));
-
-  *hub = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error, path, count, NULL);
-  g_assert_no_error (error);
-  out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (*hub));
-  /* the pipe must stay open: the hub's later output would get SIGPIPE */
-  g_filter_input_stream_set_close_base_stream (G_FILTER_INPUT_STREAM (out), FALSE);
-
-  while (pids->len < n)
-    {
-      g_autofree char *line = g_data_input_stream_read_line (out, NULL, NULL, &error);
-      GPid pid;
-
-      g_assert_no_error (error);
-      g_assert_nonnull (line);
-      /* debug messages share stdout when G_MESSAGES_DEBUG is set */
-      if (sscanf (line, "pid %d", &pid) != 1)
-        continue;
-      g_assert_cmpint (pid, >, 0);
-      g_assert_false (process_gone (pid));
-      g_array_append_val (pids, pid);
-    }
-
-  return pids;
-}
-
-static void
-assert_all_gone (GArray *pids)
-{
-  for (guint i = 0; i < pids->len; i++)
-    {
-      GPid pid = g_array_index (pids, GPid, i);
-      gint64 deadline = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
-
-      while (!process_gone (pid) && g_get_monotonic_time () < deadline)
-        g_usleep (10 * 1000);
-      if (!process_gone (pid))
-        g_error ("child %d outlived its hub", pid);
-    }
-}
-
 static void
 test_hub_killed (void)
 {
   g_autoptr(GSubprocess) hub = NULL;
-  g_autoptr(GArray) pids = spawn_hub (&hub, 3);
+  g_autoptr(GArray) pids = ly_test_spawn_hub (&hub, 3);
 
   g_subprocess_force_exit (hub);
   g_subprocess_wait (hub, NULL, NULL);
-  assert_all_gone (pids);
+  ly_test_assert_all_gone (pids);
 }
 
 /* The pids children's shells reported as "grandchild PID" lines, all
@@ -1030,10 +967,10 @@ test_stop_reaches_grandchildren (Fixture       *f,
   g_assert_true (ly_process_manager_start (f->manager, "waiting", &error));
   g_clear_pointer (&pids, g_array_unref);
   pids = read_grandchildren (f->output, 1);
-  g_assert_false (process_gone (g_array_index (pids, GPid, 0)));
+  g_assert_false (ly_test_process_gone (g_array_index (pids, GPid, 0)));
   g_assert_true (ly_process_manager_stop (f->manager, "waiting", NULL, &error));
   g_assert_no_error (error);
-  assert_all_gone (pids);
+  ly_test_assert_all_gone (pids);
 
   ly_test_add_target (f->manager, "leaving", leaving, f->output);
   ly_process_manager_set_restart_policy (f->manager, "leaving", LY_RESTART_NEVER, &error);
@@ -1041,7 +978,7 @@ test_stop_reaches_grandchildren (Fixture       *f,
   g_clear_pointer (&pids, g_array_unref);
   pids = read_grandchildren (f->output, 2);
   ly_test_run_until_count (&f->n_exited, 2, 10);
-  assert_all_gone (pids);
+  ly_test_assert_all_gone (pids);
 }
 
 static void
@@ -1054,16 +991,16 @@ test_hub_killed_grandchildren (void)
 
   g_setenv ("LY_TEST_OUTPUT", output->path, TRUE);
   g_setenv ("LY_TEST_HUB_CHILD", "/bin/sh -c '" GRANDCHILD_SHELL "wait'", TRUE);
-  pids = spawn_hub (&hub, 4);
+  pids = ly_test_spawn_hub (&hub, 4);
   grandchildren = read_grandchildren (output, 4);
   g_unsetenv ("LY_TEST_HUB_CHILD");
   for (guint i = 0; i < grandchildren->len; i++)
-    g_assert_false (process_gone (g_array_index (grandchildren, GPid, i)));
+    g_assert_false (ly_test_process_gone (g_array_index (grandchildren, GPid, i)));
 
   g_subprocess_force_exit (hub);
   g_subprocess_wait (hub, NULL, NULL);
-  assert_all_gone (pids);
-  assert_all_gone (grandchildren);
+  ly_test_assert_all_gone (pids);
+  ly_test_assert_all_gone (grandchildren);
   g_unsetenv ("LY_TEST_OUTPUT");
 }
 
@@ -1071,7 +1008,7 @@ static void
 test_hub_sigterm (void)
 {
   g_autoptr(GSubprocess) hub = NULL;
-  g_autoptr(GArray) pids = spawn_hub (&hub, 3);
+  g_autoptr(GArray) pids = ly_test_spawn_hub (&hub, 3);
   g_autoptr(GError) error = NULL;
 
   g_subprocess_send_signal (hub, SIGTERM);
@@ -1079,7 +1016,7 @@ test_hub_sigterm (void)
   g_test_message ("hub status %d", g_subprocess_get_status (hub));
   g_assert_true (g_subprocess_get_if_exited (hub));
   g_assert_cmpint (g_subprocess_get_exit_status (hub), ==, 0);
-  assert_all_gone (pids);
+  ly_test_assert_all_gone (pids);
 }
 
 int

@@ -16,6 +16,20 @@
  *   subscribe TOPIC N       subscribes, checks per-publisher order, reports
  *                           after N publications
  *   bad-input               tries invalid keys and values, reports the errors
+ *   hammer N MSEC           reads keys shm0..shmN-1 (values as
+ *                           ly_test_checked_value() makes them) from a
+ *                           thread for MSEC ms, while the main thread
+ *                           hears their changes, and reports what was
+ *                           wrong: a value that fails its check, one
+ *                           older than one read or announced before, a
+ *                           set of its own not seen by the next get
+ *   table                   reports whether the hub's shared table is
+ *                           mapped, then reads KEY...
+ *   follow KEY              reads KEY every millisecond, for ever, and
+ *                           reports "follow KEY = VALUE" at each change
+ *   read-alone KEY N FLAG   reports "waiting", and once the file FLAG
+ *                           exists (the hub stopped serving), makes N
+ *                           gets of KEY and reports what they returned
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -102,6 +116,166 @@ report_error (const char *what,
 {
   report ("%s: %s %d", what, error != NULL ? g_quark_to_string (error->domain) : "none",
           error != NULL ? error->code : -1);
+}
+
+/* Whether the hub's table is mapped in this process. */
+static gboolean
+table_mapped (void)
+{
+  g_autofree char *maps = NULL;
+
+  g_assert_true (g_file_get_contents ("/proc/self/maps", &maps, NULL, NULL));
+  return strstr (maps, "memfd:liteyuki-comm storage") != NULL;
+}
+
+/* hammer ----------------------------------------------------------------- */
+
+#define HAMMER_MAX_KEYS 1024
+
+typedef struct
+{
+  LyStorage *storage;
+  guint      n_keys;
+  gint64     deadline;
+  GMainLoop *loop;
+  guint64    announced[HAMMER_MAX_KEYS];   /* atomic: the newest counter a
+                                            * `changed` signal brought */
+  guint64    reads, torn, stale, regressions, own_missed, absent;
+} Hammer;
+
+/* The same check as the test's writer makes: a value tells its own key
+ * and counter apart from any other. */
+static guint64
+value_check (guint   key,
+             guint64 counter)
+{
+  return (counter * G_GUINT64_CONSTANT (0x9e3779b97f4a7c15)) ^ (key * G_GUINT64_CONSTANT (0xc2b2ae3d27d4eb4f)) ^ 0x5bd1e995;
+}
+
+static gboolean
+parse_checked (GVariant *value,
+               guint     key,
+               guint64  *counter)
+{
+  guint32 value_key;
+  guint64 check;
+  g_autoptr(GVariant) padding = NULL;
+  gsize n;
+  const guint8 *bytes;
+
+  if (!g_variant_is_of_type (value, G_VARIANT_TYPE ("(uttay)")))
+    return FALSE;
+  g_variant_get (value, "(utt@ay)", &value_key, counter, &check, &padding);
+  bytes = g_variant_get_fixed_array (padding, &n, 1);
+  for (gsize i = 0; i < n; i++)
+    if (bytes[i] != (guint8) (*counter + i))
+      return FALSE;
+  return value_key == key && check == value_check (key, *counter);
+}
+
+static void
+hammer_on_changed (LyStorage  *storage,
+                   const char *key,
+                   GVariant   *value,
+                   Hammer     *hammer)
+{
+  guint64 counter;
+  guint index;
+
+  if (!g_str_has_prefix (key, "shm") || value == NULL)
+    return;
+  index = (guint) atoi (key + 3);
+  if (index < hammer->n_keys && parse_checked (value, index, &counter))
+    {
+      guint64 seen = __atomic_load_n (&hammer->announced[index], __ATOMIC_ACQUIRE);
+
+      if (counter > seen)
+        __atomic_store_n (&hammer->announced[index], counter, __ATOMIC_RELEASE);
+    }
+}
+
+static gboolean
+hammer_quit (gpointer user_data)
+{
+  g_main_loop_quit (user_data);
+  return G_SOURCE_REMOVE;
+}
+
+static gpointer
+hammer_read (gpointer user_data)
+{
+  Hammer *hammer = user_data;
+  g_autofree guint64 *last = g_new0 (guint64, hammer->n_keys);
+  g_autofree char *own = g_strdup_printf ("own.%s", ly_get_process_name ());
+  g_autoptr(GRand) rand = g_rand_new ();
+  guint32 own_value = 0;
+
+  while (g_get_monotonic_time () < hammer->deadline)
+    {
+      guint index = g_rand_int_range (rand, 0, (gint32) hammer->n_keys);
+      g_autofree char *key = g_strdup_printf ("shm%u", index);
+      guint64 announced = __atomic_load_n (&hammer->announced[index], __ATOMIC_ACQUIRE);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GVariant) value = ly_storage_get (hammer->storage, key, &error);
+      guint64 counter;
+
+      g_assert_no_error (error);
+      hammer->reads++;
+      if (value == NULL)
+        hammer->absent++;
+      else if (!parse_checked (value, index, &counter))
+        hammer->torn++;
+      else
+        {
+          if (counter < last[index])
+            hammer->regressions++;
+          if (counter < announced)
+            hammer->stale++;
+          last[index] = counter;
+        }
+
+      /* a set of this process, then a get: it must see the set */
+      if (hammer->reads % 64 == 0)
+        {
+          g_autoptr(GVariant) mine = NULL;
+
+          ly_storage_set_async (hammer->storage, own, g_variant_new_uint32 (++own_value), NULL, NULL, NULL);
+          mine = ly_storage_get (hammer->storage, own, &error);
+          g_assert_no_error (error);
+          if (mine == NULL || g_variant_get_uint32 (mine) != own_value)
+            hammer->own_missed++;
+        }
+    }
+
+  g_idle_add (hammer_quit, hammer->loop);
+  return NULL;
+}
+
+static void
+run_hammer (LyStorage *storage,
+            GMainLoop *loop,
+            guint      n_keys,
+            guint      msec)
+{
+  Hammer *hammer = g_new0 (Hammer, 1);
+  GThread *thread;
+
+  hammer->storage = storage;
+  hammer->n_keys = MIN (n_keys, HAMMER_MAX_KEYS);
+  hammer->loop = loop;
+  g_signal_connect (storage, "changed", G_CALLBACK (hammer_on_changed), hammer);
+  report ("hammering");
+  hammer->deadline = g_get_monotonic_time () + (gint64) msec * 1000;
+  thread = g_thread_new ("hammer", hammer_read, hammer);
+  g_main_loop_run (loop);
+  g_thread_join (thread);
+
+  report ("hammered %s (table %s): %" G_GUINT64_FORMAT " reads, %" G_GUINT64_FORMAT " torn, %"
+          G_GUINT64_FORMAT " stale, %" G_GUINT64_FORMAT " regressions, %" G_GUINT64_FORMAT
+          " own sets missed, %" G_GUINT64_FORMAT " absent",
+          ly_get_process_name (), table_mapped () ? "mapped" : "not mapped",
+          hammer->reads, hammer->torn, hammer->stale,
+          hammer->regressions, hammer->own_missed, hammer->absent);
 }
 
 int
@@ -237,6 +411,70 @@ main (int   argc,
       g_signal_connect_swapped (storage, "changes-missed", G_CALLBACK (report_missed), loop);
       report ("ready");
       g_main_loop_run (loop);
+      return 0;
+    }
+
+  if (g_str_equal (mode, "hammer") && argc > 3)
+    {
+      run_hammer (storage, loop, (guint) atoi (argv[2]), (guint) atoi (argv[3]));
+      return 0;
+    }
+
+  if (g_str_equal (mode, "table"))
+    {
+      report ("table %s", table_mapped () ? "mapped" : "not mapped");
+      for (int i = 2; i < argc; i++)
+        {
+          g_autoptr(GVariant) value = ly_storage_get (storage, argv[i], &error);
+          g_autofree char *text = value != NULL ? g_variant_print (value, TRUE) : g_strdup ("absent");
+
+          report ("read %s = %s (%s)", argv[i], text,
+                  error != NULL ? g_quark_to_string (error->domain) : "no error");
+          g_clear_error (&error);
+        }
+      return 0;
+    }
+
+  if (g_str_equal (mode, "follow") && argc > 2)
+    {
+      g_autofree char *last = NULL;
+
+      report ("follower: table %s", table_mapped () ? "mapped" : "not mapped");
+      for (;;)
+        {
+          g_autoptr(GVariant) value = ly_storage_get (storage, argv[2], &error);
+          g_autofree char *text = value != NULL ? g_variant_print (value, TRUE) : g_strdup ("absent");
+
+          g_assert_no_error (error);
+          if (g_strcmp0 (text, last) != 0)
+            report ("follow %s = %s", argv[2], text);
+          g_free (last);
+          last = g_steal_pointer (&text);
+          g_usleep (1000);
+        }
+    }
+
+  if (g_str_equal (mode, "read-alone") && argc > 4)
+    {
+      guint n = (guint) atoi (argv[3]), present = 0;
+      g_autoptr(GVariant) last = NULL;
+      gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+
+      report ("waiting");
+      while (!g_file_test (argv[4], G_FILE_TEST_EXISTS))
+        {
+          g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+          g_usleep (1000);
+        }
+      for (guint i = 0; i < n; i++)
+        {
+          g_clear_pointer (&last, g_variant_unref);
+          last = ly_storage_get (storage, argv[2], &error);
+          g_assert_no_error (error);
+          present += last != NULL;
+        }
+      report ("read %s %u times alone: %u present, last %s", argv[2], n, present,
+              last != NULL ? g_variant_get_string (last, NULL) : "absent");
       return 0;
     }
 

@@ -300,3 +300,67 @@ ly_test_dbus_pair_open (GDBusConnection **server,
   while (*client == NULL)
     g_main_context_iteration (NULL, TRUE);
 }
+
+/* Whether @pid is gone; a zombie waiting for its new parent to reap it
+ * is gone too. */
+gboolean
+ly_test_process_gone (GPid pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", pid);
+  g_autofree char *stat = NULL;
+  const char *end;
+
+  if (!g_file_get_contents (path, &stat, NULL, NULL))
+    return TRUE;
+  end = strrchr (stat, ')');
+  return end != NULL && (end[2] == 'Z' || end[2] == 'X');
+}
+
+GArray *
+ly_test_spawn_hub (GSubprocess **hub,
+                   guint         n)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = g_test_build_filename (G_TEST_BUILT, "ly-test-hub", NULL);
+  g_autofree char *count = g_strdup_printf ("%u", n);
+  g_autoptr(GDataInputStream) out = NULL;
+  GArray *pids = g_array_new (FALSE, FALSE, sizeof (GPid));
+
+  *hub = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error, path, count, NULL);
+  g_assert_no_error (error);
+  out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (*hub));
+  /* the pipe must stay open: the hub's later output would get SIGPIPE */
+  g_filter_input_stream_set_close_base_stream (G_FILTER_INPUT_STREAM (out), FALSE);
+
+  while (pids->len < n)
+    {
+      g_autofree char *line = g_data_input_stream_read_line (out, NULL, NULL, &error);
+      GPid pid;
+
+      g_assert_no_error (error);
+      g_assert_nonnull (line);
+      /* debug messages share stdout when G_MESSAGES_DEBUG is set */
+      if (sscanf (line, "pid %d", &pid) != 1)
+        continue;
+      g_assert_cmpint (pid, >, 0);
+      g_assert_false (ly_test_process_gone (pid));
+      g_array_append_val (pids, pid);
+    }
+
+  return pids;
+}
+
+void
+ly_test_assert_all_gone (GArray *pids)
+{
+  for (guint i = 0; i < pids->len; i++)
+    {
+      GPid pid = g_array_index (pids, GPid, i);
+      gint64 deadline = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+
+      while (!ly_test_process_gone (pid) && g_get_monotonic_time () < deadline)
+        g_usleep (10 * 1000);
+      if (!ly_test_process_gone (pid))
+        g_error ("child %d outlived its hub", pid);
+    }
+}

@@ -61,6 +61,14 @@ void          ly_test_add_target   (LyProcessManager   *manager,
                                     const char * const *argv,
                                     LyTestOutput       *output);
 
+/* Hub processes (tests/ly-test-hub) */
+gboolean ly_test_process_gone    (GPid          pid);
+/* Starts ly-test-hub with @n children; returns their pids. */
+GArray  *ly_test_spawn_hub       (GSubprocess **hub,
+                                  guint         n);
+/* Fails the test unless every pid is gone within 5 s. */
+void     ly_test_assert_all_gone (GArray       *pids);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LyTestOutput, ly_test_output_free)
 
 G_END_DECLS
