@@ -30,10 +30,16 @@
 
 /*
  *   header    128 bytes
- *   slots     n_slots × 32 bytes, an open-addressing hash table (linear
+ *   slots     n_slots × 128 bytes, an open-addressing hash table (linear
  *             probing) of the keys
- *   data      the records: a key's bytes, padded to 8, then its value
- *             serialized as a `v` (the value's data, a 0, its type)
+ *   data      the records too large for their slot
+ *
+ * A record is a key's bytes, its value's type string and, from the next
+ * multiple of 8 (GVariant data is aligned), its value's serialized
+ * data.  One of up to 96 bytes (a short
+ * key and a small value: the common case) lives in its slot, so that a
+ * read touches one place of the table, not two: on these machines a
+ * random access to memory costs more than everything else a read does.
  *
  * A slot is EMPTY, FULL (key and value in its record), REMOTE (the key
  * is in its record, the value must be asked of the hub) or a TOMBSTONE
@@ -46,13 +52,18 @@
 #define SHM_MAGIC        "LYSHMTB1"
 #define SHM_VERSION      1
 #define HEADER_SIZE      128
+#define SLOT_SIZE        128
+#define INLINE_BYTES     (SLOT_SIZE - 32)
+#define IN_SLOT          G_MAXUINT64  /* the offset of a record in its slot */
 #define BYTES_PER_SLOT   256     /* of the table's size: one slot */
 #define MIN_SLOTS        64
 #define MAX_LOAD(n)      ((n) / 8 * 7)
 
-/* The largest value kept in the table (its serialized `v`); larger ones
- * are REMOTE: copying them would cost more than the round trip saves. */
+/* The largest value kept in the table (its serialized data); larger
+ * ones are REMOTE: copying them would cost more than the round trip
+ * saves.  So are values of types longer than MAX_TYPE_LENGTH. */
 #define MAX_INLINE_VALUE (16 * 1024)
+#define MAX_TYPE_LENGTH  255
 
 /* Records are allocated in blocks of 64 << class bytes. */
 #define MIN_BLOCK        64
@@ -95,15 +106,17 @@ typedef struct
 typedef struct
 {
   guint32 seq;            /* odd while the hub changes the slot */
-  guint32 state;
+  guint16 state;
+  guint16 type_length;    /* of the value's type string; 0 for REMOTE */
   guint64 hash;
-  guint64 offset;         /* of the record, in the data */
+  guint64 offset;         /* of the record in the data, or IN_SLOT */
   guint32 key_length;
-  guint32 value_length;   /* 0 for REMOTE */
+  guint32 value_length;   /* of the value's data */
+  guint8  record[INLINE_BYTES];
 } Slot;
 
 G_STATIC_ASSERT (sizeof (Header) <= HEADER_SIZE);
-G_STATIC_ASSERT (sizeof (Slot) == 32);
+G_STATIC_ASSERT (sizeof (Slot) == SLOT_SIZE);
 
 #define load_acquire(p)   __atomic_load_n ((p), __ATOMIC_ACQUIRE)
 #define load_relaxed(p)   __atomic_load_n ((p), __ATOMIC_RELAXED)
@@ -120,12 +133,6 @@ key_hash (const char *key,
     hash = (hash ^ (guint8) key[i]) * G_GUINT64_CONSTANT (0x100000001b3);
 
   return hash;
-}
-
-static inline guint64
-align8 (guint64 n)
-{
-  return (n + 7) & ~G_GUINT64_CONSTANT (7);
 }
 
 /* Sequence counters: a writer makes a counter odd, changes what it
@@ -222,21 +229,40 @@ block_alloc (LyShmWriter *self,
   return TRUE;
 }
 
-static guint64
+/* Where a record's data starts. */
+static inline guint64
+data_start (guint32 key_length,
+            guint32 type_length)
+{
+  return ((guint64) key_length + type_length + 7) & ~G_GUINT64_CONSTANT (7);
+}
+
+static inline guint64
 record_length (guint32 key_length,
+               guint32 type_length,
                guint32 value_length)
 {
-  return align8 (key_length) + value_length;
+  return data_start (key_length, type_length) + value_length;
 }
 
 static void
 block_free (LyShmWriter *self,
             const Slot  *slot)
 {
-  int c = block_class (record_length (slot->key_length, slot->value_length));
+  int c;
 
+  if (slot->offset == IN_SLOT)
+    return;
+  c = block_class (record_length (slot->key_length, slot->type_length, slot->value_length));
   g_array_append_val (self->free_blocks[c], slot->offset);
   self->bytes_used -= (gsize) MIN_BLOCK << c;
+}
+
+static const guint8 *
+writer_record (LyShmWriter *self,
+               const Slot  *slot)
+{
+  return slot->offset == IN_SLOT ? slot->record : self->data + slot->offset;
 }
 
 static gboolean
@@ -248,7 +274,7 @@ slot_has_key (LyShmWriter *self,
 {
   return (slot->state == SLOT_FULL || slot->state == SLOT_REMOTE) &&
          slot->hash == hash && slot->key_length == key_length &&
-         memcmp (self->data + slot->offset, key, key_length) == 0;
+         memcmp (writer_record (self, slot), key, key_length) == 0;
 }
 
 /* The slot holding @key, or NULL; *@free_slot: where it would go (the
@@ -333,8 +359,9 @@ rebuild_slots_locked (LyShmWriter *self)
   self->n_rebuilds++;
 }
 
-/* Writes the record of @key and @value (NULL: the key alone, REMOTE) in
- * a block of its own; FALSE when no block is free. */
+/* Writes the record of @key and @value (NULL: the key alone, REMOTE)
+ * in @slot (not published yet) when it fits, else in a block of its
+ * own; FALSE when no block is free. */
 static gboolean
 write_record (LyShmWriter *self,
               const char  *key,
@@ -342,32 +369,35 @@ write_record (LyShmWriter *self,
               GVariant    *value,
               Slot        *slot)
 {
-  const char *type = value != NULL ? g_variant_get_type_string (value) : NULL;
-  gsize data_length = value != NULL ? g_variant_get_size (value) : 0;
-  guint32 value_length = value != NULL ? (guint32) (data_length + 1 + strlen (type)) : 0;
-  guint64 offset;
+  const char *type = value != NULL ? g_variant_get_type_string (value) : "";
+  guint32 type_length = (guint32) strlen (type);
+  guint32 value_length = value != NULL ? (guint32) g_variant_get_size (value) : 0;
+  guint64 length = record_length ((guint32) key_length, type_length, value_length);
   guint8 *record;
 
-  if (!block_alloc (self, record_length (key_length, value_length), &offset))
-    return FALSE;
-
-  /* the block may have been a record a reader still looks at: the slot
-   * that pointed to it changed before, and this fence makes the change
-   * visible to whoever sees what follows */
-  __atomic_thread_fence (__ATOMIC_RELEASE);
-  record = self->data + offset;
-  memcpy (record, key, key_length);
-  if (value != NULL)
+  if (length <= INLINE_BYTES)
     {
-      guint8 *serialized = record + align8 (key_length);
-
-      g_variant_store (value, serialized);
-      serialized[data_length] = '\0';
-      memcpy (serialized + data_length + 1, type, strlen (type));
+      slot->offset = IN_SLOT;
+      record = slot->record;
+    }
+  else
+    {
+      if (!block_alloc (self, length, &slot->offset))
+        return FALSE;
+      /* the block may have been a record a reader still looks at: the
+       * slot that pointed to it changed before, and this fence makes
+       * the change visible to whoever sees what follows */
+      __atomic_thread_fence (__ATOMIC_RELEASE);
+      record = self->data + slot->offset;
     }
 
-  slot->offset = offset;
+  memcpy (record, key, key_length);
+  memcpy (record + key_length, type, type_length);
+  if (value != NULL)
+    g_variant_store (value, record + data_start ((guint32) key_length, type_length));
+
   slot->key_length = (guint32) key_length;
+  slot->type_length = (guint16) type_length;
   slot->value_length = value_length;
   slot->state = value != NULL ? SLOT_FULL : SLOT_REMOTE;
   return TRUE;
@@ -383,10 +413,14 @@ publish_slot (LyShmWriter *self,
   seq_begin (&self->header->write_seq);
   seq_begin (&slot->seq);
   store_relaxed (&slot->state, next->state);
+  store_relaxed (&slot->type_length, next->type_length);
   store_relaxed (&slot->hash, next->hash);
   store_relaxed (&slot->offset, next->offset);
   store_relaxed (&slot->key_length, next->key_length);
   store_relaxed (&slot->value_length, next->value_length);
+  if (next->offset == IN_SLOT && next != slot)
+    memcpy (slot->record, next->record,
+            record_length (next->key_length, next->type_length, next->value_length));
   seq_end (&slot->seq);
   seq_end (&self->header->write_seq);
 }
@@ -497,7 +531,8 @@ write_locked (LyShmWriter *self,
 
   /* a large value stays in the hub; so does one that finds no room,
    * if its key does */
-  inline_value = g_variant_get_size (value) + 1 + strlen (g_variant_get_type_string (value)) <= self->max_value;
+  inline_value = g_variant_get_size (value) <= self->max_value &&
+                 strlen (g_variant_get_type_string (value)) <= MAX_TYPE_LENGTH;
   if (!write_record (self, key, key_length, inline_value ? value : NULL, &next) &&
       (!inline_value || !write_record (self, key, key_length, NULL, &next)))
     {
@@ -671,8 +706,8 @@ ly_shm_writer_new (guint64   size,
   self->header = (Header *) self->base;
   self->slots = (Slot *) (self->base + HEADER_SIZE);
   self->mask = n_slots - 1;
-  self->data = self->base + HEADER_SIZE + (guint64) n_slots * sizeof (Slot);
-  self->data_size = size - HEADER_SIZE - (guint64) n_slots * sizeof (Slot);
+  self->data = self->base + HEADER_SIZE + (guint64) n_slots * SLOT_SIZE;
+  self->data_size = size - HEADER_SIZE - (guint64) n_slots * SLOT_SIZE;
   self->max_value = MAX_INLINE_VALUE;
 
   memcpy (self->header->magic, SHM_MAGIC, sizeof self->header->magic);
@@ -682,7 +717,7 @@ ly_shm_writer_new (guint64   size,
   self->header->slots_offset = HEADER_SIZE;
   self->header->n_slots = n_slots;
   self->header->max_value = (guint32) self->max_value;
-  self->header->data_offset = HEADER_SIZE + (guint64) n_slots * sizeof (Slot);
+  self->header->data_offset = HEADER_SIZE + (guint64) n_slots * SLOT_SIZE;
   self->header->data_size = self->data_size;
 
   return g_steal_pointer (&self);
@@ -749,7 +784,7 @@ reader_check_layout (LyShmReader  *self,
     return reader_refuse (error, _("its size does not match"));
   if (header.n_slots < MIN_SLOTS || (header.n_slots & (header.n_slots - 1)) != 0)
     return reader_refuse (error, _("its slot count is not a power of two"));
-  slots_end = HEADER_SIZE + (guint64) header.n_slots * sizeof (Slot);
+  slots_end = HEADER_SIZE + (guint64) header.n_slots * SLOT_SIZE;
   if (slots_end > self->size || header.data_offset != slots_end ||
       header.data_size != self->size - slots_end || header.max_value > MAX_INLINE_VALUE)
     return reader_refuse (error, _("its parts do not fit in it"));
@@ -819,35 +854,53 @@ typedef enum
   LOOK_REMOTE,     /* present, the value only in the hub */
 } Look;
 
-/* Whether a slot's record, as read, lies in the data. */
-static inline gboolean
-record_in_bounds (const LyShmReader *self,
-                  guint64            offset,
-                  guint32            key_length,
-                  guint32            value_length)
+/* A value as copied out of the table: its type string and its data. */
+typedef struct
 {
-  return key_length <= LY_STORAGE_MAX_KEY_LENGTH && value_length <= self->max_value &&
-         offset <= self->data_size &&
-         record_length (key_length, value_length) <= self->data_size - offset;
+  char      type[MAX_TYPE_LENGTH + 1];
+  gpointer  data;
+  gsize     length;
+} Copied;
+
+/* Where a slot's record, as read, is; NULL when it does not lie wholly
+ * in its slot or in the data. */
+static inline const guint8 *
+reader_record (const LyShmReader *self,
+               const Slot        *slot,
+               guint64            offset,
+               guint32            key_length,
+               guint32            type_length,
+               guint32            value_length)
+{
+  guint64 length = record_length (key_length, type_length, value_length);
+
+  if (key_length > LY_STORAGE_MAX_KEY_LENGTH || type_length > MAX_TYPE_LENGTH ||
+      value_length > self->max_value)
+    return NULL;
+  if (offset == IN_SLOT)
+    return length <= INLINE_BYTES ? slot->record : NULL;
+  if (offset > self->data_size || length > self->data_size - offset)
+    return NULL;
+  return self->data + offset;
 }
 
-/* Looks for @key in the slots; a FOUND value's bytes (its `v`) are
- * copied to *@value_bytes when @value_bytes is not NULL. */
+/* Looks for @key in the slots; a FOUND value is copied to *@copied
+ * when @copied is not NULL (its data to free). */
 static Look
 look_up (const LyShmReader  *self,
          const char         *key,
          gsize               key_length,
          guint64             hash,
-         GBytes            **value_bytes)
+         Copied             *copied)
 {
   for (guint32 i = 0; i <= self->mask; i++)
     {
       const Slot *slot = &self->slots[(hash + i) & self->mask];
       guint32 seq = load_acquire (&slot->seq);
-      guint32 state, slot_key_length, value_length;
-      guint64 offset;
+      guint32 state, slot_key_length, type_length, value_length;
+      const guint8 *record;
       gboolean same_key;
-      gpointer copy = NULL;
+      gpointer data = NULL;
 
       if (seq & 1)
         return LOOK_RETRY;
@@ -858,28 +911,36 @@ look_up (const LyShmReader  *self,
       if (state == SLOT_TOMBSTONE || load_relaxed (&slot->hash) != hash)
         continue;
 
-      offset = load_relaxed (&slot->offset);
       slot_key_length = load_relaxed (&slot->key_length);
+      type_length = load_relaxed (&slot->type_length);
       value_length = load_relaxed (&slot->value_length);
-      if (!record_in_bounds (self, offset, slot_key_length, value_length))
+      record = reader_record (self, slot, load_relaxed (&slot->offset),
+                              slot_key_length, type_length, value_length);
+      if (record == NULL)
         return LOOK_RETRY;
 
-      same_key = slot_key_length == key_length &&
-                 memcmp (self->data + offset, key, key_length) == 0;
-      if (same_key && state == SLOT_FULL && value_bytes != NULL)
-        copy = g_memdup2 (self->data + offset + align8 (key_length), value_length);
+      same_key = slot_key_length == key_length && memcmp (record, key, key_length) == 0;
+      if (same_key && state == SLOT_FULL && copied != NULL)
+        {
+          memcpy (copied->type, record + key_length, type_length);
+          copied->type[type_length] = '\0';
+          data = g_memdup2 (record + data_start (key_length, type_length), value_length);
+        }
 
       if (!seq_unchanged (&slot->seq, seq))
         {
-          g_free (copy);
+          g_free (data);
           return LOOK_RETRY;
         }
       if (!same_key)
         continue;
       if (state == SLOT_REMOTE)
         return LOOK_REMOTE;
-      if (copy != NULL)
-        *value_bytes = g_bytes_new_take (copy, value_length);
+      if (copied != NULL)
+        {
+          copied->data = data;
+          copied->length = value_length;
+        }
       return LOOK_FOUND;
     }
 
@@ -891,7 +952,7 @@ look_up (const LyShmReader  *self,
 static Look
 look_up_stable (const LyShmReader  *self,
                 const char         *key,
-                GBytes            **value_bytes)
+                Copied             *copied)
 {
   gsize key_length = strlen (key);
   guint64 hash = key_hash (key, key_length);
@@ -907,11 +968,11 @@ look_up_stable (const LyShmReader  *self,
       if (layout & 1)
         continue;
 
-      look = look_up (self, key, key_length, hash, value_bytes);
+      look = look_up (self, key, key_length, hash, copied);
       if (!seq_unchanged (&self->header->layout_seq, layout))
         {
-          if (value_bytes != NULL)
-            g_clear_pointer (value_bytes, g_bytes_unref);
+          if (look == LOOK_FOUND && copied != NULL)
+            g_clear_pointer (&copied->data, g_free);
           continue;
         }
       if (look == LOOK_RETRY)
@@ -925,17 +986,21 @@ look_up_stable (const LyShmReader  *self,
   return LOOK_ASK_HUB;
 }
 
-/* The value a record's `v` holds, or NULL when it is not one (never
- * from the hub's table as the counters vouched for it). */
+/* The value @type and @data (taken) make, or NULL when they do not
+ * make one (never from the hub's table as the counters vouched for
+ * it: a reader checks anyway). */
 static GVariant *
-value_from_bytes (GBytes *bytes)
+value_from_copy (const char *type,
+                 gpointer    data,
+                 gsize       length)
 {
-  g_autoptr(GVariant) boxed = NULL;
+  GBytes *bytes = g_bytes_new_take (data, length);
+  GVariant *value = NULL;
 
-  if (g_bytes_get_size (bytes) < 2)
-    return NULL;
-  boxed = g_variant_new_from_bytes (G_VARIANT_TYPE_VARIANT, bytes, FALSE);
-  return g_variant_get_variant (boxed);
+  if (g_variant_type_string_is_valid (type))
+    value = g_variant_ref_sink (g_variant_new_from_bytes (G_VARIANT_TYPE (type), bytes, FALSE));
+  g_bytes_unref (bytes);
+  return value;
 }
 
 /* Reads @key: FOUND with *@value, MISSING, or ASK_HUB when the table
@@ -946,15 +1011,15 @@ ly_shm_reader_get (LyShmReader  *self,
                    const char   *key,
                    GVariant    **value)
 {
-  g_autoptr(GBytes) bytes = NULL;
+  Copied copied;
 
-  switch (look_up_stable (self, key, &bytes))
+  switch (look_up_stable (self, key, &copied))
     {
     case LOOK_MISSING:
       *value = NULL;
       return LY_SHM_ANSWER_MISSING;
     case LOOK_FOUND:
-      *value = value_from_bytes (bytes);
+      *value = value_from_copy (copied.type, copied.data, copied.length);
       return *value != NULL ? LY_SHM_ANSWER_FOUND : LY_SHM_ANSWER_ASK_HUB;
     case LOOK_RETRY:
     case LOOK_ASK_HUB:
@@ -984,8 +1049,10 @@ ly_shm_reader_contains (LyShmReader *self,
 
 typedef struct
 {
-  char   *key;
-  GBytes *value;      /* NULL when only the keys are wanted */
+  char     *key;
+  char     *type;      /* NULL when only the keys are wanted */
+  gpointer  data;
+  gsize     length;
 } Entry;
 
 static void
@@ -994,7 +1061,8 @@ entry_clear (gpointer data)
   Entry *entry = data;
 
   g_free (entry->key);
-  g_clear_pointer (&entry->value, g_bytes_unref);
+  g_free (entry->type);
+  g_free (entry->data);
 }
 
 static int
@@ -1022,20 +1090,25 @@ scan_entries (const LyShmReader *self,
     {
       const Slot *slot = &self->slots[i];
       guint32 state = load_relaxed (&slot->state);
-      guint64 offset = load_relaxed (&slot->offset);
       guint32 key_length = load_relaxed (&slot->key_length);
+      guint32 type_length = load_relaxed (&slot->type_length);
       guint32 value_length = load_relaxed (&slot->value_length);
-      Entry entry = { NULL, NULL };
+      const guint8 *record;
+      Entry entry = { NULL, NULL, NULL, 0 };
 
       if (state != SLOT_FULL && state != SLOT_REMOTE)
         continue;
-      if ((state == SLOT_REMOTE && with_values) ||
-          !record_in_bounds (self, offset, key_length, value_length))
+      record = reader_record (self, slot, load_relaxed (&slot->offset), key_length, type_length, value_length);
+      if ((state == SLOT_REMOTE && with_values) || record == NULL)
         return FALSE;
 
-      entry.key = g_strndup ((const char *) self->data + offset, key_length);
+      entry.key = g_strndup ((const char *) record, key_length);
       if (with_values)
-        entry.value = g_bytes_new (self->data + offset + align8 (key_length), value_length);
+        {
+          entry.type = g_strndup ((const char *) record + key_length, type_length);
+          entry.data = g_memdup2 (record + data_start (key_length, type_length), value_length);
+          entry.length = value_length;
+        }
       g_array_append_val (entries, entry);
     }
 
@@ -1097,7 +1170,7 @@ ly_shm_reader_get_all (LyShmReader  *self,
   for (guint i = 0; i < entries->len; i++)
     {
       Entry *entry = &g_array_index (entries, Entry, i);
-      g_autoptr(GVariant) value = value_from_bytes (entry->value);
+      g_autoptr(GVariant) value = value_from_copy (entry->type, g_steal_pointer (&entry->data), entry->length);
 
       if (value == NULL)
         return LY_SHM_ANSWER_ASK_HUB;

@@ -1,8 +1,9 @@
-/* ly-bench-storage.c: a child's storage get round trip and pipelined
- * async set throughput, against, in the same run, a raw C socketpair
- * round trip, a GDBus peer-to-peer method call, and redis-benchmark
- * against a local redis-server (when installed); and the same child with
- * a hub whose storage is on that redis-server.
+/* ly-bench-storage.c: a child's storage gets (from the hub's shared
+ * table, and with the table off: a round trip each) and pipelined async
+ * set throughput, with 100,000 keys stored, against, in the same run, a
+ * raw C socketpair round trip, a GDBus peer-to-peer method call, and
+ * redis-benchmark against a local redis-server (when installed); and the
+ * same child with a hub whose storage is on that redis-server.
  *
  * Usage: ly-bench-storage [--quick]
  *
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +28,7 @@
 #define ENV_DBUS_ADDRESS "LY_BENCH_DBUS_ADDRESS"
 #define ENV_COUNT        "LY_BENCH_COUNT"
 #define ENV_NO_DBUS      "LY_BENCH_NO_DBUS"
+#define N_KEYS           100000
 
 /* The child -------------------------------------------------------------- */
 
@@ -49,26 +52,57 @@ set_done (GObject      *source,
   pipeline->done++;
 }
 
-static double
-child_get_rtt (LyStorage *storage,
-               guint      count)
+static int
+compare_doubles (gconstpointer a,
+                 gconstpointer b)
 {
-  g_autoptr(GError) error = NULL;
-  gint64 start;
+  double x = *(const double *) a, y = *(const double *) b;
 
-  ly_storage_set (storage, "bench.key", g_variant_new_string ("0123456789abcdef0123456789abcdef"), &error);
-  g_assert_no_error (error);
+  return x < y ? -1 : x > y;
+}
 
-  start = g_get_monotonic_time ();
+static inline double
+now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+/* @count gets, each timed: of random keys among the N_KEYS the hub
+ * stored (their names made as a program makes them, on the stack), or
+ * of one key again and again when @same_key; the median and the 99th
+ * percentile, in microseconds. */
+static void
+child_get_latency (LyStorage *storage,
+                   guint      count,
+                   gboolean   same_key,
+                   double    *median,
+                   double    *p99)
+{
+  g_autofree double *samples = g_new (double, count);
+  g_autoptr(GRand) rand = g_rand_new_with_seed (42);
+
   for (guint i = 0; i < count; i++)
     {
-      g_autoptr(GVariant) value = ly_storage_get (storage, "bench.key", &error);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GVariant) value = NULL;
+      char key[32];
+      double start;
 
+      g_snprintf (key, sizeof key, "bench.k%d", same_key ? 7 : g_rand_int_range (rand, 0, N_KEYS));
+      start = now_ns ();
+      value = ly_storage_get (storage, key, &error);
+      samples[i] = (now_ns () - start) / 1000.0;
       g_assert_no_error (error);
       g_assert_nonnull (value);
+      g_assert_cmpuint (g_variant_get_size (value), ==, 33);
     }
 
-  return (g_get_monotonic_time () - start) / (double) count;
+  qsort (samples, count, sizeof (double), compare_doubles);
+  *median = samples[count / 2];
+  *p99 = samples[(gsize) (count * 0.99)];
 }
 
 typedef struct
@@ -127,7 +161,7 @@ child_pipelined_sets (LyStorage *storage,
   g_idle_add (issue_sets, &feeder);
   while (feeder.pipeline.done < count)
     g_main_context_iteration (NULL, TRUE);
-  barrier = ly_storage_get (storage, "bench.key", NULL);
+  barrier = ly_storage_get (storage, "bench.k0", NULL);
 
   return count / ((g_get_monotonic_time () - start) / 1e6);
 }
@@ -148,7 +182,7 @@ child_dbus_rtt (guint count)
   for (guint i = 0; i < count; i++)
     {
       GVariant *reply = g_dbus_connection_call_sync (connection, NULL, "/bench", "bench.Peer", "Get",
-                                                     g_variant_new ("(s)", "bench.key"), G_VARIANT_TYPE ("(v)"),
+                                                     g_variant_new ("(s)", "bench.k0"), G_VARIANT_TYPE ("(v)"),
                                                      G_DBUS_CALL_FLAGS_NONE, -1, NULL, &error);
       g_assert_no_error (error);
       g_variant_unref (reply);
@@ -163,21 +197,23 @@ run_child (void)
   LyStorage *storage = ly_storage_get_default ();
   guint count = (guint) atoi (g_getenv (ENV_COUNT));
   g_autoptr(GError) error = NULL;
-  double get_rtt, sets, sets_no_callback, dbus_rtt;
-
+  double get_median, get_p99, same_median, same_p99, sets, sets_no_callback, dbus_rtt;
   gboolean dbus = g_getenv (ENV_NO_DBUS) == NULL;
 
   /* warm up both paths */
-  child_get_rtt (storage, 200);
+  child_get_latency (storage, 200, FALSE, &get_median, &get_p99);
   if (dbus)
     child_dbus_rtt (200);
 
-  get_rtt = child_get_rtt (storage, count);
+  child_get_latency (storage, count, FALSE, &get_median, &get_p99);
+  child_get_latency (storage, count, TRUE, &same_median, &same_p99);
   dbus_rtt = dbus ? child_dbus_rtt (count / 4) : 0;
   sets = child_pipelined_sets (storage, count * 10, TRUE);
   sets_no_callback = child_pipelined_sets (storage, count * 10, FALSE);
 
-  ly_storage_set (storage, "bench.result", g_variant_new ("(dddd)", get_rtt, dbus_rtt, sets, sets_no_callback), &error);
+  ly_storage_set (storage, "bench.result",
+                  g_variant_new ("(ddddddd)", get_median, get_p99, same_median, same_p99,
+                                 dbus_rtt, sets, sets_no_callback), &error);
   g_assert_no_error (error);
   return 0;
 }
@@ -282,8 +318,23 @@ set_flag (gboolean *flag)
   *flag = TRUE;
 }
 
+/* Stores the N_KEYS keys the child reads, 32-byte strings. */
+static void
+fill_keys (LyStorage *storage)
+{
+  for (guint i = 0; i < N_KEYS; i++)
+    {
+      char key[32];
+
+      g_snprintf (key, sizeof key, "bench.k%u", i);
+      ly_storage_set_async (storage, key, g_variant_new_string ("0123456789abcdef0123456789abcdef"),
+                            NULL, NULL, NULL);
+    }
+  g_assert_true (ly_storage_contains (storage, "bench.k0", NULL));
+}
+
 /* Runs the child under a new manager whose storage is @storage; returns
- * its figures (dddd). */
+ * its figures (ddddddd). */
 static GVariant *
 run_bench_child (const char *self_path,
                  guint       count,
@@ -339,8 +390,10 @@ main (int   argc,
   g_autofree char *guid = g_dbus_generate_guid ();
   g_autofree char *redis_server = g_find_program_in_path ("redis-server");
   guint count;
-  double get_rtt[3], dbus_rtt[3], sets[3], sets_nc[3], raw[3];
+  double get_median[3], get_p99[3], same_median[3], same_p99[3], dbus_rtt[3], sets[3], sets_nc[3], raw[3];
+  double rtt_median[3], rtt_p99[3], rtt_sets[3], rtt_sets_nc[3];
   double get_no_busy_poll = 0;
+  g_autoptr(LyStorage) no_table = ly_storage_new ();
   double redis_p1 = 0, redis_p64 = 0;
   double redis_get[3] = { 0, }, redis_sets_cb[3] = { 0, }, redis_sets_nc[3] = { 0, };
   GPid redis_pid = 0;
@@ -369,22 +422,31 @@ main (int   argc,
   g_dbus_server_start (server);
   g_setenv (ENV_DBUS_ADDRESS, g_dbus_server_get_client_address (server), TRUE);
 
+  /* the hub's own store, with its shared table (the default) and
+   * without, alternately */
+  g_object_set (no_table, "shared-memory-size", (guint64) 0, NULL);
+  fill_keys (ly_storage_get_default ());
+  fill_keys (no_table);
   for (guint run = 0; run < 3; run++)
     {
       g_autoptr(GVariant) result = run_bench_child (self_path, count, ly_storage_get_default ());
+      g_autoptr(GVariant) rtt_result = run_bench_child (self_path, count, no_table);
 
-      g_variant_get (result, "(dddd)", &get_rtt[run], &dbus_rtt[run], &sets[run], &sets_nc[run]);
+      g_variant_get (result, "(ddddddd)", &get_median[run], &get_p99[run], &same_median[run], &same_p99[run],
+                     &dbus_rtt[run], &sets[run], &sets_nc[run]);
+      g_variant_get (rtt_result, "(ddddddd)", &rtt_median[run], &rtt_p99[run], NULL, NULL, NULL,
+                     &rtt_sets[run], &rtt_sets_nc[run]);
       raw[run] = raw_rtt (count);
     }
 
-  /* the same child once more, with a hub that does not busy-poll */
+  /* the round trip once more, with a hub that does not busy-poll */
   {
     g_autoptr(GVariant) result = NULL;
 
     g_setenv ("LY_HUB_BUSY_POLL_USEC", "0", TRUE);
-    result = run_bench_child (self_path, count, ly_storage_get_default ());
+    result = run_bench_child (self_path, count, no_table);
     g_unsetenv ("LY_HUB_BUSY_POLL_USEC");
-    g_variant_get (result, "(dddd)", &get_no_busy_poll, NULL, NULL, NULL);
+    g_variant_get (result, "(ddddddd)", &get_no_busy_poll, NULL, NULL, NULL, NULL, NULL, NULL);
   }
 
   if (redis_server != NULL)
@@ -402,6 +464,7 @@ main (int   argc,
           g_usleep (300 * 1000);
           redis_storage = ly_storage_new_for_uri (uri, &error);
           g_assert_no_error (error);
+          fill_keys (redis_storage);
 
           /* the child again, its hub's storage on redis-server; then
            * redis-benchmark, alternately */
@@ -410,7 +473,8 @@ main (int   argc,
             {
               g_autoptr(GVariant) result = run_bench_child (self_path, count, redis_storage);
 
-              g_variant_get (result, "(dddd)", &redis_get[run], NULL, &redis_sets_cb[run], &redis_sets_nc[run]);
+              g_variant_get (result, "(ddddddd)", &redis_get[run], NULL, NULL, NULL, NULL,
+                             &redis_sets_cb[run], &redis_sets_nc[run]);
             }
           g_unsetenv (ENV_NO_DBUS);
           redis_p1 = redis_sets (redis_port, count * 5, "1");
@@ -421,23 +485,37 @@ main (int   argc,
     }
 
   {
-    double get_us = median3 (get_rtt[0], get_rtt[1], get_rtt[2]);
+    double get_us = median3 (get_median[0], get_median[1], get_median[2]);
+    double get_p99_us = median3 (get_p99[0], get_p99[1], get_p99[2]);
+    double same_us = median3 (same_median[0], same_median[1], same_median[2]);
+    double same_p99_us = median3 (same_p99[0], same_p99[1], same_p99[2]);
+    double rtt_us = median3 (rtt_median[0], rtt_median[1], rtt_median[2]);
+    double rtt_p99_us = median3 (rtt_p99[0], rtt_p99[1], rtt_p99[2]);
     double dbus_us = median3 (dbus_rtt[0], dbus_rtt[1], dbus_rtt[2]);
     double raw_us = median3 (raw[0], raw[1], raw[2]);
     double sets_s = median3 (sets[0], sets[1], sets[2]);
     double sets_nc_s = median3 (sets_nc[0], sets_nc[1], sets_nc[2]);
+    double rtt_sets_s = median3 (rtt_sets[0], rtt_sets[1], rtt_sets[2]);
+    double rtt_sets_nc_s = median3 (rtt_sets_nc[0], rtt_sets_nc[1], rtt_sets_nc[2]);
 
-    g_print ("liteyuki-comm storage benchmark (medians of 3 runs, one child, 32-byte values)\n\n");
-    g_print ("round trip                                   us\n");
-    g_print ("  raw C socketpair, 36 bytes           %8.1f\n", raw_us);
-    g_print ("  child ly_storage_get()               %8.1f   (%.2fx raw; bar <= 1.5x)\n", get_us, get_us / raw_us);
-    g_print ("  the same, hub not busy-polling       %8.1f   (%.2fx raw; LY_HUB_BUSY_POLL_USEC=0)\n",
+    g_print ("liteyuki-comm storage benchmark (medians of 3 runs, one child, %u keys of 32-byte values)\n\n", N_KEYS);
+    g_print ("a child's get, random keys                   median us   p99 us\n");
+    g_print ("  from the hub's shared table (default)   %8.2f   %8.2f   (bar: median <= 1 us)\n",
+             get_us, get_p99_us);
+    g_print ("  the same, one key again and again       %8.2f   %8.2f\n", same_us, same_p99_us);
+    g_print ("  round trip (shared-memory-size 0)       %8.2f   %8.2f   (%.2fx raw; bar <= 1.5x)\n",
+             rtt_us, rtt_p99_us, rtt_us / raw_us);
+    g_print ("  the same, hub not busy-polling          %8.2f              (%.2fx raw; LY_HUB_BUSY_POLL_USEC=0)\n",
              get_no_busy_poll, get_no_busy_poll / raw_us);
-    g_print ("  child GDBus peer-to-peer call        %8.1f   (get is %.1fx faster; bar >= 3x)\n\n",
+    g_print ("  raw C socketpair round trip, 36 bytes   %8.2f\n", raw_us);
+    g_print ("  child GDBus peer-to-peer call (mean)    %8.2f              (get is %.0fx faster; bar >= 3x)\n\n",
              dbus_us, dbus_us / get_us);
     g_print ("throughput                                   ops/s\n");
-    g_print ("  child ly_storage_set_async, a callback each   %10.0f\n", sets_s);
-    g_print ("  child ly_storage_set_async, no callback       %10.0f\n", sets_nc_s);
+    g_print ("  child ly_storage_set_async, a callback each   %10.0f   (%.2fx without the table; bar >= 0.8x)\n",
+             sets_s, sets_s / rtt_sets_s);
+    g_print ("  child ly_storage_set_async, no callback       %10.0f   (%.2fx without the table)\n",
+             sets_nc_s, sets_nc_s / rtt_sets_nc_s);
+    g_print ("  the same two, hub without the table           %10.0f   %10.0f\n", rtt_sets_s, rtt_sets_nc_s);
     if (redis_p64 > 0)
       {
         g_print ("  redis-benchmark SET -c 1 -P 1                 %10.0f\n", redis_p1);
@@ -454,8 +532,8 @@ main (int   argc,
         double rsets_nc = median3 (redis_sets_nc[0], redis_sets_nc[1], redis_sets_nc[2]);
 
         g_print ("\nthe hub's storage on redis-server (ly_storage_new_for_uri (\"redis://127.0.0.1\"))\n");
-        g_print ("  child ly_storage_get()               %8.1f us  (%.2fx the hub's own store; bar <= 2x)\n",
-                 rget, rget / get_us);
+        g_print ("  child ly_storage_get() (a round trip)  %8.1f us  (%.2fx the hub's own store without the table; bar <= 2x)\n",
+                 rget, rget / rtt_us);
         g_print ("  child ly_storage_set_async, a callback each   %10.0f\n", rsets);
         g_print ("  child ly_storage_set_async, no callback       %10.0f   (%.2fx redis-benchmark -P 64; bar >= 0.5x)\n",
                  rsets_nc, rsets_nc / redis_p64);
