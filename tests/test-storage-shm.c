@@ -94,11 +94,32 @@ reader_new (LyShmWriter *writer)
   return reader;
 }
 
+/* The writer takes no reference: these sink and drop the floating ones
+ * the tests make. */
+static void
+change (LyShmWriter *writer,
+        const char  *key,
+        GVariant    *value)
+{
+  g_autoptr(GVariant) owned = value != NULL ? g_variant_ref_sink (value) : NULL;
+
+  ly_shm_writer_changed (writer, key, owned);
+}
+
+static void
+load_snapshot (LyShmWriter *writer,
+               GVariant    *all)
+{
+  g_autoptr(GVariant) owned = g_variant_ref_sink (all);
+
+  ly_shm_writer_load_snapshot (writer, owned);
+}
+
 static void
 load_empty_snapshot (LyShmWriter *writer)
 {
   ly_shm_writer_begin_snapshot (writer);
-  ly_shm_writer_load_snapshot (writer, g_variant_new_array (G_VARIANT_TYPE ("{sv}"), NULL, 0));
+  load_snapshot (writer, g_variant_new_array (G_VARIANT_TYPE ("{sv}"), NULL, 0));
 }
 
 static void
@@ -107,7 +128,7 @@ assert_get (LyShmReader *reader,
             LyShmAnswer  expected_answer,
             GVariant    *expected)
 {
-  g_autoptr(GVariant) owned = expected != NULL ? g_variant_ref_sink (expected) : NULL;
+  g_autoptr(GVariant) owned = expected != NULL ? g_variant_take_ref (expected) : NULL;
   g_autoptr(GVariant) value = NULL;
   LyShmAnswer answer = ly_shm_reader_get (reader, key, &value);
 
@@ -143,7 +164,7 @@ test_table_operations (void)
   g_variant_builder_add (all, "{sv}", "b", g_variant_new_string ("text"));
   g_variant_builder_add (all, "{sv}", "a", g_variant_new_int32 (1));
   ly_shm_writer_begin_snapshot (writer);
-  ly_shm_writer_load_snapshot (writer, g_variant_builder_end (all));
+  load_snapshot (writer, g_variant_builder_end (all));
 
   assert_get (reader, "a", LY_SHM_ANSWER_FOUND, g_variant_new_int32 (1));
   assert_get (reader, "b", LY_SHM_ANSWER_FOUND, g_variant_new_string ("text"));
@@ -153,8 +174,8 @@ test_table_operations (void)
   g_assert_cmpint (ly_shm_reader_list_keys (reader, &keys), ==, LY_SHM_ANSWER_FOUND);
   g_assert_cmpstrv (keys, ((const char *[]) { "a", "b", NULL }));
 
-  ly_shm_writer_changed (writer, "a", g_variant_new_int32 (2));
-  ly_shm_writer_changed (writer, "b", NULL);
+  change (writer, "a", g_variant_new_int32 (2));
+  change (writer, "b", NULL);
   assert_get (reader, "a", LY_SHM_ANSWER_FOUND, g_variant_new_int32 (2));
   assert_get (reader, "b", LY_SHM_ANSWER_MISSING, NULL);
 
@@ -163,7 +184,7 @@ test_table_operations (void)
       g_autofree char *key = g_strdup_printf ("odd%u", i);
 
       g_variant_ref_sink (odd[i]);
-      ly_shm_writer_changed (writer, key, odd[i]);
+      change (writer, key, odd[i]);
       assert_get (reader, key, LY_SHM_ANSWER_FOUND, g_variant_ref (odd[i]));
     }
 
@@ -190,7 +211,7 @@ test_table_large_values (void)
   g_auto(GStrv) keys = NULL;
 
   load_empty_snapshot (writer);
-  ly_shm_writer_changed (writer, "big",
+  change (writer, "big",
                          g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, big, 20000, 1));
   assert_get (reader, "big", LY_SHM_ANSWER_ASK_HUB, NULL);
   g_assert_cmpint (ly_shm_reader_contains (reader, "big"), ==, LY_SHM_ANSWER_FOUND);
@@ -198,7 +219,7 @@ test_table_large_values (void)
   g_assert_cmpstrv (keys, ((const char *[]) { "big", NULL }));
   g_assert_cmpint (ly_shm_reader_get_all (reader, &all), ==, LY_SHM_ANSWER_ASK_HUB);
 
-  ly_shm_writer_changed (writer, "big", g_variant_new_uint32 (7));
+  change (writer, "big", g_variant_new_uint32 (7));
   assert_get (reader, "big", LY_SHM_ANSWER_FOUND, g_variant_new_uint32 (7));
   g_assert_cmpint (ly_shm_reader_get_all (reader, &all), ==, LY_SHM_ANSWER_FOUND);
 }
@@ -219,7 +240,7 @@ test_table_full (void)
     {
       g_autofree char *key = g_strdup_printf ("key%u", i);
 
-      ly_shm_writer_changed (writer, key, checked_value (i, i, 24));
+      change (writer, key, checked_value (i, i, 24));
     }
   ly_shm_writer_get_stats (writer, &stats);
   g_test_message ("%u keys in a 64 KiB table: %u with a slot, %u missing", n, stats.n_keys, stats.n_missing);
@@ -250,9 +271,9 @@ test_table_full (void)
       g_autofree char *key = g_strdup_printf ("key%u", i);
 
       if (i >= 40)
-        ly_shm_writer_changed (writer, key, NULL);
+        change (writer, key, NULL);
       else
-        ly_shm_writer_changed (writer, key, checked_value (i, i + 1, 3000));
+        change (writer, key, checked_value (i, i + 1, 3000));
     }
   ly_shm_writer_get_stats (writer, &stats);
   g_test_message ("40 values of 3 KB: %u with a slot, %u of them remote, %u missing",
@@ -291,16 +312,16 @@ test_table_churn (void)
     {
       g_autofree char *key = g_strdup_printf ("stable%u", i);
 
-      ly_shm_writer_changed (writer, key, g_variant_new_uint32 (i));
+      change (writer, key, g_variant_new_uint32 (i));
     }
   for (guint i = 0; i < n; i++)
     {
       g_autofree char *key = g_strdup_printf ("passing%u", i);
 
-      ly_shm_writer_changed (writer, key, g_variant_new_uint32 (i));
+      change (writer, key, g_variant_new_uint32 (i));
       if (i % 7 == 0)
         assert_get (reader, key, LY_SHM_ANSWER_FOUND, g_variant_new_uint32 (i));
-      ly_shm_writer_changed (writer, key, NULL);
+      change (writer, key, NULL);
     }
 
   ly_shm_writer_get_stats (writer, &stats);
@@ -326,9 +347,9 @@ test_table_snapshot_order (void)
   g_autoptr(LyShmReader) reader = reader_new (writer);
 
   ly_shm_writer_begin_snapshot (writer);
-  ly_shm_writer_changed (writer, "k", g_variant_new_uint32 (2));
-  ly_shm_writer_changed (writer, "gone", NULL);
-  ly_shm_writer_load_snapshot (writer, g_variant_new_parsed ("{'k': <@u 1>, 'gone': <5>, 'other': <3>}"));
+  change (writer, "k", g_variant_new_uint32 (2));
+  change (writer, "gone", NULL);
+  load_snapshot (writer, g_variant_new_parsed ("{'k': <@u 1>, 'gone': <5>, 'other': <3>}"));
 
   assert_get (reader, "k", LY_SHM_ANSWER_FOUND, g_variant_new_uint32 (2));
   assert_get (reader, "gone", LY_SHM_ANSWER_MISSING, NULL);
@@ -468,6 +489,7 @@ typedef struct
   LyShmReader *reader;
   guint        n_keys;
   gint         stop;
+  gint         readers_found;   /* readers that found a value so far */
   guint64      writes;
 } Race;
 
@@ -484,9 +506,9 @@ race_write (gpointer data)
 
       counter++;
       if (counter % 97 == 0)
-        ly_shm_writer_changed (race->writer, name, NULL);
+        change (race->writer, name, NULL);
       else
-        ly_shm_writer_changed (race->writer, name, checked_value (key, counter, counter % 300));
+        change (race->writer, name, checked_value (key, counter, counter % 300));
     }
   race->writes = counter;
   return NULL;
@@ -517,7 +539,8 @@ race_read (gpointer data)
         {
           if (!value_is_checked (value, key, &counter))
             g_error ("torn value read for %s: %s", name, g_variant_print (value, TRUE));
-          counts->found++;
+          if (counts->found++ == 0)
+            g_atomic_int_inc (&race->readers_found);
         }
       else if (answer == LY_SHM_ANSWER_ASK_HUB)
         counts->asked++;
@@ -560,7 +583,8 @@ test_table_threads (void)
 {
   g_autoptr(LyShmWriter) writer = writer_new (1024 * 1024);
   g_autoptr(LyShmReader) reader = reader_new (writer);
-  Race race = { writer, reader, 64, 0, 0 };
+  Race race = { writer, reader, 64, 0, 0, 0 };
+  gint64 deadline;
   GThread *readers[3], *scanner, *writer_thread;
   RaceCounts total = { 0, };
   g_autofree RaceCounts *scans = NULL;
@@ -571,7 +595,13 @@ test_table_threads (void)
     readers[i] = g_thread_new ("reader", race_read, &race);
   scanner = g_thread_new ("scanner", race_scan, &race);
 
+  /* a second, and under valgrind (which runs one thread at a time) until
+   * every reader found a value */
   g_usleep (ly_test_scaled (1000) * 1000);
+  deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+  while (g_atomic_int_get (&race.readers_found) < (gint) G_N_ELEMENTS (readers) &&
+         g_get_monotonic_time () < deadline)
+    g_usleep (10000);
   g_atomic_int_set (&race.stop, 1);
 
   g_thread_join (writer_thread);
@@ -775,7 +805,6 @@ test_children_killed_mid_read (Fixture       *f,
                                gconstpointer  data)
 {
   Changer changer = { f->storage, 64, 0 };
-  g_autofree char *msec = g_strdup_printf ("%u", ly_test_scaled (2000));
   g_autoptr(GError) error = NULL;
   guint fds_before, source;
   GPid victim;
@@ -786,12 +815,13 @@ test_children_killed_mid_read (Fixture       *f,
     {
       g_autofree char *name = g_strdup_printf ("reader%u", i);
 
-      add_child (f, name, "hammer", "64", msec, NULL);
+      /* long enough to be killed mid-read, even under valgrind */
+      add_child (f, name, "hammer", "64", "3000", NULL);
       start (f, name);
     }
   source = g_idle_add (change_some, &changer);
   ly_test_output_wait (f->output, "hammering", 4, 60);
-  ly_test_wait_msec (200);
+  ly_test_wait_msec (100);
 
   victim = ly_process_manager_get_pid (f->manager, "reader0", &error);
   g_assert_no_error (error);
@@ -801,7 +831,7 @@ test_children_killed_mid_read (Fixture       *f,
   ly_test_output_wait (f->output, "hammered", 3, 120);
   g_assert_cmpuint (ly_test_output_count (f->output, "hammered reader0"), ==, 0);
 
-  /* again, briefly */
+  /* again */
   ly_test_wait_msec (100);
   start (f, "reader0");
   ly_test_output_wait (f->output, "hammered", 4, 120);
@@ -907,7 +937,9 @@ test_hub_restart (void)
       g_autofree char *expected = g_strdup_printf ("follow greeting = '%s'", value);
 
       g_free (commands);
-      commands = g_strdup_printf ("%s set greeting %s|%s follow greeting", child, value, child);
+      /* the setter stays, so that the hub reports both children alive */
+      commands = g_strdup_printf ("/bin/sh -c '%s set greeting %s; exec sleep 600'|%s follow greeting",
+                                  child, value, child);
       g_setenv ("LY_TEST_HUB_CHILD", commands, TRUE);
       pids = ly_test_spawn_hub (&hub, 2);
       ly_test_output_wait (output, expected, 1, 30);

@@ -4,6 +4,8 @@
  */
 
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 
 #include <glib/gstdio.h>
@@ -316,17 +318,27 @@ ly_test_process_gone (GPid pid)
   return end != NULL && (end[2] == 'Z' || end[2] == 'X');
 }
 
+static void
+die_with_parent (gpointer user_data)
+{
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
+}
+
 GArray *
 ly_test_spawn_hub (GSubprocess **hub,
                    guint         n)
 {
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *path = g_test_build_filename (G_TEST_BUILT, "ly-test-hub", NULL);
   g_autofree char *count = g_strdup_printf ("%u", n);
   g_autoptr(GDataInputStream) out = NULL;
   GArray *pids = g_array_new (FALSE, FALSE, sizeof (GPid));
 
-  *hub = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error, path, count, NULL);
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE);
+  /* a test that fails takes its hub (and the hub's children) with it */
+  g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
+  *hub = g_subprocess_launcher_spawn (launcher, &error, path, count, NULL);
   g_assert_no_error (error);
   out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (*hub));
   /* the pipe must stay open: the hub's later output would get SIGPIPE */
