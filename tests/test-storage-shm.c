@@ -26,50 +26,6 @@
 #define F_SEAL_FUTURE_WRITE 0x0010
 #endif
 
-/* Values that check themselves (as ly-test-storage-child checks them):
- * the key's index, a counter, a check of both, and padding made of the
- * counter. */
-static guint64
-value_check (guint   key,
-             guint64 counter)
-{
-  return (counter * G_GUINT64_CONSTANT (0x9e3779b97f4a7c15)) ^ (key * G_GUINT64_CONSTANT (0xc2b2ae3d27d4eb4f)) ^ 0x5bd1e995;
-}
-
-static GVariant *
-checked_value (guint   key,
-               guint64 counter,
-               gsize   padding)
-{
-  g_autofree guint8 *bytes = g_malloc (padding + 1);
-
-  for (gsize i = 0; i < padding; i++)
-    bytes[i] = (guint8) (counter + i);
-  return g_variant_new ("(utt@ay)", key, counter, value_check (key, counter),
-                        g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, bytes, padding, 1));
-}
-
-static gboolean
-value_is_checked (GVariant *value,
-                  guint     key,
-                  guint64  *counter)
-{
-  guint32 value_key;
-  guint64 check;
-  g_autoptr(GVariant) padding = NULL;
-  const guint8 *bytes;
-  gsize n;
-
-  if (!g_variant_is_of_type (value, G_VARIANT_TYPE ("(uttay)")))
-    return FALSE;
-  g_variant_get (value, "(utt@ay)", &value_key, counter, &check, &padding);
-  bytes = g_variant_get_fixed_array (padding, &n, 1);
-  for (gsize i = 0; i < n; i++)
-    if (bytes[i] != (guint8) (*counter + i))
-      return FALSE;
-  return value_key == key && check == value_check (key, *counter);
-}
-
 /* The table alone ------------------------------------------------------------ */
 
 static LyShmWriter *
@@ -240,7 +196,7 @@ test_table_full (void)
     {
       g_autofree char *key = g_strdup_printf ("key%u", i);
 
-      change (writer, key, checked_value (i, i, 24));
+      change (writer, key, ly_test_checked_value (i, i, 24));
     }
   ly_shm_writer_get_stats (writer, &stats);
   g_test_message ("%u keys in a 64 KiB table: %u with a slot, %u missing", n, stats.n_keys, stats.n_missing);
@@ -257,7 +213,7 @@ test_table_full (void)
       g_assert_cmpint (answer, !=, LY_SHM_ANSWER_MISSING);
       if (answer == LY_SHM_ANSWER_FOUND)
         {
-          g_assert_true (value_is_checked (value, i, &counter));
+          g_assert_true (ly_test_value_is_checked (value, i, &counter));
           g_assert_cmpuint (counter, ==, i);
           found++;
         }
@@ -273,7 +229,7 @@ test_table_full (void)
       if (i >= 40)
         change (writer, key, NULL);
       else
-        change (writer, key, checked_value (i, i + 1, 3000));
+        change (writer, key, ly_test_checked_value (i, i + 1, 3000));
     }
   ly_shm_writer_get_stats (writer, &stats);
   g_test_message ("40 values of 3 KB: %u with a slot, %u of them remote, %u missing",
@@ -290,7 +246,7 @@ test_table_full (void)
       g_assert_cmpint (ly_shm_reader_contains (reader, key), ==, LY_SHM_ANSWER_FOUND);
       if (ly_shm_reader_get (reader, key, &value) == LY_SHM_ANSWER_FOUND)
         {
-          g_assert_true (value_is_checked (value, i, &counter));
+          g_assert_true (ly_test_value_is_checked (value, i, &counter));
           g_assert_cmpuint (counter, ==, i + 1);
         }
     }
@@ -508,7 +464,7 @@ race_write (gpointer data)
       if (counter % 97 == 0)
         change (race->writer, name, NULL);
       else
-        change (race->writer, name, checked_value (key, counter, counter % 300));
+        change (race->writer, name, ly_test_checked_value (key, counter, counter % 300));
     }
   race->writes = counter;
   return NULL;
@@ -537,7 +493,7 @@ race_read (gpointer data)
       counts->reads++;
       if (answer == LY_SHM_ANSWER_FOUND)
         {
-          if (!value_is_checked (value, key, &counter))
+          if (!ly_test_value_is_checked (value, key, &counter))
             g_error ("torn value read for %s: %s", name, g_variant_print (value, TRUE));
           if (counts->found++ == 0)
             g_atomic_int_inc (&race->readers_found);
@@ -570,7 +526,7 @@ race_scan (gpointer data)
         {
           guint64 counter;
 
-          if (!value_is_checked (value, (guint) atoi (name + 4), &counter))
+          if (!ly_test_value_is_checked (value, (guint) atoi (name + 4), &counter))
             g_error ("torn value in get-all for %s", name);
           g_variant_unref (value);
         }
@@ -723,7 +679,7 @@ change_some (gpointer data)
       g_autofree char *name = g_strdup_printf ("shm%u", key);
 
       changer->counter++;
-      set (changer->storage, name, checked_value (key, changer->counter, changer->counter % 200));
+      set (changer->storage, name, ly_test_checked_value (key, changer->counter, changer->counter % 200));
     }
   return G_SOURCE_CONTINUE;
 }
@@ -736,7 +692,7 @@ fill_checked_keys (LyStorage *storage,
     {
       g_autofree char *name = g_strdup_printf ("shm%u", i);
 
-      set (storage, name, checked_value (i, 0, 0));
+      set (storage, name, ly_test_checked_value (i, 0, 0));
     }
 }
 

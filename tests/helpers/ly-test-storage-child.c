@@ -40,6 +40,8 @@
 
 #include <liteyuki-comm.h>
 
+#include "ly-test-util.h"
+
 static void G_GNUC_PRINTF (1, 2)
 report (const char *format,
         ...)
@@ -143,36 +145,6 @@ typedef struct
   guint64    reads, torn, stale, regressions, own_missed, absent;
 } Hammer;
 
-/* The same check as the test's writer makes: a value tells its own key
- * and counter apart from any other. */
-static guint64
-value_check (guint   key,
-             guint64 counter)
-{
-  return (counter * G_GUINT64_CONSTANT (0x9e3779b97f4a7c15)) ^ (key * G_GUINT64_CONSTANT (0xc2b2ae3d27d4eb4f)) ^ 0x5bd1e995;
-}
-
-static gboolean
-parse_checked (GVariant *value,
-               guint     key,
-               guint64  *counter)
-{
-  guint32 value_key;
-  guint64 check;
-  g_autoptr(GVariant) padding = NULL;
-  gsize n;
-  const guint8 *bytes;
-
-  if (!g_variant_is_of_type (value, G_VARIANT_TYPE ("(uttay)")))
-    return FALSE;
-  g_variant_get (value, "(utt@ay)", &value_key, counter, &check, &padding);
-  bytes = g_variant_get_fixed_array (padding, &n, 1);
-  for (gsize i = 0; i < n; i++)
-    if (bytes[i] != (guint8) (*counter + i))
-      return FALSE;
-  return value_key == key && check == value_check (key, *counter);
-}
-
 static void
 hammer_on_changed (LyStorage  *storage,
                    const char *key,
@@ -185,7 +157,7 @@ hammer_on_changed (LyStorage  *storage,
   if (!g_str_has_prefix (key, "shm") || value == NULL)
     return;
   index = (guint) atoi (key + 3);
-  if (index < hammer->n_keys && parse_checked (value, index, &counter))
+  if (index < hammer->n_keys && ly_test_value_is_checked (value, index, &counter))
     {
       guint64 seen = __atomic_load_n (&hammer->announced[index], __ATOMIC_ACQUIRE);
 
@@ -223,7 +195,7 @@ hammer_read (gpointer user_data)
       hammer->reads++;
       if (value == NULL)
         hammer->absent++;
-      else if (!parse_checked (value, index, &counter))
+      else if (!ly_test_value_is_checked (value, index, &counter))
         hammer->torn++;
       else
         {

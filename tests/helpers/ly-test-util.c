@@ -376,3 +376,48 @@ ly_test_assert_all_gone (GArray *pids)
         g_error ("child %d outlived its hub", pid);
     }
 }
+
+/* Values that check themselves: the key's index, a counter, a check of
+ * both, and padding made of the counter.  A torn or misplaced value
+ * fails the check. */
+static guint64
+value_check (guint   key,
+             guint64 counter)
+{
+  return (counter * G_GUINT64_CONSTANT (0x9e3779b97f4a7c15)) ^
+         (key * G_GUINT64_CONSTANT (0xc2b2ae3d27d4eb4f)) ^ 0x5bd1e995;
+}
+
+GVariant *
+ly_test_checked_value (guint   key,
+                       guint64 counter,
+                       gsize   padding)
+{
+  g_autofree guint8 *bytes = g_malloc (padding + 1);
+
+  for (gsize i = 0; i < padding; i++)
+    bytes[i] = (guint8) (counter + i);
+  return g_variant_new ("(utt@ay)", key, counter, value_check (key, counter),
+                        g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, bytes, padding, 1));
+}
+
+gboolean
+ly_test_value_is_checked (GVariant *value,
+                          guint     key,
+                          guint64  *counter)
+{
+  g_autoptr(GVariant) padding = NULL;
+  const guint8 *bytes;
+  guint32 value_key;
+  guint64 check;
+  gsize n;
+
+  if (!g_variant_is_of_type (value, G_VARIANT_TYPE ("(uttay)")))
+    return FALSE;
+  g_variant_get (value, "(utt@ay)", &value_key, counter, &check, &padding);
+  bytes = g_variant_get_fixed_array (padding, &n, 1);
+  for (gsize i = 0; i < n; i++)
+    if (bytes[i] != (guint8) (*counter + i))
+      return FALSE;
+  return value_key == key && check == value_check (key, *counter);
+}

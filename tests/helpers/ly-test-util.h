@@ -61,6 +61,15 @@ void          ly_test_add_target   (LyProcessManager   *manager,
                                     const char * const *argv,
                                     LyTestOutput       *output);
 
+/* Values that check themselves (key index, counter, check, padding),
+ * for readers that must never see a torn one. */
+GVariant *ly_test_checked_value    (guint     key,
+                                    guint64   counter,
+                                    gsize     padding);
+gboolean  ly_test_value_is_checked (GVariant *value,
+                                    guint     key,
+                                    guint64  *counter);
+
 /* Hub processes (tests/ly-test-hub) */
 gboolean ly_test_process_gone    (GPid          pid);
 /* Starts ly-test-hub with @n children; returns their pids. */
