@@ -3,6 +3,7 @@
  *     [hub]
  *     StopTimeout=10
  *     Storage=redis://db.example:6379/0?password-file=/etc/liteyuki/redis.pw
+ *     SharedMemorySize=256M
  *
  *     [target nonebot]
  *     Exec=python3 -m nonebot_plugin
@@ -23,6 +24,9 @@
 #include <string.h>
 
 #define TARGET_PREFIX "target "
+
+/* The largest LyStorage:shared-memory-size */
+#define LC_MAX_SHARED_MEMORY_SIZE (G_GUINT64_CONSTANT (16) << 30)
 
 typedef struct
 {
@@ -213,6 +217,42 @@ parse_seconds (Config      *config,
                          _("“%s” is not a number of seconds from 0 to 3600"), text);
 
   *seconds = value;
+  return TRUE;
+}
+
+/* A size in bytes, with an optional K, M or G (powers of 1024), from 0
+ * to the largest shared table. */
+static gboolean
+parse_size (Config      *config,
+            const char  *group,
+            const char  *key,
+            guint64     *size)
+{
+  g_autofree char *text = g_key_file_get_string (config->file, group, key, NULL);
+  guint64 value = 0, unit = 1;
+  char *end = NULL;
+
+  if (text == NULL)
+    return TRUE;
+
+  if (g_ascii_isdigit (text[0]))
+    value = g_ascii_strtoull (text, &end, 10);
+  if (end != NULL && *end != '\0' && end[1] == '\0')
+    {
+      const char *units = "KMG";
+      const char *found = strchr (units, g_ascii_toupper (*end));
+
+      if (found != NULL)
+        {
+          unit = G_GUINT64_CONSTANT (1) << (10 * (found - units + 1));
+          end++;
+        }
+    }
+  if (end == NULL || *end != '\0' || value > LC_MAX_SHARED_MEMORY_SIZE / unit)
+    return config_error (config, group, key,
+                         _("“%s” is not a size from 0 to 16G (bytes, or with K, M or G)"), text);
+
+  *size = value * unit;
   return TRUE;
 }
 
@@ -424,6 +464,19 @@ lc_config_load (const char        *path,
   return lc_config_load_data (path, text, flags, manager, error);
 }
 
+/* The table the hub's children read the storage from (made when the
+ * first one starts, after the file is loaded). */
+static void
+set_shared_memory_size (LyProcessManager *manager,
+                        guint64           size)
+{
+  g_autoptr(LyStorage) storage = NULL;
+
+  g_object_get (manager, "storage", &storage, NULL);
+  if (storage != NULL)
+    g_object_set (storage, "shared-memory-size", size, NULL);
+}
+
 /* The file's @text, read already; @path is for the messages.  The
  * fuzzer feeds it arbitrary bytes. */
 gboolean
@@ -433,7 +486,7 @@ lc_config_load_data (const char        *path,
                      LyProcessManager  *manager,
                      GError           **error)
 {
-  static const char * const hub_keys[] = { "StopTimeout", "Storage", NULL };
+  static const char * const hub_keys[] = { "StopTimeout", "Storage", "SharedMemorySize", NULL };
   g_autoptr(GKeyFile) file = g_key_file_new ();
   g_auto(GStrv) lines = NULL;
   g_auto(GStrv) groups = NULL;
@@ -460,7 +513,7 @@ lc_config_load_data (const char        *path,
       if (g_str_equal (groups[i], "hub"))
         {
           double stop_timeout = -1;
-
+          guint64 shared_memory_size = G_MAXUINT64;
           g_autofree char *storage = g_key_file_get_string (file, groups[i], "Storage", NULL);
 
           check_keys (&config, groups[i], hub_keys);
@@ -470,6 +523,9 @@ lc_config_load_data (const char        *path,
                           _("“%s” is not a storage URI (local:, redis://HOST…, unix:///PATH…)"), storage);
           if (parse_seconds (&config, groups[i], "StopTimeout", &stop_timeout) && stop_timeout >= 0)
             ly_process_manager_set_stop_timeout (manager, stop_timeout);
+          if (parse_size (&config, groups[i], "SharedMemorySize", &shared_memory_size) &&
+              shared_memory_size != G_MAXUINT64)
+            set_shared_memory_size (manager, shared_memory_size);
         }
       else if (g_str_has_prefix (groups[i], TARGET_PREFIX))
         {

@@ -420,6 +420,29 @@ expect "a bad pattern is named" "“a*b” is not a key pattern" cat "$work/badp
 expect "a bad size is named" "“12Q” is not a size" cat "$work/badpolicy.err"
 expect "a bad count is named" "“-1” is not a count" cat "$work/badpolicy.err"
 
+# the storage's shared table: on by default, SharedMemorySize= sizes it or
+# turns it off; a child finds it as fd 6
+for size in default 0; do
+  { printf '[hub]\n'
+    [ $size = default ] || printf 'SharedMemorySize=%s\n' $size
+    printf '[target table]\nExec=/bin/sh -c '\''readlink /proc/$$/fd/6 >>"%s"; echo end >>"%s"; exec sleep 300'\''\nStopTimeout=1\n' \
+      "$work/table-$size.log" "$work/table-$size.log"
+  } >"$work/table-$size.conf"
+  start_hub "$work/table-$size.conf"
+  wait_for_line end "$work/table-$size.log"
+  ok $? "a child of a hub with SharedMemorySize $size started"
+  stop_hub
+done
+expect "…by default it gets the sealed table as fd 6" "/memfd:liteyuki-comm storage" cat "$work/table-default.log"
+expect_output "…with SharedMemorySize=0 it gets none" "end" cat "$work/table-0.log"
+printf '[hub]\nSharedMemorySize=12X\n[target a]\nExec=/bin/true\n' >"$work/badsize.conf"
+lc run --check "$work/badsize.conf" >/dev/null 2>"$work/badsize.err"
+ok $([ $? = 1 ] && echo 0 || echo 1) "a bad SharedMemorySize fails the check"
+expect "…and is named" "“12X” is not a size from 0 to 16G" cat "$work/badsize.err"
+printf '[hub]\nSharedMemorySize=17G\n[target a]\nExec=/bin/true\n' >"$work/bigsize.conf"
+lc run --check "$work/bigsize.conf" >/dev/null 2>"$work/bigsize.err"
+expect "…as is one over 16G" "“17G” is not a size from 0 to 16G" cat "$work/bigsize.err"
+
 # a bus that goes away takes no child with it
 dbus-daemon --session --fork --print-address=3 --print-pid=4 3>"$work/bus.address" 4>"$work/bus.pid"
 DBUS_SESSION_BUS_ADDRESS=$(cat "$work/bus.address") "$tool" run "$work/idle.conf" >"$work/lost.log" 2>&1 &
