@@ -617,37 +617,15 @@ storage_child_path (void)
   return g_test_build_filename (G_TEST_BUILT, "ly-test-storage-child", NULL);
 }
 
-static void
-add_child (Fixture    *f,
-           const char *name,
-           ...)
-{
-  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(GError) error = NULL;
-  const char *arg;
-  va_list args;
-
-  g_ptr_array_add (argv, storage_child_path ());
-  va_start (args, name);
-  while ((arg = va_arg (args, const char *)) != NULL)
-    g_ptr_array_add (argv, g_strdup (arg));
-  va_end (args);
-  g_ptr_array_add (argv, NULL);
-
-  ly_test_add_target (f->manager, name, (const char * const *) argv->pdata, f->output);
-  ly_process_manager_set_restart_policy (f->manager, name, LY_RESTART_NEVER, &error);
-  g_assert_no_error (error);
-}
-
-static void
-start (Fixture    *f,
-       const char *name)
-{
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (ly_process_manager_start (f->manager, name, &error));
-  g_assert_no_error (error);
-}
+/* Children that are not restarted: an exit is the end of their work. */
+#define add_child(f, name, ...) \
+  G_STMT_START { \
+    g_autoptr(GError) policy_error = NULL; \
+    ly_test_add_storage_child ((f)->manager, (f)->output, name, __VA_ARGS__); \
+    ly_process_manager_set_restart_policy ((f)->manager, name, LY_RESTART_NEVER, &policy_error); \
+    g_assert_no_error (policy_error); \
+  } G_STMT_END
+#define start(f, name) ly_test_start ((f)->manager, name)
 
 static void
 set (LyStorage  *storage,

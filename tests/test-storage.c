@@ -203,34 +203,8 @@ fixture_teardown (Fixture       *f,
     ly_storage_delete (f->storage, keys[i], NULL);
 }
 
-static void
-add_child (Fixture    *f,
-           const char *name,
-           ...)
-{
-  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-  const char *arg;
-  va_list args;
-
-  g_ptr_array_add (argv, g_test_build_filename (G_TEST_BUILT, "ly-test-storage-child", NULL));
-  va_start (args, name);
-  while ((arg = va_arg (args, const char *)) != NULL)
-    g_ptr_array_add (argv, g_strdup (arg));
-  va_end (args);
-  g_ptr_array_add (argv, NULL);
-
-  ly_test_add_target (f->manager, name, (const char * const *) argv->pdata, f->output);
-}
-
-static void
-start (Fixture    *f,
-       const char *name)
-{
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (ly_process_manager_start (f->manager, name, &error));
-  g_assert_no_error (error);
-}
+#define add_child(f, name, ...) ly_test_add_storage_child ((f)->manager, (f)->output, name, __VA_ARGS__)
+#define start(f, name)          ly_test_start ((f)->manager, name)
 
 static void
 count_change (LyStorage  *storage,

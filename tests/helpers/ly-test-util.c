@@ -421,3 +421,36 @@ ly_test_value_is_checked (GVariant *value,
       return FALSE;
   return value_key == key && check == value_check (key, *counter);
 }
+
+/* Adds a target running tests/ly-test-storage-child with the arguments
+ * that follow @name (up to a NULL), reporting to @output. */
+void
+ly_test_add_storage_child (LyProcessManager *manager,
+                           LyTestOutput     *output,
+                           const char       *name,
+                           ...)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  const char *arg;
+  va_list args;
+
+  g_ptr_array_add (argv, g_test_build_filename (G_TEST_BUILT, "ly-test-storage-child", NULL));
+  va_start (args, name);
+  while ((arg = va_arg (args, const char *)) != NULL)
+    g_ptr_array_add (argv, g_strdup (arg));
+  va_end (args);
+  g_ptr_array_add (argv, NULL);
+
+  ly_test_add_target (manager, name, (const char * const *) argv->pdata, output);
+}
+
+/* Starts target @name, failing the test if it cannot. */
+void
+ly_test_start (LyProcessManager *manager,
+               const char       *name)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (ly_process_manager_start (manager, name, &error));
+  g_assert_no_error (error);
+}

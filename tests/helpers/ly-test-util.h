@@ -78,6 +78,15 @@ GArray  *ly_test_spawn_hub       (GSubprocess **hub,
 /* Fails the test unless every pid is gone within 5 s. */
 void     ly_test_assert_all_gone (GArray       *pids);
 
+/* Adds a target running ly-test-storage-child with the arguments after
+ * @name, up to a NULL. */
+void          ly_test_add_storage_child (LyProcessManager *manager,
+                                         LyTestOutput     *output,
+                                         const char       *name,
+                                         ...) G_GNUC_NULL_TERMINATED;
+void          ly_test_start        (LyProcessManager   *manager,
+                                    const char         *name);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LyTestOutput, ly_test_output_free)
 
 G_END_DECLS
