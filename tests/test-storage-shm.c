@@ -312,6 +312,25 @@ test_table_snapshot_order (void)
   assert_get (reader, "other", LY_SHM_ANSWER_FOUND, g_variant_new_int32 (3));
 }
 
+/* A hub that ends closes its table: a child still holding it asks the
+ * hub (and learns it is gone) instead of reading a store nobody keeps. */
+static void
+test_table_writer_gone (void)
+{
+  LyShmWriter *writer = writer_new (LY_SHM_MIN_SIZE);
+  g_autoptr(LyShmReader) reader = reader_new (writer);
+  g_auto(GStrv) keys = NULL;
+
+  load_empty_snapshot (writer);
+  change (writer, "k", g_variant_new_uint32 (1));
+  assert_get (reader, "k", LY_SHM_ANSWER_FOUND, g_variant_new_uint32 (1));
+
+  ly_shm_writer_free (writer);
+  assert_get (reader, "k", LY_SHM_ANSWER_ASK_HUB, NULL);
+  g_assert_cmpint (ly_shm_reader_contains (reader, "k"), ==, LY_SHM_ANSWER_ASK_HUB);
+  g_assert_cmpint (ly_shm_reader_list_keys (reader, &keys), ==, LY_SHM_ANSWER_ASK_HUB);
+}
+
 /* Only the hub writes: a child cannot map the table writable, write it,
  * grow it or shrink it, not even through /proc. */
 static void
@@ -903,6 +922,7 @@ main (int   argc,
   g_test_add_func ("/storage-shm/table/full", test_table_full);
   g_test_add_func ("/storage-shm/table/churn", test_table_churn);
   g_test_add_func ("/storage-shm/table/snapshot-order", test_table_snapshot_order);
+  g_test_add_func ("/storage-shm/table/writer-gone", test_table_writer_gone);
   g_test_add_func ("/storage-shm/table/read-only", test_table_read_only);
   g_test_add_func ("/storage-shm/table/hostile-files", test_table_hostile_files);
   g_test_add_func ("/storage-shm/table/threads", test_table_threads);
