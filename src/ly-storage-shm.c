@@ -58,6 +58,7 @@
 #define BYTES_PER_SLOT   256     /* of the table's size: one slot */
 #define MIN_SLOTS        64
 #define MAX_LOAD(n)      ((n) / 8 * 7)
+#define MIN_TOMBSTONES(n) ((n) / 16)   /* to lay the slots out again */
 
 /* The largest value kept in the table (its serialized data); larger
  * ones are REMOTE: copying them would cost more than the round trip
@@ -493,7 +494,10 @@ claim_slot_locked (LyShmWriter *self,
     return free_slot;
   if (self->n_full + self->n_tombstones < MAX_LOAD (self->mask + 1))
     return free_slot;
-  if (self->n_tombstones == 0)
+  /* a re-layout costs every slot: only worth it when it frees a good
+   * share of them, or a table nearly full of live keys would be laid
+   * out again at every new key */
+  if (self->n_tombstones < MIN_TOMBSTONES (self->mask + 1))
     return NULL;
 
   rebuild_slots_locked (self);

@@ -294,6 +294,51 @@ test_table_churn (void)
   assert_get (reader, "passing0", LY_SHM_ANSWER_MISSING, NULL);
 }
 
+/* A table nearly full of live keys is not laid out again at every new
+ * key (each re-layout costs every slot): new keys that find no room
+ * are asked of the hub, and the live ones stay. */
+static void
+test_table_full_churn (void)
+{
+  g_autoptr(LyShmWriter) writer = writer_new (LY_SHM_MIN_SIZE);
+  g_autoptr(LyShmReader) reader = reader_new (writer);
+  LyShmWriterStats stats;
+  guint live = 220, n = ly_test_scaled (20000);
+
+  load_empty_snapshot (writer);
+  for (guint i = 0; i < live; i++)
+    {
+      g_autofree char *key = g_strdup_printf ("live%u", i);
+
+      change (writer, key, g_variant_new_uint32 (i));
+    }
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *key = g_strdup_printf ("passing%u", i);
+      g_autoptr(GVariant) value = NULL;
+      LyShmAnswer answer;
+
+      change (writer, key, g_variant_new_uint32 (i));
+      answer = ly_shm_reader_get (reader, key, &value);
+      g_assert_cmpint (answer, !=, LY_SHM_ANSWER_MISSING);
+      if (answer == LY_SHM_ANSWER_FOUND)
+        g_assert_cmpuint (g_variant_get_uint32 (value), ==, i);
+      change (writer, key, NULL);
+    }
+
+  ly_shm_writer_get_stats (writer, &stats);
+  g_test_message ("%u keys passed a table holding %u live keys: %u re-layouts", n, live, stats.n_rebuilds);
+  g_assert_cmpuint (stats.n_rebuilds, <=, n / 16);
+  g_assert_cmpuint (stats.n_missing, ==, 0);
+  for (guint i = 0; i < live; i++)
+    {
+      g_autofree char *key = g_strdup_printf ("live%u", i);
+
+      assert_get (reader, key, LY_SHM_ANSWER_FOUND, g_variant_new_uint32 (i));
+    }
+  assert_get (reader, "passing0", LY_SHM_ANSWER_MISSING, NULL);
+}
+
 /* A change made while the snapshot was taken is newer than the
  * snapshot's value for its key. */
 static void
@@ -921,6 +966,7 @@ main (int   argc,
   g_test_add_func ("/storage-shm/table/large-values", test_table_large_values);
   g_test_add_func ("/storage-shm/table/full", test_table_full);
   g_test_add_func ("/storage-shm/table/churn", test_table_churn);
+  g_test_add_func ("/storage-shm/table/full-churn", test_table_full_churn);
   g_test_add_func ("/storage-shm/table/snapshot-order", test_table_snapshot_order);
   g_test_add_func ("/storage-shm/table/writer-gone", test_table_writer_gone);
   g_test_add_func ("/storage-shm/table/read-only", test_table_read_only);
