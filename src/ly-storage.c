@@ -24,9 +24,12 @@
  * bytes; values are [struct@GLib.Variant]s of any type, up to
  * [property@Ly.Storage:max-value-size].  The same API works in every process:
  * [func@Ly.Storage.get_default] is the authoritative store in the hub
- * and a proxy in a managed child, whose every operation is a request to
- * the hub over the child's control connection (one round trip; the async
- * calls pipeline).  The hub applies every operation in one order; a
+ * and a proxy in a managed child.  A child reads the hub's store from
+ * shared memory, without asking the hub (see
+ * [property@Ly.Storage:shared-memory-size]); its writes are requests to
+ * the hub over its control connection (one round trip; the async calls
+ * pipeline).  A process never reads a value older than one it was told
+ * of (in a reply or a signal).  The hub applies every operation in one order; a
  * child's ly_storage_set() returns after the hub applied it, so any
  * process that reads afterwards sees it.
  *
@@ -1027,7 +1030,10 @@ ly_storage_set_finish (LyStorage     *self,
  * @key: the key
  * @error: return location for a #GError
  *
- * Reads @key.  In a child, one round trip to the hub.
+ * Reads @key.  In a child, from the hub's table in shared memory (well
+ * under a microsecond), or with one round trip to the hub when the table
+ * cannot answer (a value over 16 KiB, no table, a write of this process
+ * still on its way).
  *
  * Returns: (transfer full) (nullable): the value, or %NULL without an
  *   error when the key does not exist
@@ -1159,8 +1165,9 @@ ly_storage_delete (LyStorage   *self,
  * @key: the key
  * @error: return location for a #GError
  *
- * Tells whether @key exists.  In a child, one round trip to the hub (or
- * none, from a hub's cache on Redis).
+ * Tells whether @key exists.  In a child, from the hub's table in shared
+ * memory, or with one round trip to the hub when the table cannot answer
+ * (or none, from a hub's cache on Redis).
  *
  * Returns: whether @key exists; %FALSE with @error set on failure
  *
