@@ -62,7 +62,6 @@ void         ly_shm_writer_changed        (LyShmWriter  *self,
 void         ly_shm_writer_begin_snapshot (LyShmWriter  *self);
 void         ly_shm_writer_load_snapshot  (LyShmWriter  *self,
                                            GVariant     *all);
-void         ly_shm_writer_invalidate     (LyShmWriter  *self);
 
 /* What a writer holds, for tests and benchmarks */
 typedef struct

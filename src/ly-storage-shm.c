@@ -598,32 +598,6 @@ ly_shm_writer_load_snapshot (LyShmWriter *self,
   g_mutex_unlock (&self->mutex);
 }
 
-/* Closes the table to its readers (they ask the hub) and empties it,
- * for a snapshot to fill again. */
-void
-ly_shm_writer_invalidate (LyShmWriter *self)
-{
-  g_mutex_lock (&self->mutex);
-  self->ready = FALSE;
-  set_flags_locked (self);
-
-  seq_begin (&self->header->layout_seq);
-  for (guint32 i = 0; i <= self->mask; i++)
-    {
-      store_relaxed (&self->slots[i].state, SLOT_EMPTY);
-      store_relaxed (&self->slots[i].seq, self->slots[i].seq + 2);
-    }
-  seq_end (&self->header->layout_seq);
-
-  self->bump = 0;
-  for (int c = 0; c < N_CLASSES; c++)
-    g_array_set_size (self->free_blocks[c], 0);
-  self->n_full = self->n_remote = self->n_tombstones = 0;
-  self->bytes_used = 0;
-  g_hash_table_remove_all (self->missing);
-  g_mutex_unlock (&self->mutex);
-}
-
 void
 ly_shm_writer_get_stats (LyShmWriter      *self,
                          LyShmWriterStats *stats)
