@@ -70,7 +70,6 @@ typedef struct
   guint  n_remote;       /* with a slot, but the value is asked of the hub */
   guint  n_missing;      /* without a slot: the table is incomplete */
   guint  n_rebuilds;     /* times the slots were laid out again */
-  gsize  bytes_used;     /* in records */
 } LyShmWriterStats;
 
 void         ly_shm_writer_get_stats      (LyShmWriter       *self,

@@ -172,7 +172,6 @@ struct _LyShmWriter
   guint32   mask;
   guint8   *data;
   guint64   data_size;
-  gsize     max_value;
 
   /* @mutex protects the table's contents and everything below: the
    * allocator (@bump, @free_blocks), the counts, @missing and
@@ -185,7 +184,6 @@ struct _LyShmWriter
   guint        n_remote;
   guint        n_tombstones;
   guint        n_rebuilds;
-  gsize        bytes_used;
   GHashTable  *missing;                  /* keys in the store without a slot */
   GHashTable  *touched;                  /* while a snapshot is taken: keys changed since */
   gboolean     ready;
@@ -226,7 +224,6 @@ block_alloc (LyShmWriter *self,
   else
     return FALSE;
 
-  self->bytes_used += block_size;
   return TRUE;
 }
 
@@ -256,7 +253,6 @@ block_free (LyShmWriter *self,
     return;
   c = block_class (record_length (slot->key_length, slot->type_length, slot->value_length));
   g_array_append_val (self->free_blocks[c], slot->offset);
-  self->bytes_used -= (gsize) MIN_BLOCK << c;
 }
 
 static const guint8 *
@@ -535,7 +531,7 @@ write_locked (LyShmWriter *self,
 
   /* a large value stays in the hub; so does one that finds no room,
    * if its key does */
-  inline_value = g_variant_get_size (value) <= self->max_value &&
+  inline_value = g_variant_get_size (value) <= MAX_INLINE_VALUE &&
                  strlen (g_variant_get_type_string (value)) <= MAX_TYPE_LENGTH;
   if (!write_record (self, key, key_length, inline_value ? value : NULL, &next) &&
       (!inline_value || !write_record (self, key, key_length, NULL, &next)))
@@ -607,7 +603,6 @@ ly_shm_writer_get_stats (LyShmWriter      *self,
   stats->n_remote = self->n_remote;
   stats->n_missing = g_hash_table_size (self->missing);
   stats->n_rebuilds = self->n_rebuilds;
-  stats->bytes_used = self->bytes_used;
   g_mutex_unlock (&self->mutex);
 }
 
@@ -686,7 +681,6 @@ ly_shm_writer_new (guint64   size,
   self->mask = n_slots - 1;
   self->data = self->base + HEADER_SIZE + (guint64) n_slots * SLOT_SIZE;
   self->data_size = size - HEADER_SIZE - (guint64) n_slots * SLOT_SIZE;
-  self->max_value = MAX_INLINE_VALUE;
 
   memcpy (self->header->magic, SHM_MAGIC, sizeof self->header->magic);
   self->header->version = SHM_VERSION;
@@ -694,7 +688,7 @@ ly_shm_writer_new (guint64   size,
   self->header->size = size;
   self->header->slots_offset = HEADER_SIZE;
   self->header->n_slots = n_slots;
-  self->header->max_value = (guint32) self->max_value;
+  self->header->max_value = MAX_INLINE_VALUE;
   self->header->data_offset = HEADER_SIZE + (guint64) n_slots * SLOT_SIZE;
   self->header->data_size = self->data_size;
 

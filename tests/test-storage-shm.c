@@ -252,6 +252,34 @@ test_table_full (void)
     }
 }
 
+/* Sets PREFIX0..PREFIX(n-1) to 0..n-1. */
+static void
+set_numbered (LyShmWriter *writer,
+              const char  *prefix,
+              guint        n)
+{
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *key = g_strdup_printf ("%s%u", prefix, i);
+
+      change (writer, key, g_variant_new_uint32 (i));
+    }
+}
+
+/* Reads PREFIX0..PREFIX(n-1) back as 0..n-1. */
+static void
+assert_numbered (LyShmReader *reader,
+                 const char  *prefix,
+                 guint        n)
+{
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *key = g_strdup_printf ("%s%u", prefix, i);
+
+      assert_get (reader, key, LY_SHM_ANSWER_FOUND, g_variant_new_uint32 (i));
+    }
+}
+
 /* Keys come and go by the hundred thousand in a small table: the
  * tombstones are cleared by laying the slots out again, and no key is
  * ever lost. */
@@ -264,12 +292,7 @@ test_table_churn (void)
   guint n = ly_test_scaled (100000);
 
   load_empty_snapshot (writer);
-  for (guint i = 0; i < 50; i++)
-    {
-      g_autofree char *key = g_strdup_printf ("stable%u", i);
-
-      change (writer, key, g_variant_new_uint32 (i));
-    }
+  set_numbered (writer, "stable", 50);
   for (guint i = 0; i < n; i++)
     {
       g_autofree char *key = g_strdup_printf ("passing%u", i);
@@ -285,12 +308,7 @@ test_table_churn (void)
   g_assert_cmpuint (stats.n_rebuilds, >, 0);
   g_assert_cmpuint (stats.n_missing, ==, 0);
   g_assert_cmpuint (stats.n_keys, ==, 50);
-  for (guint i = 0; i < 50; i++)
-    {
-      g_autofree char *key = g_strdup_printf ("stable%u", i);
-
-      assert_get (reader, key, LY_SHM_ANSWER_FOUND, g_variant_new_uint32 (i));
-    }
+  assert_numbered (reader, "stable", 50);
   assert_get (reader, "passing0", LY_SHM_ANSWER_MISSING, NULL);
 }
 
@@ -306,12 +324,7 @@ test_table_full_churn (void)
   guint live = 220, n = ly_test_scaled (20000);
 
   load_empty_snapshot (writer);
-  for (guint i = 0; i < live; i++)
-    {
-      g_autofree char *key = g_strdup_printf ("live%u", i);
-
-      change (writer, key, g_variant_new_uint32 (i));
-    }
+  set_numbered (writer, "live", live);
   for (guint i = 0; i < n; i++)
     {
       g_autofree char *key = g_strdup_printf ("passing%u", i);
@@ -330,12 +343,7 @@ test_table_full_churn (void)
   g_test_message ("%u keys passed a table holding %u live keys: %u re-layouts", n, live, stats.n_rebuilds);
   g_assert_cmpuint (stats.n_rebuilds, <=, n / 16);
   g_assert_cmpuint (stats.n_missing, ==, 0);
-  for (guint i = 0; i < live; i++)
-    {
-      g_autofree char *key = g_strdup_printf ("live%u", i);
-
-      assert_get (reader, key, LY_SHM_ANSWER_FOUND, g_variant_new_uint32 (i));
-    }
+  assert_numbered (reader, "live", live);
   assert_get (reader, "passing0", LY_SHM_ANSWER_MISSING, NULL);
 }
 
